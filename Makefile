@@ -1,0 +1,57 @@
+# pr2prod: every target is a thin wrapper around the `pr2prod` CLI or DVC.
+# The virtual environment is created (or refreshed) from requirements.lock on demand.
+
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export PATH := $(abspath $(BIN)):$(PATH)
+export DVC_NO_ANALYTICS := 1
+
+.PHONY: help venv data validate repro run test test-fast lint lock clean
+
+help: ## List the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(STAMP): requirements.lock pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "pr2prod needs Python 3.11 or newer; set PYTHON=python3.11 (or newer)")'
+	@echo "setting up $(VENV) from requirements.lock"
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install --quiet --upgrade pip
+	@$(BIN)/python -m pip install --quiet --require-hashes -r requirements.lock
+	@$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	@touch $(STAMP)
+
+venv: $(STAMP) ## Create or refresh the virtual environment from the lock (no-op when current)
+
+data: $(STAMP) ## Materialise the data tracked by data.dvc (dvc pull when a remote is configured)
+	pr2prod data
+
+validate: data ## Validate the data against schema.yaml (the DVC `validate` stage)
+	dvc repro validate
+
+repro: data ## Reproduce the whole DVC pipeline (validate, prepare, train, evaluate)
+	dvc repro
+
+run: repro ## The whole lifecycle, locally: data, validation, training, evaluation
+	@pr2prod summary
+
+lint: $(STAMP) ## Lint and format-check the code with ruff
+	ruff check .
+	ruff format --check .
+
+test-fast: $(STAMP) ## Unit tests only (the inner loop)
+	pytest -m "not integration" -q
+
+test: lint ## The whole suite that CI runs: lint, unit and integration tests
+	pytest -q
+
+lock: $(STAMP) ## Re-resolve requirements.lock from pyproject.toml
+	uv pip compile pyproject.toml --extra dev --generate-hashes --python-version 3.11 -o requirements.lock
+
+clean: ## Remove the virtual environment and the pipeline's cached artifacts
+	rm -rf $(VENV) artifacts .pytest_cache .ruff_cache

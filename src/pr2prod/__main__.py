@@ -1,0 +1,3 @@
+from pr2prod.cli import main
+
+raise SystemExit(main())

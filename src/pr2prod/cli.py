@@ -1,0 +1,110 @@
+"""The `pr2prod` command: one subcommand per step. dvc.yaml and the Makefile call these."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+from pr2prod import paths
+from pr2prod.config import load_params
+from pr2prod.console import describe_metrics, describe_validation
+from pr2prod.errors import Pr2prodError
+from pr2prod.schema import load_schema
+
+
+def cmd_data(_: argparse.Namespace) -> int:
+    from pr2prod.data.fetch import fetch_data
+
+    print(fetch_data())
+    return 0
+
+
+def cmd_validate(_: argparse.Namespace) -> int:
+    from pr2prod.data.validation import validate_file
+
+    params, schema = load_params(paths.PARAMS), load_schema(paths.SCHEMA)
+    report = validate_file(params.data_file, schema)
+    paths.VALIDATION_REPORT.parent.mkdir(parents=True, exist_ok=True)
+    paths.VALIDATION_REPORT.write_text(report.to_json())
+    print(describe_validation(report), file=sys.stdout if report.valid else sys.stderr)
+    return 0 if report.valid else 1
+
+
+def cmd_prepare(_: argparse.Namespace) -> int:
+    from pr2prod.model.split import split_dataset
+
+    params, schema = load_params(paths.PARAMS), load_schema(paths.SCHEMA)
+    train_rows, test_rows = split_dataset(params, schema, paths.TRAIN_SPLIT, paths.TEST_SPLIT)
+    print(f"prepare: {train_rows} training rows, {test_rows} test rows (seed {params.seed})")
+    return 0
+
+
+def cmd_train(_: argparse.Namespace) -> int:
+    from pr2prod.model.train import train_model
+
+    params, schema = load_params(paths.PARAMS), load_schema(paths.SCHEMA)
+    print(f"train: fitting {params.train.estimator} ...", flush=True)
+    rows = train_model(params, schema, paths.TRAIN_SPLIT, paths.MODEL, paths.MODEL_CARD)
+    print(f"train: fitted on {rows} rows, saved {paths.MODEL}")
+    return 0
+
+
+def cmd_evaluate(_: argparse.Namespace) -> int:
+    from pr2prod.model.evaluate import evaluate_model, write_evaluation
+
+    schema = load_schema(paths.SCHEMA)
+    evaluation = evaluate_model(paths.MODEL, paths.TEST_SPLIT, schema)
+    write_evaluation(
+        evaluation, paths.METRICS, paths.PREDICTIONS, paths.ROC_CURVE, paths.PR_CURVE
+    )
+    figures = evaluation.metrics
+    print(
+        f"evaluate: accuracy {figures['accuracy']:.4f}, F1 {figures['f1']:.4f}, "
+        f"ROC-AUC {figures['roc_auc']:.4f} on {figures['test_rows']} test rows"
+    )
+    return 0
+
+
+def cmd_summary(_: argparse.Namespace) -> int:
+    if not paths.METRICS.is_file():
+        raise Pr2prodError(f"{paths.METRICS} not found", hint="run `make run` first")
+    print(describe_metrics(paths.METRICS))
+    print(
+        f"\nResults: {paths.METRICS} (metrics), {paths.PREDICTIONS} (per-row test predictions),"
+        f" {paths.RESULTS}/plots/ (ROC and precision-recall data), {paths.MODEL} (the model)."
+        "\nPlots: `dvc plots show` writes them to dvc_plots/index.html."
+    )
+    return 0
+
+
+COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str]] = {
+    "data": (cmd_data, "put the data recorded in data.dvc into data/ (pull or embedded sample)"),
+    "validate": (cmd_validate, "check the data against schema.yaml; fail on any broken rule"),
+    "prepare": (cmd_prepare, "split the data into seeded, stratified train and test sets"),
+    "train": (cmd_train, "fit the scikit-learn pipeline described by params.yaml"),
+    "evaluate": (cmd_evaluate, "write test metrics, per-row predictions and plot data"),
+    "summary": (cmd_summary, "print the latest metrics and where the results are"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pr2prod", description="Take a model from pull request to production."
+    )
+    subcommands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (handler, help_text) in COMMANDS.items():
+        subcommand = subcommands.add_parser(name, help=help_text, description=help_text)
+        subcommand.set_defaults(handler=handler)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except Pr2prodError as error:
+        print(f"error: {error}", file=sys.stderr)
+        if error.hint:
+            print(f"what to do: {error.hint}", file=sys.stderr)
+        return 2

@@ -1,0 +1,1 @@
+"""Getting the data, checking it against the schema, and reading it typed."""

@@ -1,0 +1,45 @@
+"""The estimator named in params.yaml (train.estimator), built with its hyperparameters."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from sklearn.base import BaseEstimator, is_classifier
+
+from pr2prod.config import TrainParams
+from pr2prod.errors import Pr2prodError
+
+
+def make_estimator(train: TrainParams, seed: int) -> BaseEstimator:
+    """Instantiate e.g. `sklearn.ensemble.RandomForestClassifier` with the given settings.
+
+    The pipeline seed becomes the estimator's `random_state` unless params.yaml sets one,
+    so that training is reproducible by default.
+    """
+    estimator_class = _import(train.estimator)
+    try:
+        estimator = estimator_class()
+        settings: dict[str, Any] = dict(train.hyperparameters)
+        if "random_state" in estimator.get_params() and "random_state" not in settings:
+            settings["random_state"] = seed
+        estimator.set_params(**settings)
+    except (TypeError, ValueError) as error:
+        raise Pr2prodError(
+            f"params.yaml: train.hyperparameters do not fit {train.estimator}: {error}",
+            hint="use the parameter names from the estimator's scikit-learn documentation",
+        ) from error
+    if not is_classifier(estimator):
+        raise Pr2prodError(f"params.yaml: train.estimator {train.estimator} is not a classifier")
+    return estimator
+
+
+def _import(dotted_path: str) -> type[BaseEstimator]:
+    module_name, _, class_name = dotted_path.rpartition(".")
+    try:
+        return getattr(importlib.import_module(module_name), class_name)
+    except (ImportError, AttributeError, ValueError) as error:
+        raise Pr2prodError(
+            f"params.yaml: train.estimator {dotted_path!r} cannot be imported ({error})",
+            hint="give the full import path, e.g. sklearn.ensemble.RandomForestClassifier",
+        ) from error

@@ -1,0 +1,147 @@
+"""`pr2prod evaluate`: test-set metrics, per-row predictions and the data behind the plots.
+
+For a binary target, precision, recall, F1 and the ROC/PR curves are about the schema's
+positive class; for more classes they are macro averages and micro-averaged curves.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import joblib
+import numpy as np
+import pandas as pd
+from sklearn import metrics
+from sklearn.preprocessing import label_binarize
+
+from pr2prod.data.validation import load_typed
+from pr2prod.schema import FeatureSchema
+
+DECIMALS = 6  # enough for any comparison, short enough to diff by eye
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    metrics: dict[str, object]
+    predictions: pd.DataFrame
+    roc: pd.DataFrame
+    precision_recall: pd.DataFrame
+
+
+def evaluate_model(model_path: Path, test_path: Path, schema: FeatureSchema) -> Evaluation:
+    model = joblib.load(model_path)
+    test = load_typed(test_path, schema)
+    classes = list(schema.target.classes)
+    actual = test[schema.target.name].astype(str).to_numpy()
+    # Columns in schema order, whatever order the estimator learnt the classes in.
+    order = [list(map(str, model.classes_)).index(label) for label in classes]
+    probabilities = model.predict_proba(test[schema.feature_names])[:, order]
+    predicted = np.asarray(classes)[probabilities.argmax(axis=1)]
+    scores, truth = _curve_inputs(actual, probabilities, schema)
+    return Evaluation(
+        metrics=_metrics(actual, predicted, probabilities, schema),
+        predictions=_predictions(test, schema, actual, predicted, probabilities),
+        roc=_roc(truth, scores),
+        precision_recall=_precision_recall(truth, scores),
+    )
+
+
+def _metrics(
+    actual: np.ndarray, predicted: np.ndarray, probabilities: np.ndarray, schema: FeatureSchema
+) -> dict[str, object]:
+    classes = list(schema.target.classes)
+    target = schema.target
+    if target.is_binary:
+        positive = classes.index(target.positive_class)
+        averaging = {"average": "binary", "pos_label": target.positive_class}
+        roc_auc = metrics.roc_auc_score(actual == target.positive_class, probabilities[:, positive])
+    else:
+        averaging = {"average": "macro", "labels": classes}
+        roc_auc = metrics.roc_auc_score(
+            actual, probabilities, multi_class="ovr", average="macro", labels=classes
+        )
+    per_class = metrics.classification_report(
+        actual, predicted, labels=classes, output_dict=True, zero_division=0
+    )
+    summary = {
+        "accuracy": metrics.accuracy_score(actual, predicted),
+        "precision": metrics.precision_score(actual, predicted, zero_division=0, **averaging),
+        "recall": metrics.recall_score(actual, predicted, zero_division=0, **averaging),
+        "f1": metrics.f1_score(actual, predicted, zero_division=0, **averaging),
+        "roc_auc": roc_auc,
+        "log_loss": _log_loss(actual, probabilities, classes),
+    }
+    result: dict[str, object] = {name: round(float(value), DECIMALS) for name, value in summary.items()}
+    result["test_rows"] = len(actual)
+    result["per_class"] = {
+        label: {
+            "precision": round(per_class[label]["precision"], DECIMALS),
+            "recall": round(per_class[label]["recall"], DECIMALS),
+            "f1": round(per_class[label]["f1-score"], DECIMALS),
+            "support": int(per_class[label]["support"]),
+        }
+        for label in classes
+    }
+    return result
+
+
+def _log_loss(actual: np.ndarray, probabilities: np.ndarray, classes: list[str]) -> float:
+    # log_loss reads probability columns in sorted label order, not the schema's order.
+    order = np.argsort(classes)
+    return metrics.log_loss(actual, probabilities[:, order], labels=sorted(classes))
+
+
+def _predictions(
+    test: pd.DataFrame,
+    schema: FeatureSchema,
+    actual: np.ndarray,
+    predicted: np.ndarray,
+    probabilities: np.ndarray,
+) -> pd.DataFrame:
+    # A content hash identifies each test row, so two models' predictions can be paired
+    # row by row even when they come from different commits.
+    row_ids = pd.util.hash_pandas_object(test[schema.columns], index=False)
+    frame = pd.DataFrame(
+        {"row_id": [f"{value:016x}" for value in row_ids], "actual": actual, "predicted": predicted}
+    )
+    for index, label in enumerate(schema.target.classes):
+        frame[f"proba_{label}"] = probabilities[:, index].round(DECIMALS)
+    return frame
+
+
+def _curve_inputs(
+    actual: np.ndarray, probabilities: np.ndarray, schema: FeatureSchema
+) -> tuple[np.ndarray, np.ndarray]:
+    classes = list(schema.target.classes)
+    if schema.target.is_binary:
+        positive = classes.index(schema.target.positive_class)
+        return probabilities[:, positive], actual == schema.target.positive_class
+    # Micro-average: every (row, class) pair is one binary decision.
+    return probabilities.ravel(), label_binarize(actual, classes=classes).ravel().astype(bool)
+
+
+def _roc(truth: np.ndarray, scores: np.ndarray) -> pd.DataFrame:
+    fpr, tpr, _ = metrics.roc_curve(truth, scores)
+    return pd.DataFrame({"fpr": fpr, "tpr": tpr}).round(DECIMALS)
+
+
+def _precision_recall(truth: np.ndarray, scores: np.ndarray) -> pd.DataFrame:
+    precision, recall, _ = metrics.precision_recall_curve(truth, scores)
+    return pd.DataFrame({"recall": recall, "precision": precision}).round(DECIMALS)
+
+
+def write_evaluation(
+    evaluation: Evaluation,
+    metrics_path: Path,
+    predictions_path: Path,
+    roc_path: Path,
+    precision_recall_path: Path,
+) -> None:
+    for path in (metrics_path, predictions_path, roc_path, precision_recall_path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+    metrics_path.write_text(json.dumps(evaluation.metrics, indent=2) + "\n")
+    evaluation.predictions.to_csv(predictions_path, index=False, lineterminator="\n")
+    evaluation.roc.to_csv(roc_path, index=False, lineterminator="\n")
+    evaluation.precision_recall.to_csv(precision_recall_path, index=False, lineterminator="\n")

@@ -1,0 +1,33 @@
+"""`pr2prod prepare`: a deterministic, seeded, stratified train/test split."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+from sklearn.model_selection import train_test_split
+
+from pr2prod.config import Params
+from pr2prod.data.validation import load_typed
+from pr2prod.schema import FeatureSchema
+
+
+def split_dataset(
+    params: Params, schema: FeatureSchema, train_path: Path, test_path: Path
+) -> tuple[int, int]:
+    """Write the train and test CSVs; return their row counts."""
+    frame = load_typed(params.data_file, schema)
+    train, test = train_test_split(
+        frame,
+        test_size=params.split.test_size,
+        random_state=params.seed,
+        stratify=frame[schema.target.name],
+    )
+    for part, path in ((train, train_path), (test, test_path)):
+        _write_csv(part, path)
+    return len(train), len(test)
+
+
+def _write_csv(frame: pd.DataFrame, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(path, index=False, lineterminator="\n")

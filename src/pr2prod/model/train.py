@@ -1,0 +1,39 @@
+"""`pr2prod train`: fit the pipeline on the training split and save it with its model card."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import joblib
+import sklearn
+
+from pr2prod.config import Params
+from pr2prod.data.validation import load_typed
+from pr2prod.model.estimator import make_estimator
+from pr2prod.model.pipeline import build_pipeline
+from pr2prod.schema import FeatureSchema
+
+
+def train_model(
+    params: Params, schema: FeatureSchema, train_path: Path, model_path: Path, card_path: Path
+) -> int:
+    """Fit and save the model; return the number of training rows."""
+    frame = load_typed(train_path, schema)
+    pipeline = build_pipeline(schema, make_estimator(params.train, params.seed))
+    pipeline.fit(frame[schema.feature_names], frame[schema.target.name])
+    model_path.parent.mkdir(parents=True, exist_ok=True)
+    joblib.dump(pipeline, model_path)
+    # No timestamps here: the card is a DVC output and must be identical on every re-run.
+    card = {
+        "estimator": params.train.estimator,
+        "hyperparameters": pipeline.named_steps["classifier"].get_params(),
+        "seed": params.seed,
+        "features": schema.feature_names,
+        "target": schema.target.name,
+        "classes": [str(label) for label in pipeline.classes_],
+        "training_rows": len(frame),
+        "scikit_learn_version": sklearn.__version__,
+    }
+    card_path.write_text(json.dumps(card, indent=2, sort_keys=True, default=str) + "\n")
+    return len(frame)

@@ -1,0 +1,26 @@
+"""Where each step reads and writes, relative to the repository root (the working directory).
+
+dvc.yaml names the same paths; keep the two in step.
+"""
+
+from pathlib import Path
+
+PARAMS = Path("params.yaml")
+SCHEMA = Path("schema.yaml")
+DATA_DIR = Path("data")
+DATA_DVC = Path("data.dvc")
+
+# Git-tracked results (small, reviewed in pull requests).
+RESULTS = Path("results")
+VALIDATION_REPORT = RESULTS / "validation.json"
+METRICS = RESULTS / "metrics.json"
+PREDICTIONS = RESULTS / "predictions.csv"
+ROC_CURVE = RESULTS / "plots" / "roc.csv"
+PR_CURVE = RESULTS / "plots" / "precision_recall.csv"
+
+# DVC-cached artifacts (large or binary; ignored by git).
+ARTIFACTS = Path("artifacts")
+TRAIN_SPLIT = ARTIFACTS / "split" / "train.csv"
+TEST_SPLIT = ARTIFACTS / "split" / "test.csv"
+MODEL = ARTIFACTS / "model" / "model.joblib"
+MODEL_CARD = ARTIFACTS / "model" / "model.json"
