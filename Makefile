@@ -54,4 +54,5 @@ lock: $(STAMP) ## Re-resolve requirements.lock from pyproject.toml
 	uv pip compile pyproject.toml --extra dev --generate-hashes --python-version 3.11 -o requirements.lock
 
 clean: ## Remove the virtual environment and the pipeline's cached artifacts
-	rm -rf $(VENV) artifacts .pytest_cache .ruff_cache
+	rm -rf $(VENV) dvc_plots .pytest_cache .ruff_cache
+	find artifacts -type f ! -name .gitignore -delete

@@ -55,9 +55,7 @@ def cmd_evaluate(_: argparse.Namespace) -> int:
 
     schema = load_schema(paths.SCHEMA)
     evaluation = evaluate_model(paths.MODEL, paths.TEST_SPLIT, schema)
-    write_evaluation(
-        evaluation, paths.METRICS, paths.PREDICTIONS, paths.ROC_CURVE, paths.PR_CURVE
-    )
+    write_evaluation(evaluation, paths.METRICS, paths.PREDICTIONS, paths.ROC_CURVE, paths.PR_CURVE)
     figures = evaluation.metrics
     print(
         f"evaluate: accuracy {figures['accuracy']:.4f}, F1 {figures['f1']:.4f}, "

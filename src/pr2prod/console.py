@@ -12,7 +12,9 @@ from pr2prod.data.validation import ValidationReport
 
 def describe_validation(report: ValidationReport) -> str:
     if report.valid:
-        return f"validate: {report.file}: {report.rows} rows, {report.columns} columns, all rules pass"
+        return (
+            f"validate: {report.file}: {report.rows} rows, {report.columns} columns, all rules pass"
+        )
     rows = [
         [
             failure.column or "(table)",

@@ -133,7 +133,9 @@ def _parse_feature(name: str, spec: dict[str, Any], path: Path) -> Feature:
     if kind == "categorical":
         categories = spec.get("categories")
         if not isinstance(categories, list) or not categories:
-            raise Pr2prodError(f"{where}: a categorical feature needs a non-empty 'categories' list")
+            raise Pr2prodError(
+                f"{where}: a categorical feature needs a non-empty 'categories' list"
+            )
         return Feature(
             name=name,
             type="categorical",

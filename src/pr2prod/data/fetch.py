@@ -11,7 +11,7 @@ import shutil
 
 from pr2prod import paths
 from pr2prod.data.sample import write_sample
-from pr2prod.dvc_cli import default_remote, dvc_json, run_dvc
+from pr2prod.dvc_tools import default_remote, matches_dvc_file, run_dvc
 from pr2prod.errors import Pr2prodError
 
 
@@ -32,20 +32,24 @@ def fetch_data() -> str:
 def _pull(remote: str) -> str:
     result = run_dvc("pull", str(paths.DATA_DVC), check=False)
     if result.returncode != 0:
+        output = (result.stderr or result.stdout).strip()
         raise Pr2prodError(
-            f"`dvc pull` from the remote '{remote}' failed:\n{(result.stderr or result.stdout).strip()}",
+            f"`dvc pull` from the remote '{remote}' failed:\n{output}",
             hint=(
-                "check the remote's URL and credentials (`dvc remote list`, README: 'DVC remotes'); "
-                "if the remote is new and empty, push the data to it first with `dvc push`"
+                "check the remote's URL and credentials (`dvc remote list`, "
+                "README: 'DVC remotes'); if the remote is new and empty, "
+                "push the data to it first with `dvc push`"
             ),
         )
     if not _matches_data_dvc():
-        raise Pr2prodError(f"after `dvc pull`, {paths.DATA_DIR}/ still differs from {paths.DATA_DVC}")
+        raise Pr2prodError(
+            f"after `dvc pull`, {paths.DATA_DIR}/ still differs from {paths.DATA_DVC}"
+        )
     return f"data: pulled {paths.DATA_DIR}/ from the DVC remote '{remote}'"
 
 
 def _matches_data_dvc() -> bool:
-    return dvc_json("status", str(paths.DATA_DVC)) == {}
+    return matches_dvc_file(paths.DATA_DVC)
 
 
 def _write_sample() -> str:
@@ -63,7 +67,8 @@ def _write_sample() -> str:
         raise Pr2prodError(
             f"{paths.DATA_DVC} records data that is not the embedded sample, "
             "and no DVC remote is configured to pull it from",
-            hint="configure the remote that holds your data (README: 'DVC remotes'), then `make data`",
+            hint="configure the remote that holds your data (README: 'DVC remotes'), "
+            "then `make data`",
         )
     # Store it in the DVC cache too, so `dvc push` and `dvc checkout` work afterwards.
     run_dvc("commit", "--force", str(paths.DATA_DVC))

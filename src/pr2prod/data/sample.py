@@ -1,6 +1,6 @@
 """The embedded sample dataset: Breast Cancer Wisconsin (Diagnostic), shipped with scikit-learn.
 
-W. Wolberg, O. Mangasarian, N. Street, W. Street (1993), UCI Machine Learning Repository,
+W. Wolberg, O. Mangasarian, N. Street, W. Street (1995), UCI Machine Learning Repository,
 CC BY 4.0. 569 tumours, 30 numeric features computed from images of cell nuclei,
 diagnosis malignant or benign. It comes with scikit-learn, so a fresh clone has the
 data without any download; `make data` writes it and checks it against data.dvc.

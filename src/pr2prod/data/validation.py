@@ -15,6 +15,7 @@ import pandas as pd
 import pandera.pandas as pa
 
 from pr2prod.data.table import MAX_EXAMPLES, Failure, check_structure, read_raw
+from pr2prod.errors import Pr2prodError
 from pr2prod.schema import Feature, FeatureSchema
 
 
@@ -69,7 +70,13 @@ def validate_file(path: Path, schema: FeatureSchema) -> ValidationReport:
 
 def load_typed(path: Path, schema: FeatureSchema) -> pd.DataFrame:
     """Read a file that passed validation, with every column in its declared type."""
-    return pandera_schema(schema).validate(read_raw(path, schema))
+    try:
+        return pandera_schema(schema).validate(read_raw(path, schema))
+    except (pa.errors.SchemaError, pd.errors.ParserError, pd.errors.EmptyDataError) as error:
+        raise Pr2prodError(
+            f"{path} does not match schema.yaml: {error}",
+            hint="run `pr2prod validate` (or `make validate`) for the full report",
+        ) from error
 
 
 def column_failures(frame: pd.DataFrame, schema: FeatureSchema) -> list[Failure]:

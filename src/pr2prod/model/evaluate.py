@@ -73,7 +73,9 @@ def _metrics(
         "roc_auc": roc_auc,
         "log_loss": _log_loss(actual, probabilities, classes),
     }
-    result: dict[str, object] = {name: round(float(value), DECIMALS) for name, value in summary.items()}
+    result: dict[str, object] = {
+        name: round(float(value), DECIMALS) for name, value in summary.items()
+    }
     result["test_rows"] = len(actual)
     result["per_class"] = {
         label: {

@@ -1,11 +1,12 @@
-"""Running DVC's command line from the package (the same DVC the environment pins)."""
+"""DVC from the package: its command line (the same DVC the environment pins) and its hashes."""
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
-from typing import Any
+from pathlib import Path
+
+from dvc.repo import Repo
 
 from pr2prod.errors import Pr2prodError
 
@@ -21,8 +22,15 @@ def run_dvc(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     return result
 
 
-def dvc_json(*args: str) -> Any:
-    return json.loads(run_dvc(*args, "--json").stdout or "null")
+def matches_dvc_file(dvc_file: Path) -> bool:
+    """True when the workspace holds exactly the content that `dvc_file` records.
+
+    `dvc status` cannot say this when the DVC cache is empty (a fresh clone): it reports
+    "not in cache" whatever the files hold. Hashing the workspace always can.
+    """
+    with Repo() as repo:
+        (stage,) = repo.stage.collect(str(dvc_file))
+        return all(out.exists and not out.changed_checksum() for out in stage.outs)
 
 
 def default_remote() -> str | None:

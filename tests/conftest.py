@@ -1,0 +1,89 @@
+"""Shared test set-up: an isolated environment for DVC and git, and throw-away project copies."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated_environment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Keep DVC and git away from the real home directory, caches and configuration."""
+    home = tmp_path_factory.mktemp("home")
+    saved = dict(os.environ)
+    os.environ.update(
+        {
+            "HOME": str(home),
+            "XDG_CONFIG_HOME": str(home / ".config"),
+            "XDG_CACHE_HOME": str(home / ".cache"),
+            "XDG_DATA_HOME": str(home / ".local" / "share"),
+            "DVC_SITE_CACHE_DIR": str(home / "dvc-site-cache"),
+            "DVC_GLOBAL_CONFIG_DIR": str(home / "dvc-global-config"),
+            "DVC_SYSTEM_CONFIG_DIR": str(home / "dvc-system-config"),
+            "DVC_NO_ANALYTICS": "1",
+            "GIT_AUTHOR_NAME": "pr2prod tests",
+            "GIT_AUTHOR_EMAIL": "tests@pr2prod.invalid",
+            "GIT_COMMITTER_NAME": "pr2prod tests",
+            "GIT_COMMITTER_EMAIL": "tests@pr2prod.invalid",
+            "GIT_CONFIG_NOSYSTEM": "1",
+            # The stages run `pr2prod` and the tests run `dvc`: both from this environment.
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        }
+    )
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+
+
+def run(*command: str | Path, cwd: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run a command in `cwd`; on an unexpected exit status, fail with its whole output."""
+    result = subprocess.run(
+        [str(part) for part in command], cwd=cwd, capture_output=True, text=True, check=False
+    )
+    if check and result.returncode != 0:
+        pytest.fail(
+            f"{' '.join(map(str, command))} exited {result.returncode}\n"
+            f"--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}"
+        )
+    return result
+
+
+def copy_project(destination: Path) -> Path:
+    """A fresh clone of the project as it is in the working tree (committed or not)."""
+    listed = run(
+        "git", "ls-files", "-z", "--cached", "--others", "--exclude-standard", cwd=REPO_ROOT
+    )
+    for name in filter(None, listed.stdout.split("\0")):
+        source = REPO_ROOT / name
+        if source.is_file():
+            target = destination / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target)
+    run("git", "init", "--quiet", "--initial-branch=main", cwd=destination)
+    run("git", "add", "--all", cwd=destination)
+    run("git", "commit", "--quiet", "-m", "fresh clone", cwd=destination)
+    return destination
+
+
+@pytest.fixture(scope="session")
+def reproduced_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A project copy with its data materialised and its pipeline reproduced once."""
+    project = copy_project(tmp_path_factory.mktemp("reproduced"))
+    run("pr2prod", "data", cwd=project)
+    run("dvc", "repro", cwd=project)
+    return project
+
+
+@pytest.fixture
+def project(reproduced_project: Path, tmp_path: Path) -> Path:
+    """A private copy of the reproduced project (data, DVC cache and all) for one test."""
+    return Path(shutil.copytree(reproduced_project, tmp_path / "project", symlinks=True))

@@ -1,0 +1,40 @@
+"""Each fault in the catalogue stops `dvc repro` at validate, named, before training runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from conftest import run
+from faults import FAULTS, Fault
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def faulty_project(reproduced_project: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    # One copy for the whole catalogue: each test restores the data before it breaks it.
+    import shutil
+
+    return Path(
+        shutil.copytree(reproduced_project, tmp_path_factory.mktemp("faults") / "p", symlinks=True)
+    )
+
+
+@pytest.mark.parametrize("fault", FAULTS, ids=lambda fault: fault.name)
+def test_validate_fails_and_training_does_not_run(fault: Fault, faulty_project: Path) -> None:
+    run("dvc", "checkout", "--force", "data.dvc", cwd=faulty_project)
+    data = faulty_project / "data" / "breast_cancer.csv"
+    model = faulty_project / "artifacts" / "model" / "model.joblib"
+    model_before = model.stat().st_mtime_ns
+    data.write_text(fault.inject(data.read_text()))
+
+    result = run("dvc", "repro", cwd=faulty_project, check=False)
+
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    assert "Running stage 'validate'" in output
+    assert "Running stage 'train'" not in output
+    assert model.stat().st_mtime_ns == model_before
+    assert fault.rule in output
+    assert (fault.column or "(table)") in output

@@ -1,0 +1,86 @@
+"""The DVC pipeline as a user drives it: `make run`, then `dvc repro` redoing only what changed."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import FIXTURES, REPO_ROOT, copy_project, run
+
+pytestmark = pytest.mark.integration
+
+STAGES = ("validate", "prepare", "train", "evaluate")
+
+
+def stages_run(repro_output: str) -> list[str]:
+    return [stage for stage in STAGES if f"Running stage '{stage}'" in repro_output]
+
+
+def md5(path: Path) -> str:
+    return hashlib.md5(path.read_bytes()).hexdigest()
+
+
+def test_make_run_on_a_fresh_clone_leaves_metrics_and_nothing_to_redo(tmp_path: Path) -> None:
+    project = copy_project(tmp_path / "clone")
+    shutil.rmtree(project / "results")  # prove that `make run` produces them itself
+    venv = Path(sys.prefix)
+    # The suite already runs inside the locked environment: let make use it as is.
+    result = run("make", "run", f"VENV={venv}", "-o", f"{venv}/.installed", cwd=project)
+
+    assert "wrote the embedded sample" in result.stdout
+    assert stages_run(result.stdout) == list(STAGES)
+    assert "roc_auc" in result.stdout and "results/metrics.json" in result.stdout
+    assert (project / "results" / "metrics.json").is_file()
+    again = run("dvc", "repro", cwd=project)
+    assert stages_run(again.stdout) == []
+    assert "Data and pipelines are up to date" in again.stdout
+
+
+def test_the_committed_results_are_what_the_pipeline_reproduces(reproduced_project: Path) -> None:
+    for name in ("dvc.lock", "results/metrics.json", "results/predictions.csv"):
+        assert (reproduced_project / name).read_text() == (REPO_ROOT / name).read_text(), name
+
+
+def test_a_hyperparameter_change_reruns_only_train_and_evaluate(project: Path) -> None:
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["train"]["hyperparameters"]["n_estimators"] = 50
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+    assert stages_run(run("dvc", "repro", cwd=project).stdout) == ["train", "evaluate"]
+
+
+def test_a_data_change_reruns_everything_from_validate(project: Path) -> None:
+    data = project / "data" / "breast_cancer.csv"
+    data.write_text("".join(data.read_text().splitlines(keepends=True)[:-5]))
+
+    assert stages_run(run("dvc", "repro", cwd=project).stdout) == list(STAGES)
+
+
+def test_a_forced_rerun_gives_identical_metrics_and_model(project: Path) -> None:
+    outputs = [project / "results" / "metrics.json", project / "artifacts/model/model.joblib"]
+    run("dvc", "repro", "--force", cwd=project)
+    first = [md5(path) for path in outputs]
+    run("dvc", "repro", "--force", cwd=project)
+
+    assert [md5(path) for path in outputs] == first
+
+
+def test_a_mixed_type_dataset_needs_only_its_schema_and_params(project: Path) -> None:
+    shutil.rmtree(project / "data")
+    (project / "data").mkdir()
+    shutil.copy(FIXTURES / "mixed" / "loans.csv", project / "data" / "loans.csv")
+    for name in ("schema.yaml", "params.yaml"):
+        shutil.copy(FIXTURES / "mixed" / name, project / name)
+
+    result = run("dvc", "repro", cwd=project)
+
+    assert stages_run(result.stdout) == list(STAGES)
+    metrics = yaml.safe_load((project / "results" / "metrics.json").read_text())
+    assert metrics["test_rows"] == 100
+    assert set(metrics["per_class"]) == {"no", "yes"}
+    changed = run("git", "status", "--porcelain", "--", "src", "dvc.yaml", cwd=project).stdout
+    assert changed == ""  # no code or pipeline change was needed

@@ -1,0 +1,146 @@
+"""Training and evaluation from schema + params alone: numeric, categorical, missing, multiclass."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import joblib
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from conftest import FIXTURES
+from sklearn.datasets import load_iris
+
+from pr2prod.config import Params, SplitParams, TrainParams, load_params
+from pr2prod.errors import Pr2prodError
+from pr2prod.model.estimator import make_estimator
+from pr2prod.model.evaluate import evaluate_model, write_evaluation
+from pr2prod.model.split import split_dataset
+from pr2prod.model.train import train_model
+from pr2prod.schema import load_schema
+
+MIXED = FIXTURES / "mixed"
+
+
+def run_pipeline(params: Params, schema_path: Path, workdir: Path) -> dict:
+    """prepare -> train -> evaluate in `workdir`, as the DVC stages would; returns the metrics."""
+    schema = load_schema(schema_path)
+    train, test = workdir / "train.csv", workdir / "test.csv"
+    split_dataset(params, schema, train, test)
+    train_model(params, schema, train, workdir / "model.joblib", workdir / "model.json")
+    evaluation = evaluate_model(workdir / "model.joblib", test, schema)
+    write_evaluation(
+        evaluation,
+        workdir / "metrics.json",
+        workdir / "predictions.csv",
+        workdir / "roc.csv",
+        workdir / "pr.csv",
+    )
+    return evaluation.metrics
+
+
+@pytest.fixture
+def mixed_params() -> Params:
+    params = load_params(MIXED / "params.yaml")
+    return Params(params.seed, MIXED / "loans.csv", params.split, params.train)
+
+
+def test_mixed_types_with_missing_values_train_and_evaluate(
+    mixed_params: Params, tmp_path: Path
+) -> None:
+    metrics = run_pipeline(mixed_params, MIXED / "schema.yaml", tmp_path)
+
+    assert metrics["test_rows"] == 100
+    assert 0.6 < metrics["roc_auc"] <= 1.0  # the fixture has real signal to learn
+    card = json.loads((tmp_path / "model.json").read_text())
+    assert card["features"] == ["age", "income", "debt_ratio", "employment", "region", "grade"]
+    predictions = pd.read_csv(tmp_path / "predictions.csv")
+    assert list(predictions.columns) == ["row_id", "actual", "predicted", "proba_no", "proba_yes"]
+    assert np.allclose(predictions[["proba_no", "proba_yes"]].sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_the_model_predicts_rows_with_gaps_and_unseen_categories(
+    mixed_params: Params, tmp_path: Path
+) -> None:
+    run_pipeline(mixed_params, MIXED / "schema.yaml", tmp_path)
+    model = joblib.load(tmp_path / "model.joblib")
+    rows = pd.DataFrame(
+        {
+            "age": [np.nan, 40.0],
+            "income": [np.nan, 52000.0],
+            "debt_ratio": [0.9, 0.1],
+            "employment": [np.nan, "astronaut"],
+            "region": ["north", np.nan],
+            "grade": ["3", "1"],
+        }
+    )
+
+    probabilities = model.predict_proba(rows)
+
+    assert probabilities.shape == (2, 2)
+    assert not np.isnan(probabilities).any()
+
+
+def test_the_split_is_stratified_and_repeatable(mixed_params: Params, tmp_path: Path) -> None:
+    schema = load_schema(MIXED / "schema.yaml")
+    first = split_dataset(mixed_params, schema, tmp_path / "a.csv", tmp_path / "b.csv")
+    second = split_dataset(mixed_params, schema, tmp_path / "c.csv", tmp_path / "d.csv")
+
+    assert first == second == (300, 100)
+    assert (tmp_path / "b.csv").read_bytes() == (tmp_path / "d.csv").read_bytes()
+    everything = pd.read_csv(MIXED / "loans.csv")["defaulted"].value_counts(normalize=True)
+    test_share = pd.read_csv(tmp_path / "b.csv")["defaulted"].value_counts(normalize=True)
+    assert (everything - test_share).abs().max() < 0.02
+
+
+def test_multiclass_metrics_are_macro_averaged(tmp_path: Path) -> None:
+    iris = load_iris(as_frame=True)
+    frame = iris.frame.rename(columns=lambda name: name.replace(" (cm)", "").replace(" ", "_"))
+    frame["species"] = frame.pop("target").map(dict(enumerate(iris.target_names)))
+    frame.to_csv(tmp_path / "iris.csv", index=False)
+    schema_path = tmp_path / "schema.yaml"
+    schema_path.write_text(
+        yaml.safe_dump(
+            {
+                "target": {"name": "species", "classes": [str(name) for name in iris.target_names]},
+                "features": {name: {"type": "numeric"} for name in frame.columns[:4]},
+            }
+        )
+    )
+    params = Params(
+        seed=1,
+        data_file=tmp_path / "iris.csv",
+        split=SplitParams(test_size=0.3),
+        train=TrainParams("sklearn.linear_model.LogisticRegression", {"max_iter": 500}),
+    )
+
+    metrics = run_pipeline(params, schema_path, tmp_path)
+
+    per_class = metrics["per_class"]
+    assert set(per_class) == {"setosa", "versicolor", "virginica"}
+    macro_recall = np.mean([row["recall"] for row in per_class.values()])
+    assert metrics["recall"] == pytest.approx(macro_recall, abs=1e-6)
+    roc = pd.read_csv(tmp_path / "roc.csv")
+    assert roc["fpr"].is_monotonic_increasing and roc["tpr"].iloc[-1] == 1.0
+
+
+def test_the_seed_becomes_the_random_state_unless_set() -> None:
+    forest = "sklearn.ensemble.RandomForestClassifier"
+    assert make_estimator(TrainParams(forest, {}), seed=5).random_state == 5
+    assert make_estimator(TrainParams(forest, {"random_state": 9}), seed=5).random_state == 9
+
+
+@pytest.mark.parametrize(
+    ("estimator", "hyperparameters", "message"),
+    [
+        ("sklearn.ensemble.RandomForrest", {}, "cannot be imported"),
+        ("RandomForestClassifier", {}, "cannot be imported"),
+        ("sklearn.ensemble.RandomForestClassifier", {"trees": 3}, "do not fit"),
+        ("sklearn.linear_model.LinearRegression", {}, "not a classifier"),
+    ],
+)
+def test_estimator_mistakes_are_explained(estimator: str, hyperparameters: dict, message: str):
+    with pytest.raises(Pr2prodError, match=message):
+        make_estimator(TrainParams(estimator, hyperparameters), seed=0)

@@ -1,0 +1,108 @@
+"""Validation against the feature schema: every fault in the catalogue is caught and named."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from conftest import FIXTURES, REPO_ROOT
+from faults import FAULTS, Fault
+
+from pr2prod.console import describe_validation
+from pr2prod.data.sample import write_sample
+from pr2prod.data.validation import load_typed, validate_file
+from pr2prod.schema import FeatureSchema, load_schema
+
+
+@pytest.fixture(scope="module")
+def sample_schema() -> FeatureSchema:
+    return load_schema(REPO_ROOT / "schema.yaml")
+
+
+@pytest.fixture(scope="module")
+def sample_text(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return write_sample(tmp_path_factory.mktemp("sample") / "sample.csv").read_text()
+
+
+def test_the_sample_passes_every_rule(sample_schema: FeatureSchema, tmp_path: Path) -> None:
+    report = validate_file(write_sample(tmp_path / "sample.csv"), sample_schema)
+    assert report.valid, report.failures
+    assert (report.rows, report.columns) == (569, 31)
+
+
+@pytest.mark.parametrize("fault", FAULTS, ids=lambda fault: fault.name)
+def test_each_fault_is_caught_with_its_column_and_rule(
+    fault: Fault, sample_schema: FeatureSchema, sample_text: str, tmp_path: Path
+) -> None:
+    broken = tmp_path / "broken.csv"
+    broken.write_text(fault.inject(sample_text))
+
+    report = validate_file(broken, sample_schema)
+
+    assert not report.valid
+    assert (fault.column, fault.rule) in [(f.column, f.rule) for f in report.failures]
+    summary = describe_validation(report)
+    assert fault.rule in summary
+    assert (fault.column or "(table)") in summary
+
+
+def test_failures_give_row_counts_examples_and_line_numbers(
+    sample_schema: FeatureSchema, sample_text: str, tmp_path: Path
+) -> None:
+    lines = sample_text.splitlines(keepends=True)
+    lines[4] = lines[4].replace("diagnosis", "x").rsplit(",", 1)[0] + ",borderline\n"
+    broken = tmp_path / "broken.csv"
+    broken.write_text("".join(lines))
+
+    (failure,) = validate_file(broken, sample_schema).failures
+
+    assert failure.column == "diagnosis"
+    assert failure.rows == 1
+    assert failure.examples == ["borderline"]
+    assert failure.lines == [5]  # the fifth line of the file
+
+
+def test_an_uncoercible_value_is_reported_once_not_as_a_cascade(
+    sample_schema: FeatureSchema, sample_text: str, tmp_path: Path
+) -> None:
+    broken = tmp_path / "broken.csv"
+    broken.write_text(next(f for f in FAULTS if f.name == "wrong dtype").inject(sample_text))
+
+    rules = [f.rule for f in validate_file(broken, sample_schema).failures]
+
+    assert rules == ["coerce_dtype('float64')"]
+
+
+def test_the_report_is_machine_readable(
+    sample_schema: FeatureSchema, sample_text: str, tmp_path: Path
+) -> None:
+    broken = tmp_path / "broken.csv"
+    broken.write_text(FAULTS[0].inject(sample_text))
+
+    body = json.loads(validate_file(broken, sample_schema).to_json())
+
+    assert body["valid"] is False
+    assert body["failures"][0]["column"] == "mean_radius"
+
+
+def test_mixed_data_with_missing_values_passes_and_reads_typed() -> None:
+    schema = load_schema(FIXTURES / "mixed" / "schema.yaml")
+    data = FIXTURES / "mixed" / "loans.csv"
+
+    assert validate_file(data, schema).valid
+    frame = load_typed(data, schema)
+    assert frame["age"].dtype == "float64"
+    assert frame["employment"].isna().any()
+    assert set(frame["grade"].dropna()) == {"1", "2", "3"}  # categories stay text
+
+
+def test_an_unseen_feature_category_is_caught(tmp_path: Path) -> None:
+    schema = load_schema(FIXTURES / "mixed" / "schema.yaml")
+    text = (FIXTURES / "mixed" / "loans.csv").read_text().replace(",north,", ",arctic,", 1)
+    broken = tmp_path / "loans.csv"
+    broken.write_text(text)
+
+    failures = validate_file(broken, schema).failures
+
+    assert [(f.column, f.examples) for f in failures] == [("region", ["arctic"])]
