@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -13,21 +14,24 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def faulty_project(reproduced_project: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    # One copy for the whole catalogue: each test restores the data before it breaks it.
-    import shutil
+    # One copy for the whole catalogue: each test breaks the pristine data in its own way.
+    copy = tmp_path_factory.mktemp("faults") / "project"
+    return Path(shutil.copytree(reproduced_project, copy, symlinks=True))
 
-    return Path(
-        shutil.copytree(reproduced_project, tmp_path_factory.mktemp("faults") / "p", symlinks=True)
-    )
+
+@pytest.fixture(scope="module")
+def pristine_data(reproduced_project: Path) -> str:
+    return (reproduced_project / "data" / "breast_cancer.csv").read_text()
 
 
 @pytest.mark.parametrize("fault", FAULTS, ids=lambda fault: fault.name)
-def test_validate_fails_and_training_does_not_run(fault: Fault, faulty_project: Path) -> None:
-    run("dvc", "checkout", "--force", "data.dvc", cwd=faulty_project)
+def test_validate_fails_and_training_does_not_run(
+    fault: Fault, faulty_project: Path, pristine_data: str
+) -> None:
     data = faulty_project / "data" / "breast_cancer.csv"
     model = faulty_project / "artifacts" / "model" / "model.joblib"
     model_before = model.stat().st_mtime_ns
-    data.write_text(fault.inject(data.read_text()))
+    data.write_text(fault.inject(pristine_data))
 
     result = run("dvc", "repro", cwd=faulty_project, check=False)
 

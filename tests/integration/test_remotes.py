@@ -1,0 +1,216 @@
+"""DVC remotes end to end: push from one repository, `pr2prod data` in a real `git clone`.
+
+Covers a local-directory remote, an S3-compatible remote (a local moto server) and the
+rule that an unusable remote is a clear error, never a silent fall-back to the sample.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+import yaml
+from conftest import copy_project, run
+
+pytestmark = pytest.mark.integration
+
+DATA_FILE = Path("data") / "breast_cancer.csv"
+MODEL_FILE = Path("artifacts") / "model" / "model.joblib"
+
+
+def add_default_remote(repo: Path, name: str, url: str | Path) -> None:
+    # Not --local: the remote goes into .dvc/config, which is committed, so clones see it.
+    run("dvc", "remote", "add", "--default", name, str(url), cwd=repo)
+
+
+def commit_all(repo: Path, message: str) -> None:
+    run("git", "add", "--all", cwd=repo)
+    run("git", "commit", "--quiet", "-m", message, cwd=repo)
+
+
+def git_clone(origin: Path, destination: Path) -> Path:
+    """A real `git clone`: only committed files arrive; the DVC cache and data/ do not."""
+    run("git", "clone", "--quiet", str(origin), str(destination), cwd=origin.parent)
+    assert not (destination / DATA_FILE).exists()
+    return destination
+
+
+def dvc_status(repo: Path, *args: str) -> object:
+    return json.loads(run("dvc", "status", "--json", *args, cwd=repo).stdout or "null")
+
+
+def pull_data_into_clone(origin: Path, clone: Path, remote: str) -> None:
+    """`pr2prod data` in the clone must pull (not write the sample) the origin's exact bytes."""
+    result = run("pr2prod", "data", cwd=clone)
+    assert "pulled" in result.stdout
+    assert remote in result.stdout
+    assert (clone / DATA_FILE).read_bytes() == (origin / DATA_FILE).read_bytes()
+
+
+# --- A local-directory remote ------------------------------------------------------------
+
+
+def test_fresh_clone_pulls_data_and_pipeline_outputs_from_a_local_remote(
+    project: Path, tmp_path: Path
+) -> None:
+    # An absolute path: DVC resolves relative local remotes against the config file's
+    # directory, which is easy to get wrong across clones.
+    store = tmp_path / "store"
+    add_default_remote(project, "store", store)
+    # Also records the reproduced pipeline (dvc.lock, results/) so the clone has its state.
+    commit_all(project, "reproduce the pipeline; use the local remote")
+    run("dvc", "push", cwd=project)
+    assert dvc_status(project, "--cloud") == {}, "dvc push left something unpushed"
+
+    clone = git_clone(project, tmp_path / "clone")
+    pull_data_into_clone(project, clone, "store")
+
+    run("dvc", "pull", cwd=clone)
+    assert dvc_status(clone) == {}, "the clone's pipeline is not up to date after `dvc pull`"
+    assert (clone / MODEL_FILE).read_bytes() == (project / MODEL_FILE).read_bytes()
+
+
+# --- An unusable remote --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("store_exists", [True, False], ids=["empty-dir", "missing-dir"])
+def test_an_unusable_remote_is_a_clear_error_not_the_sample(
+    tmp_path: Path, store_exists: bool
+) -> None:
+    store = tmp_path / "store"
+    if store_exists:
+        store.mkdir()
+    origin = copy_project(tmp_path / "origin")
+    add_default_remote(origin, "nowhere", store)
+    commit_all(origin, "use a remote that holds nothing")
+    # A clone, so that no DVC cache can quietly supply the data instead of the remote.
+    clone = git_clone(origin, tmp_path / "clone")
+
+    result = run("pr2prod", "data", cwd=clone, check=False)
+
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "'nowhere'" in result.stderr
+    assert "dvc push" in result.stderr
+    data_dir = clone / "data"
+    assert not data_dir.exists() or not any(data_dir.iterdir()), "fell back to the sample"
+
+
+# --- An S3-compatible remote (moto) --------------------------------------------------------
+
+CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+
+
+@dataclass(frozen=True)
+class S3Server:
+    endpoint: str
+
+    def client(self) -> Any:  # boto3 builds its client classes at run time
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint,
+            aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+            region_name=CREDENTIALS["AWS_DEFAULT_REGION"],
+        )
+
+
+def free_port() -> int:
+    # The OS picks an unused port; there is a small window before moto binds it.
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_until_answering(url: str, server: subprocess.Popen[bytes], timeout: float) -> None:
+    """Poll `url` until any HTTP response arrives; fail early if the server process died."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            pytest.fail(f"moto_server exited with status {server.returncode} before answering")
+        try:
+            with urllib.request.urlopen(url, timeout=1):
+                return
+        except urllib.error.HTTPError:
+            return  # An HTTP error status is still an answer.
+        except OSError:
+            time.sleep(0.1)
+    pytest.fail(f"moto_server did not answer at {url} within {timeout} s")
+
+
+def stop(server: subprocess.Popen[bytes]) -> None:
+    """Stop the one process this test started, by its handle, escalating if it lingers."""
+    if server.poll() is None:
+        server.terminate()
+        try:
+            server.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait(timeout=5)
+
+
+@pytest.fixture
+def s3_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[S3Server]:
+    """A moto S3 server on 127.0.0.1, with the fake credentials in the environment for DVC."""
+    for name, value in CREDENTIALS.items():
+        monkeypatch.setenv(name, value)
+    port = free_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    moto_server = Path(sys.executable).with_name("moto_server")
+    log = (tmp_path / "moto_server.log").open("wb")
+    server = subprocess.Popen(
+        [str(moto_server), "-H", "127.0.0.1", "-p", str(port)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=os.environ.copy(),
+    )
+    try:
+        wait_until_answering(endpoint, server, timeout=20)
+        yield S3Server(endpoint)
+    finally:
+        stop(server)
+        log.close()
+
+
+def data_dir_md5(repo: Path) -> str:
+    """The `.dir` hash data.dvc records: the object DVC must have pushed for data/."""
+    record = yaml.safe_load((repo / "data.dvc").read_text())
+    return record["outs"][0]["md5"]
+
+
+def test_fresh_clone_pulls_data_from_an_s3_compatible_remote(
+    project: Path, tmp_path: Path, s3_server: S3Server
+) -> None:
+    bucket = "pr2prod-test"
+    s3 = s3_server.client()
+    s3.create_bucket(Bucket=bucket)
+    add_default_remote(project, "s3store", f"s3://{bucket}/dvcstore")
+    run("dvc", "remote", "modify", "s3store", "endpointurl", s3_server.endpoint, cwd=project)
+    commit_all(project, "use the S3 remote")
+
+    run("dvc", "push", "data.dvc", cwd=project)
+
+    listing = s3.list_objects_v2(Bucket=bucket, Prefix="dvcstore/")
+    assert listing["KeyCount"] > 0
+    # DVC 3 stores objects as files/md5/<first two hex digits>/<rest>.
+    md5 = data_dir_md5(project)
+    dir_object = f"dvcstore/files/md5/{md5[:2]}/{md5[2:]}"
+    assert dir_object in {entry["Key"] for entry in listing["Contents"]}
+
+    clone = git_clone(project, tmp_path / "clone")
+    pull_data_into_clone(project, clone, "s3store")
