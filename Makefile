@@ -6,25 +6,31 @@ SHELL := bash
 .DEFAULT_GOAL := help
 
 PYTHON ?= python3
+# `make ... VENV=` (empty) uses the Python environment already on PATH instead of .venv:
+# for CI jobs that restore their own environment, and for tests that run inside one.
 VENV ?= .venv
+export DVC_NO_ANALYTICS := 1
+
+ifneq ($(VENV),)
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export PATH := $(abspath $(BIN)):$(PATH)
-export DVC_NO_ANALYTICS := 1
+endif
 
 .PHONY: help venv data validate repro run test test-fast lint lock clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
+ifneq ($(STAMP),)
 $(STAMP): requirements.lock pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "pr2prod needs Python 3.11 or newer; set PYTHON=python3.11 (or newer)")'
 	@echo "setting up $(VENV) from requirements.lock"
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	@$(BIN)/python -m pip install --quiet --upgrade pip
 	@$(BIN)/python -m pip install --quiet --require-hashes -r requirements.lock
 	@$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	@touch $(STAMP)
+endif
 
 venv: $(STAMP) ## Create or refresh the virtual environment from the lock (no-op when current)
 

@@ -23,11 +23,34 @@ class TrainParams:
 
 
 @dataclass(frozen=True)
+class ReportParams:
+    bootstrap_resamples: int = 1000
+    confidence: float = 0.95
+    drift_threshold: float = 0.2  # population stability index above which a feature is flagged
+
+
+@dataclass(frozen=True)
+class GateRule:
+    """A quality-gate rule for one metric.
+
+    `limit` is a floor when higher is better and a ceiling when lower is better;
+    `max_regression` is the largest allowed worsening against the base revision.
+    """
+
+    metric: str
+    higher_is_better: bool
+    limit: float | None = None
+    max_regression: float | None = None
+
+
+@dataclass(frozen=True)
 class Params:
     seed: int
     data_file: Path
     split: SplitParams
     train: TrainParams
+    report: ReportParams = field(default_factory=ReportParams)
+    gate: tuple[GateRule, ...] = ()
 
 
 def load_params(path: Path) -> Params:
@@ -44,8 +67,12 @@ def load_params(path: Path) -> Params:
                 estimator=str(raw["train"]["estimator"]),
                 hyperparameters=dict(raw["train"].get("hyperparameters") or {}),
             ),
+            report=ReportParams(**(raw.get("report") or {})),
+            gate=tuple(
+                _gate_rule(name, spec, path) for name, spec in (raw.get("gate") or {}).items()
+            ),
         )
-    except (KeyError, TypeError) as error:
+    except (KeyError, TypeError, AttributeError) as error:
         raise Pr2prodError(
             f"{path}: missing or malformed setting {error}",
             hint="compare with the commented params.yaml in the template",
@@ -53,3 +80,30 @@ def load_params(path: Path) -> Params:
     if not 0 < test_size < 1:
         raise Pr2prodError(f"{path}: split.test_size must be between 0 and 1, not {test_size}")
     return params
+
+
+def _gate_rule(metric: str, spec: dict[str, Any], path: Path) -> GateRule:
+    where = f"{path}: gate.{metric}"
+    unknown = set(spec) - {"direction", "min", "max", "max_regression"}
+    if unknown:
+        raise Pr2prodError(f"{where}: unknown keys {sorted(unknown)}")
+    direction = spec.get("direction")
+    if direction not in ("higher", "lower"):
+        raise Pr2prodError(f"{where}: direction must be 'higher' or 'lower', not {direction!r}")
+    higher = direction == "higher"
+    wrong_limit = "max" if higher else "min"
+    if wrong_limit in spec:
+        raise Pr2prodError(
+            f"{where}: when {direction} is better the limit is "
+            f"'{'min' if higher else 'max'}', not '{wrong_limit}'"
+        )
+    limit = spec.get("min" if higher else "max")
+    regression = spec.get("max_regression")
+    if regression is not None and float(regression) < 0:
+        raise Pr2prodError(f"{where}: max_regression must be zero or more")
+    return GateRule(
+        metric=metric,
+        higher_is_better=higher,
+        limit=None if limit is None else float(limit),
+        max_regression=None if regression is None else float(regression),
+    )

@@ -17,9 +17,8 @@ from sklearn import metrics
 from sklearn.preprocessing import label_binarize
 
 from pr2prod.data.validation import load_typed
+from pr2prod.model.metrics import DECIMALS, classification_metrics
 from pr2prod.schema import FeatureSchema
-
-DECIMALS = 6  # enough for any comparison, short enough to diff by eye
 
 
 @dataclass(frozen=True)
@@ -41,58 +40,13 @@ def evaluate_model(model_path: Path, test_path: Path, schema: FeatureSchema) -> 
     predicted = np.asarray(classes)[probabilities.argmax(axis=1)]
     scores, truth = _curve_inputs(actual, probabilities, schema)
     return Evaluation(
-        metrics=_metrics(actual, predicted, probabilities, schema),
+        metrics=classification_metrics(
+            actual, probabilities, classes, schema.target.positive_class
+        ),
         predictions=_predictions(test, schema, actual, predicted, probabilities),
         roc=_roc(truth, scores),
         precision_recall=_precision_recall(truth, scores),
     )
-
-
-def _metrics(
-    actual: np.ndarray, predicted: np.ndarray, probabilities: np.ndarray, schema: FeatureSchema
-) -> dict[str, object]:
-    classes = list(schema.target.classes)
-    target = schema.target
-    if target.is_binary:
-        positive = classes.index(target.positive_class)
-        averaging = {"average": "binary", "pos_label": target.positive_class}
-        roc_auc = metrics.roc_auc_score(actual == target.positive_class, probabilities[:, positive])
-    else:
-        averaging = {"average": "macro", "labels": classes}
-        roc_auc = metrics.roc_auc_score(
-            actual, probabilities, multi_class="ovr", average="macro", labels=classes
-        )
-    per_class = metrics.classification_report(
-        actual, predicted, labels=classes, output_dict=True, zero_division=0
-    )
-    summary = {
-        "accuracy": metrics.accuracy_score(actual, predicted),
-        "precision": metrics.precision_score(actual, predicted, zero_division=0, **averaging),
-        "recall": metrics.recall_score(actual, predicted, zero_division=0, **averaging),
-        "f1": metrics.f1_score(actual, predicted, zero_division=0, **averaging),
-        "roc_auc": roc_auc,
-        "log_loss": _log_loss(actual, probabilities, classes),
-    }
-    result: dict[str, object] = {
-        name: round(float(value), DECIMALS) for name, value in summary.items()
-    }
-    result["test_rows"] = len(actual)
-    result["per_class"] = {
-        label: {
-            "precision": round(per_class[label]["precision"], DECIMALS),
-            "recall": round(per_class[label]["recall"], DECIMALS),
-            "f1": round(per_class[label]["f1-score"], DECIMALS),
-            "support": int(per_class[label]["support"]),
-        }
-        for label in classes
-    }
-    return result
-
-
-def _log_loss(actual: np.ndarray, probabilities: np.ndarray, classes: list[str]) -> float:
-    # log_loss reads probability columns in sorted label order, not the schema's order.
-    order = np.argsort(classes)
-    return metrics.log_loss(actual, probabilities[:, order], labels=sorted(classes))
 
 
 def _predictions(
