@@ -17,7 +17,7 @@ STAMP := $(VENV)/.installed
 export PATH := $(abspath $(BIN)):$(PATH)
 endif
 
-.PHONY: help venv data validate repro run test test-fast lint lock clean
+.PHONY: help venv data validate repro report gate run test test-fast lint lock clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -40,11 +40,18 @@ data: $(STAMP) ## Materialise the data tracked by data.dvc (dvc pull when a remo
 validate: data ## Validate the data against schema.yaml (the DVC `validate` stage)
 	dvc repro validate
 
-repro: data ## Reproduce the whole DVC pipeline (validate, prepare, train, evaluate)
-	dvc repro
+repro: data ## Reproduce the DVC pipeline (pulls cached stages when a remote is configured)
+	pr2prod repro
 
-run: repro ## The whole lifecycle, locally: data, validation, training, evaluation
+report: $(STAMP) ## Compare with BASE (default: the PR base, main, or HEAD~1) into report/
+	pr2prod report $(if $(BASE),--base $(BASE))
+
+gate: $(STAMP) ## Exit non-zero when the quality gate in report/report.json fails
+	pr2prod gate
+
+run: repro ## The whole lifecycle, locally: data, validation, training, evaluation, report
 	@pr2prod summary
+	@pr2prod report $(if $(BASE),--base $(BASE))
 
 lint: $(STAMP) ## Lint and format-check the code with ruff
 	ruff check .
@@ -60,5 +67,5 @@ lock: $(STAMP) ## Re-resolve requirements.lock from pyproject.toml
 	uv pip compile pyproject.toml --extra dev --generate-hashes --python-version 3.11 -o requirements.lock
 
 clean: ## Remove the virtual environment and the pipeline's cached artifacts
-	rm -rf $(VENV) dvc_plots .pytest_cache .ruff_cache
+	rm -rf $(VENV) dvc_plots report .pytest_cache .ruff_cache
 	find artifacts -type f ! -name .gitignore -delete

@@ -64,6 +64,36 @@ def cmd_evaluate(_: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_repro(_: argparse.Namespace) -> int:
+    from pr2prod.repro import reproduce
+
+    return reproduce(paths.REPRO_RECORD)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from pr2prod.report.build import build_report
+    from pr2prod.report.render import to_json, to_markdown
+    from pr2prod.report.revisions import default_base
+
+    base = args.base or default_base()
+    print(f"report: comparing the workspace with {base or 'nothing (no base revision)'} ...")
+    report = build_report(base, paths.REPORT_DIR)
+    paths.REPORT_MD.write_text(to_markdown(report))
+    paths.REPORT_JSON.write_text(to_json(report))
+    verdict = "passes" if report.verdict.passed else "fails"
+    print(f"report: the quality gate {verdict}: {report.verdict.reason}")
+    print(f"report: wrote {paths.REPORT_MD} and {paths.REPORT_JSON}")
+    return 0
+
+
+def cmd_gate(_: argparse.Namespace) -> int:
+    from pr2prod.report.gate_status import gate_status
+
+    passed, summary = gate_status(paths.REPORT_JSON)
+    print(summary, file=sys.stdout if passed else sys.stderr)
+    return 0 if passed else 1
+
+
 def cmd_summary(_: argparse.Namespace) -> int:
     if not paths.METRICS.is_file():
         raise Pr2prodError(f"{paths.METRICS} not found", hint="run `make run` first")
@@ -82,6 +112,9 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str]] = {
     "prepare": (cmd_prepare, "split the data into seeded, stratified train and test sets"),
     "train": (cmd_train, "fit the scikit-learn pipeline described by params.yaml"),
     "evaluate": (cmd_evaluate, "write test metrics, per-row predictions and plot data"),
+    "repro": (cmd_repro, "dvc repro, recording which stages ran (for the report)"),
+    "report": (cmd_report, "compare the workspace with a base revision: report/report.md"),
+    "gate": (cmd_gate, "exit non-zero when the report's quality gate fails"),
     "summary": (cmd_summary, "print the latest metrics and where the results are"),
 }
 
@@ -94,6 +127,12 @@ def build_parser() -> argparse.ArgumentParser:
     for name, (handler, help_text) in COMMANDS.items():
         subcommand = subcommands.add_parser(name, help=help_text, description=help_text)
         subcommand.set_defaults(handler=handler)
+        if name == "report":
+            subcommand.add_argument(
+                "--base",
+                help="git revision to compare with (default: the PR's base branch, main, "
+                "or the previous commit on main)",
+            )
     return parser
 
 

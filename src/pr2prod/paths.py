@@ -24,3 +24,11 @@ TRAIN_SPLIT = ARTIFACTS / "split" / "train.csv"
 TEST_SPLIT = ARTIFACTS / "split" / "test.csv"
 MODEL = ARTIFACTS / "model" / "model.joblib"
 MODEL_CARD = ARTIFACTS / "model" / "model.json"
+
+DVC_LOCK = Path("dvc.lock")
+
+# The pull-request report (ignored by git; uploaded as a CI artifact).
+REPORT_DIR = Path("report")
+REPORT_MD = REPORT_DIR / "report.md"
+REPORT_JSON = REPORT_DIR / "report.json"
+REPRO_RECORD = REPORT_DIR / "repro.json"

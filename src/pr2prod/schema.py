@@ -78,13 +78,18 @@ def load_schema(path: Path) -> FeatureSchema:
     """Read and check schema.yaml; every mistake in it is reported with where it is."""
     if not path.is_file():
         raise Pr2prodError(f"{path} not found", hint="run from the repository root")
+    return parse_schema(path.read_text(), path)
+
+
+def parse_schema(text: str, source: Path) -> FeatureSchema:
+    """Parse schema text; `source` names where it came from in error messages."""
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.safe_load(text)
     except yaml.YAMLError as error:
-        raise Pr2prodError(f"{path} is not valid YAML: {error}") from error
+        raise Pr2prodError(f"{source} is not valid YAML: {error}") from error
     if not isinstance(raw, dict):
-        raise Pr2prodError(f"{path} must be a mapping with 'features' and 'target'")
-    return _parse_schema(raw, path)
+        raise Pr2prodError(f"{source} must be a mapping with 'features' and 'target'")
+    return _parse_schema(raw, source)
 
 
 def _parse_schema(raw: dict[str, Any], path: Path) -> FeatureSchema:

@@ -1,0 +1,253 @@
+"""Assemble the report: every section, computed from the workspace and a base revision."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from pr2prod import paths
+from pr2prod.config import Params, load_params
+from pr2prod.errors import Pr2prodError
+from pr2prod.model.metrics import flatten_metrics
+from pr2prod.report.bootstrap import DeltaIntervals, Predictions, delta_intervals
+from pr2prod.report.comparison import MetricRow, compare_metrics
+from pr2prod.report.data_section import DataSection, describe_data
+from pr2prod.report.gate import RuleResult, check_gate
+from pr2prod.report.params_diff import ParamChange, diff_params
+from pr2prod.report.plots import confusion_matrix, confusion_plot, curve_plot
+from pr2prod.report.reproducibility import Reproducibility, check_reproducibility
+from pr2prod.report.revisions import commit_sha, head_sha, read_at
+from pr2prod.schema import FeatureSchema, load_schema, parse_schema
+
+
+@dataclass(frozen=True)
+class Verdict:
+    passed: bool
+    reason: str
+
+
+@dataclass(frozen=True)
+class Report:
+    verdict: Verdict
+    base_revision: str | None
+    base_sha: str | None
+    head_sha: str | None
+    run_url: str | None
+    notes: list[str]
+    metrics: list[MetricRow]
+    interval_note: str
+    confidence: float
+    gate: list[RuleResult]
+    params: list[ParamChange]
+    data: DataSection
+    plots: dict[str, str]
+    confusion: dict[str, dict[str, dict[str, int]]]
+    reproducibility: Reproducibility
+    classes: list[str] = field(default_factory=list)
+
+
+def build_report(base: str | None, out_dir: Path) -> Report:
+    params, schema = load_params(paths.PARAMS), load_schema(paths.SCHEMA)
+    base_sha = commit_sha(base) if base else None
+    notes: list[str] = []
+    data = describe_data(
+        base, params.data_file, _base_data_file(base), schema, params.report.drift_threshold
+    )
+    reproducibility = check_reproducibility(paths.REPRO_RECORD)
+    validation_failed = data.validation_passed is False
+
+    head_metrics = None if validation_failed else _head_metrics()
+    base_metrics = _base_metrics(base, notes) if base else None
+    if base is None:
+        notes.append("No base revision to compare with: showing this revision alone.")
+    base_schema = _base_schema(base, schema, notes) if base else None
+
+    rows: list[MetricRow] = []
+    gate: list[RuleResult] = []
+    interval_note = ""
+    plots: dict[str, str] = {}
+    confusion: dict[str, dict[str, dict[str, int]]] = {}
+    if head_metrics is not None:
+        intervals = _intervals(base, base_schema, schema, params, notes) if base_metrics else None
+        interval_note = intervals.note if intervals else ""
+        rows = compare_metrics(base_metrics, head_metrics, params.gate, intervals)
+        gate = check_gate(params.gate, head_metrics, base_metrics)
+        plots, confusion = _plots(base, schema, out_dir)
+    else:
+        notes.append(
+            "Metrics are not compared: the data failed validation, so the pipeline stopped "
+            "before training."
+        )
+
+    return Report(
+        verdict=_verdict(validation_failed, data, gate, reproducibility),
+        base_revision=base,
+        base_sha=base_sha,
+        head_sha=os.environ.get("PR2PROD_HEAD_SHA") or head_sha(),
+        run_url=_run_url(),
+        notes=notes,
+        metrics=rows,
+        interval_note=interval_note,
+        confidence=params.report.confidence,
+        gate=gate,
+        params=diff_params(read_at(base, paths.PARAMS) if base else None, paths.PARAMS.read_text()),
+        data=data,
+        plots=plots,
+        confusion=confusion,
+        reproducibility=reproducibility,
+        classes=list(schema.target.classes),
+    )
+
+
+def _head_metrics() -> dict[str, float]:
+    text = read_at(None, paths.METRICS)
+    figures = flatten_metrics(json.loads(text)) if text and text.strip() else {}
+    if not figures:
+        raise Pr2prodError(
+            f"{paths.METRICS} is missing or has no metrics",
+            hint="reproduce the pipeline first: `make repro`",
+        )
+    return figures
+
+
+def _base_metrics(base: str, notes: list[str]) -> dict[str, float] | None:
+    text = read_at(base, paths.METRICS)
+    figures = flatten_metrics(json.loads(text)) if text and text.strip() else {}
+    if not figures:
+        notes.append(
+            f"The base revision ({base}) has no metrics in {paths.METRICS}, e.g. the first "
+            "pipeline run of a new fork: no deltas, and regression rules are skipped."
+        )
+        return None
+    return figures
+
+
+def _base_schema(base: str, schema: FeatureSchema, notes: list[str]) -> FeatureSchema | None:
+    text = read_at(base, paths.SCHEMA)
+    if text is None:
+        return None
+    try:
+        base_schema = parse_schema(text, Path(f"{base}:{paths.SCHEMA}"))
+    except Pr2prodError as error:
+        notes.append(f"The base schema cannot be read ({error}): it is not compared.")
+        return None
+    added = [name for name in schema.feature_names if name not in base_schema.feature_names]
+    removed = [name for name in base_schema.feature_names if name not in schema.feature_names]
+    changes = [f"added {', '.join(added)}"] if added else []
+    changes += [f"removed {', '.join(removed)}"] if removed else []
+    if base_schema.target.classes != schema.target.classes:
+        changes.append(
+            f"target classes {', '.join(base_schema.target.classes)} -> "
+            f"{', '.join(schema.target.classes)}"
+        )
+    if changes:
+        notes.append(f"The feature schema changed: {'; '.join(changes)}.")
+    return base_schema
+
+
+def _intervals(
+    base: str | None,
+    base_schema: FeatureSchema | None,
+    schema: FeatureSchema,
+    params: Params,
+    notes: list[str],
+) -> DeltaIntervals | None:
+    base_text = read_at(base, paths.PREDICTIONS)
+    head_text = read_at(None, paths.PREDICTIONS)
+    if base_text is None or head_text is None or base_schema is None:
+        notes.append("Confidence intervals unavailable: the base has no per-row predictions.")
+        return None
+    if base_schema.target.classes != schema.target.classes:
+        notes.append("Confidence intervals unavailable: the target classes changed.")
+        return None
+    return delta_intervals(
+        Predictions.from_csv(base_text, base_schema.target.positive_class),
+        Predictions.from_csv(head_text, schema.target.positive_class),
+        resamples=params.report.bootstrap_resamples,
+        confidence=params.report.confidence,
+        seed=params.seed,
+    )
+
+
+def _plots(
+    base: str | None, schema: FeatureSchema, out_dir: Path
+) -> tuple[dict[str, str], dict[str, dict[str, dict[str, int]]]]:
+    def both(path: Path) -> dict[str, str | None]:
+        return {"base": read_at(base, path) if base else None, "PR": read_at(None, path)}
+
+    plot_dir = out_dir / "plots"
+    classes = list(schema.target.classes)
+    matrices = {}
+    for name, text in both(paths.PREDICTIONS).items():
+        try:
+            matrices[name] = confusion_matrix(text, classes) if text else None
+        except KeyError:
+            matrices[name] = None  # an older predictions file without the expected columns
+    files = {
+        "ROC": curve_plot(
+            both(paths.ROC_CURVE),
+            "fpr",
+            "tpr",
+            "ROC",
+            ("false positive rate", "true positive rate"),
+            plot_dir / "roc.png",
+        ),
+        "Precision-recall": curve_plot(
+            both(paths.PR_CURVE),
+            "recall",
+            "precision",
+            "Precision-recall",
+            ("recall", "precision"),
+            plot_dir / "precision_recall.png",
+        ),
+        "Confusion matrices": confusion_plot(matrices, plot_dir / "confusion.png"),
+    }
+    tables = {
+        name: {str(a): {str(p): int(v) for p, v in row.items()} for a, row in m.iterrows()}
+        for name, m in matrices.items()
+        if m is not None
+    }
+    return {name: path.relative_to(out_dir).as_posix() for name, path in files.items()}, tables
+
+
+def _base_data_file(base: str | None) -> Path | None:
+    if base is None:
+        return None
+    text = read_at(base, paths.PARAMS)
+    try:
+        return Path((yaml.safe_load(text or "") or {})["data"]["file"])
+    except (KeyError, TypeError):
+        return None
+
+
+def _verdict(
+    validation_failed: bool,
+    data: DataSection,
+    gate: list[RuleResult],
+    reproducibility: Reproducibility,
+) -> Verdict:
+    if validation_failed:
+        broken = len(data.validation_failures)
+        return Verdict(False, f"the data failed validation ({broken} rule(s) broken)")
+    if reproducibility.exit_status not in (None, 0):
+        return Verdict(False, f"`dvc repro` failed (exit {reproducibility.exit_status})")
+    failed = [rule for rule in gate if not rule.passed]
+    if failed:
+        detail = "; ".join(f"{r.metric} {r.check} (found {r.value})" for r in failed)
+        return Verdict(False, f"{len(failed)} of {len(gate)} gate rule(s) failed: {detail}")
+    if not gate:
+        return Verdict(True, "no gate rules are configured in params.yaml")
+    return Verdict(True, f"all {len(gate)} gate rules pass")
+
+
+def _run_url() -> str | None:
+    server, repository, run = (
+        os.environ.get(name) for name in ("GITHUB_SERVER_URL", "GITHUB_REPOSITORY", "GITHUB_RUN_ID")
+    )
+    if server and repository and run:
+        return f"{server}/{repository}/actions/runs/{run}"
+    return None
