@@ -78,6 +78,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     base = args.base or default_base()
     print(f"report: comparing the workspace with {base or 'nothing (no base revision)'} ...")
     report = build_report(base, paths.REPORT_DIR)
+    paths.REPORT_DIR.mkdir(parents=True, exist_ok=True)
     paths.REPORT_MD.write_text(to_markdown(report))
     paths.REPORT_JSON.write_text(to_json(report))
     verdict = "passes" if report.verdict.passed else "fails"
