@@ -17,7 +17,7 @@ STAMP := $(VENV)/.installed
 export PATH := $(abspath $(BIN)):$(PATH)
 endif
 
-.PHONY: help venv data validate repro report gate run test test-fast lint lock clean
+.PHONY: help venv data validate repro report gate run sample-report test test-fast lint lock clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -52,6 +52,9 @@ gate: $(STAMP) ## Exit non-zero when the quality gate in report/report.json fail
 run: repro ## The whole lifecycle, locally: data, validation, training, evaluation, report
 	@pr2prod summary
 	@pr2prod report $(if $(BASE),--base $(BASE))
+
+sample-report: $(STAMP) ## Regenerate docs/sample-report/ (the README's sample PR comment)
+	tools/sample-report.sh
 
 lint: $(STAMP) ## Lint and format-check the code with ruff
 	ruff check .
