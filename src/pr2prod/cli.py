@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
 import sys
 from collections.abc import Callable, Sequence
 
@@ -95,6 +97,44 @@ def cmd_gate(_: argparse.Namespace) -> int:
     return 0 if passed else 1
 
 
+def cmd_bento(_: argparse.Namespace) -> int:
+    from pr2prod.serving.build import build_bento
+
+    params, schema = load_params(paths.PARAMS), load_schema(paths.SCHEMA)
+    info = build_bento(params, schema)
+    model_state = "stored" if info.model_created else "already stored"
+    bento_state = "built" if info.bento_created else "already built (nothing changed)"
+    print(f"bento: model {info.model_tag} {model_state}; bento {info.bento_tag} {bento_state}")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from pr2prod.serving.build import built_bento_tag
+
+    tag = built_bento_tag()
+    print(f"serve: {tag} on http://{args.host}:{args.port} (Ctrl-C stops it)", flush=True)
+    command = ["bentoml", "serve", tag, "--host", args.host, "--port", str(args.port)]
+    os.execvp(command[0], command)  # the server replaces this process: signals go to it
+
+
+def cmd_image(args: argparse.Namespace) -> int:
+    from pr2prod.serving.build import built_bento_tag, docker_available, write_image_context
+
+    tag = built_bento_tag()
+    if docker_available():
+        image = args.image or tag
+        subprocess.run(["bentoml", "containerize", tag, "-t", image], check=True)
+        print(f"image: built {image}")
+        return 0
+    dockerfile = write_image_context(tag, paths.IMAGE_CONTEXT)
+    print(
+        f"image: no Docker daemon here, so no image was built. Wrote a complete build context "
+        f"(the bento, its model and {dockerfile.name}) to {paths.IMAGE_CONTEXT}/.\n"
+        f"Build it where Docker runs: docker build -t {args.image or tag} {paths.IMAGE_CONTEXT}"
+    )
+    return 0
+
+
 def cmd_summary(_: argparse.Namespace) -> int:
     if not paths.METRICS.is_file():
         raise Pr2prodError(f"{paths.METRICS} not found", hint="run `make run` first")
@@ -116,6 +156,9 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str]] = {
     "repro": (cmd_repro, "dvc repro, recording which stages ran (for the report)"),
     "report": (cmd_report, "compare the workspace with a base revision: report/report.md"),
     "gate": (cmd_gate, "exit non-zero when the report's quality gate fails"),
+    "bento": (cmd_bento, "build the BentoML bento serving the pipeline's model"),
+    "serve": (cmd_serve, "serve the built bento locally"),
+    "image": (cmd_image, "container image of the bento (or a Docker build context)"),
     "summary": (cmd_summary, "print the latest metrics and where the results are"),
 }
 
@@ -128,6 +171,11 @@ def build_parser() -> argparse.ArgumentParser:
     for name, (handler, help_text) in COMMANDS.items():
         subcommand = subcommands.add_parser(name, help=help_text, description=help_text)
         subcommand.set_defaults(handler=handler)
+        if name == "serve":
+            subcommand.add_argument("--host", default="127.0.0.1")
+            subcommand.add_argument("--port", type=int, default=3000)
+        if name == "image":
+            subcommand.add_argument("--image", help="image name:tag (default: the bento tag)")
         if name == "report":
             subcommand.add_argument(
                 "--base",

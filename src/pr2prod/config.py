@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
@@ -44,6 +44,19 @@ class GateRule:
 
 
 @dataclass(frozen=True)
+class ServingPolicy:
+    """How the service treats requests (params.yaml, `serving:`)."""
+
+    out_of_range: Literal["reject", "warn"] = "reject"  # numbers outside the schema's range
+    unseen_category: Literal["reject", "warn"] = "reject"  # categories the schema lacks
+    max_records: int = 1000  # records in one request
+    max_body_bytes: int = 1_048_576  # larger bodies get 413 before they are parsed
+    max_batch_size: int = 64  # adaptive batching: most records in one model call
+    max_latency_ms: int = 1000  # adaptive batching: deadline before a request is shed (503)
+    workers: int = 1
+
+
+@dataclass(frozen=True)
 class Params:
     seed: int
     data_file: Path
@@ -51,6 +64,7 @@ class Params:
     train: TrainParams
     report: ReportParams = field(default_factory=ReportParams)
     gate: tuple[GateRule, ...] = ()
+    serving: ServingPolicy = field(default_factory=ServingPolicy)
 
 
 def load_params(path: Path) -> Params:
@@ -68,6 +82,7 @@ def load_params(path: Path) -> Params:
                 hyperparameters=dict(raw["train"].get("hyperparameters") or {}),
             ),
             report=ReportParams(**(raw.get("report") or {})),
+            serving=_serving_policy(raw.get("serving") or {}, path),
             gate=tuple(
                 _gate_rule(name, spec, path) for name, spec in (raw.get("gate") or {}).items()
             ),
@@ -107,3 +122,11 @@ def _gate_rule(metric: str, spec: dict[str, Any], path: Path) -> GateRule:
         limit=None if limit is None else float(limit),
         max_regression=None if regression is None else float(regression),
     )
+
+
+def _serving_policy(spec: dict[str, Any], path: Path) -> ServingPolicy:
+    policy = ServingPolicy(**spec)
+    for name in ("out_of_range", "unseen_category"):
+        if getattr(policy, name) not in ("reject", "warn"):
+            raise Pr2prodError(f"{path}: serving.{name} must be 'reject' or 'warn'")
+    return policy

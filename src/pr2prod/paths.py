@@ -32,3 +32,6 @@ REPORT_DIR = Path("report")
 REPORT_MD = REPORT_DIR / "report.md"
 REPORT_JSON = REPORT_DIR / "report.json"
 REPRO_RECORD = REPORT_DIR / "repro.json"
+
+# Serving: a Docker build context, written by `make image` where no Docker daemon runs.
+IMAGE_CONTEXT = Path("build") / "image"

@@ -1,0 +1,1 @@
+"""Serving the trained model with BentoML: request contract, model bundle, service, bento."""

@@ -1,0 +1,113 @@
+"""What a served model carries: the fitted pipeline and everything needed to check it.
+
+The BentoML model directory holds the DVC pipeline's model.joblib, its model card,
+the schema it was trained on, the serving policy, a summary of its test metrics and a
+few golden rows (test inputs with the probabilities `evaluate` recorded for them), so a
+served model can prove at start-up that it is the model the pipeline evaluated.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import joblib
+import numpy as np
+import pandas as pd
+
+from pr2prod.config import ServingPolicy
+from pr2prod.schema import FeatureSchema, parse_schema
+
+MODEL_FILE = "model.joblib"
+CARD_FILE = "model.json"
+SCHEMA_FILE = "schema.yaml"
+POLICY_FILE = "serving.json"
+METRICS_FILE = "metrics.json"
+GOLDEN_FILE = "golden.json"
+GOLDEN_ROWS = 8
+TOLERANCE = 1e-5  # predictions.csv keeps six decimals
+
+
+@dataclass(frozen=True)
+class ModelBundle:
+    path: Path
+    schema: FeatureSchema
+    policy: ServingPolicy
+    card: dict[str, Any]
+    metrics: dict[str, Any]
+    golden: dict[str, Any]
+
+    @classmethod
+    def load(cls, path: Path) -> ModelBundle:
+        return cls(
+            path=path,
+            schema=parse_schema((path / SCHEMA_FILE).read_text(), path / SCHEMA_FILE),
+            policy=ServingPolicy(**json.loads((path / POLICY_FILE).read_text())),
+            card=json.loads((path / CARD_FILE).read_text()),
+            metrics=json.loads((path / METRICS_FILE).read_text()),
+            golden=json.loads((path / GOLDEN_FILE).read_text()),
+        )
+
+    def load_model(self) -> Any:
+        return joblib.load(self.path / MODEL_FILE)
+
+    def golden_rows_match(self, model: Any) -> tuple[bool, float]:
+        """Do the golden rows get the probabilities evaluate recorded? (and the worst gap)"""
+        frame = pd.DataFrame(self.golden["records"], columns=self.schema.feature_names)
+        expected = np.asarray(self.golden["probabilities"])
+        actual = probabilities_in_schema_order(model, frame, self.schema)
+        gap = float(np.abs(actual - expected).max())
+        return gap <= TOLERANCE, gap
+
+
+def probabilities_in_schema_order(model: Any, frame: pd.DataFrame, schema: FeatureSchema):
+    order = [list(map(str, model.classes_)).index(label) for label in schema.target.classes]
+    return model.predict_proba(frame)[:, order]
+
+
+def write_bundle(
+    directory: Path,
+    model_file: Path,
+    card_file: Path,
+    schema_file: Path,
+    metrics_file: Path,
+    policy: ServingPolicy,
+    test_file: Path,
+    predictions_file: Path,
+    schema: FeatureSchema,
+) -> None:
+    """Fill a (new, empty) model directory from the DVC pipeline's outputs."""
+    for source, name in (
+        (model_file, MODEL_FILE),
+        (card_file, CARD_FILE),
+        (schema_file, SCHEMA_FILE),
+        (metrics_file, METRICS_FILE),
+    ):
+        (directory / name).write_bytes(source.read_bytes())
+    (directory / POLICY_FILE).write_text(json.dumps(dataclasses.asdict(policy), indent=2))
+    (directory / GOLDEN_FILE).write_text(
+        json.dumps(golden_rows(test_file, predictions_file, schema), indent=2)
+    )
+
+
+def golden_rows(test_file: Path, predictions_file: Path, schema: FeatureSchema) -> dict:
+    """The first test rows with the probabilities `evaluate` recorded for them."""
+    from pr2prod.data.validation import load_typed
+
+    test = load_typed(test_file, schema).head(GOLDEN_ROWS)
+    predictions = pd.read_csv(predictions_file).head(GOLDEN_ROWS)
+    records = [
+        {name: _json_value(value) for name, value in row.items()}
+        for row in test[schema.feature_names].to_dict(orient="records")
+    ]
+    columns = [f"proba_{label}" for label in schema.target.classes]
+    return {"records": records, "probabilities": predictions[columns].to_numpy().tolist()}
+
+
+def _json_value(value: Any) -> Any:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return None
+    return value.item() if isinstance(value, np.generic) else value

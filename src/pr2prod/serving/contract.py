@@ -1,0 +1,79 @@
+"""The service's request and response models, generated from the feature schema.
+
+A new column in schema.yaml becomes a new request field with no edit here. Each record
+is validated strictly: every feature present, no extra fields, numbers must be finite
+JSON numbers, categories must be text. Out-of-range numbers and unseen categories are
+rejected or only counted, as the serving policy (params.yaml, `serving:`) says.
+"""
+
+from __future__ import annotations
+
+import keyword
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, create_model
+
+from pr2prod.config import ServingPolicy
+from pr2prod.schema import Feature, FeatureSchema
+
+
+class Prediction(BaseModel):
+    predicted: str = Field(description="the most probable class")
+    probabilities: dict[str, float] = Field(description="probability of every class")
+    model_version: str = Field(description="version of the model that answered")
+
+
+def field_name(column: str) -> str:
+    """A Python identifier for a column name ("mean radius" -> "mean_radius")."""
+    name = re.sub(r"\W", "_", column)
+    if not name or name[0].isdigit() or keyword.iskeyword(name):
+        name = f"f_{name}"
+    return name
+
+
+def record_model(schema: FeatureSchema, policy: ServingPolicy) -> type[BaseModel]:
+    """One pydantic model for a record: one field per feature, named as in the data."""
+    fields: dict[str, Any] = {
+        field_name(feature.name): _field(feature, policy) for feature in schema.features
+    }
+    return create_model(
+        "Record",
+        __config__=ConfigDict(extra="forbid", strict=True, populate_by_name=False),
+        **fields,
+    )
+
+
+def _field(feature: Feature, policy: ServingPolicy) -> tuple[Any, Any]:
+    alias = feature.name if field_name(feature.name) != feature.name else None
+    if feature.is_numeric:
+        bounds = {}
+        if policy.out_of_range == "reject":
+            bounds = {"ge": feature.min, "le": feature.max}
+        annotation: Any = float
+        constraints = Field(alias=alias, allow_inf_nan=False, **bounds)
+    else:
+        annotation = Literal[feature.categories] if policy.unseen_category == "reject" else str
+        constraints = Field(alias=alias, min_length=1)
+    if feature.nullable:
+        annotation = annotation | None  # the field is still required: null, not absent
+    return annotation, constraints
+
+
+def policy_warnings(record: dict[str, Any], schema: FeatureSchema) -> list[str]:
+    """What a 'warn' policy lets through: out-of-range numbers, unseen categories."""
+    problems = []
+    for feature in schema.features:
+        value = record.get(feature.name)
+        if value is None:
+            continue
+        if feature.is_numeric:
+            if (feature.min is not None and value < feature.min) or (
+                feature.max is not None and value > feature.max
+            ):
+                problems.append(
+                    f"{feature.name}: {value} is outside [{feature.min}, {feature.max}]"
+                )
+        elif value not in feature.categories:
+            problems.append(f"{feature.name}: unseen category {value!r}")
+    return problems

@@ -1,0 +1,129 @@
+"""The BentoML service: `predict` for one or many records, plus health and model metadata.
+
+The model is pinned by tag (`--arg model_tag=...`, recorded in the bento by `make bento`);
+its request model, serving policy and golden rows come with it, so the service needs no
+file from the repository.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Annotated
+
+import bentoml
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, Field
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from pr2prod.serving.bundle import ModelBundle, probabilities_in_schema_order
+from pr2prod.serving.contract import Prediction, field_name, policy_warnings, record_model
+from pr2prod.serving.guards import BodySizeLimit, quiet_client_errors
+from pr2prod.serving.telemetry import PredictionMetrics
+
+logger = logging.getLogger("pr2prod.serving")
+
+
+class ServiceArguments(BaseModel):
+    model_tag: str | None = None  # e.g. pr2prod-model:3f2a...; falls back to PR2PROD_MODEL_TAG
+
+
+_arguments = bentoml.use_arguments(ServiceArguments)
+MODEL_TAG = _arguments.model_tag or os.environ.get("PR2PROD_MODEL_TAG", "")
+if not MODEL_TAG:
+    raise RuntimeError(
+        "no model to serve: build the bento with `make bento`, or pass "
+        "--arg model_tag=<tag> (or set PR2PROD_MODEL_TAG) when serving from source"
+    )
+MODEL = bentoml.models.BentoModel(MODEL_TAG)
+BUNDLE = ModelBundle.load(Path(MODEL.resolve().path))
+POLICY = BUNDLE.policy
+Record = record_model(BUNDLE.schema, POLICY)
+Records = Annotated[list[Record], Field(min_length=1, max_length=POLICY.max_records)]
+quiet_client_errors()
+
+
+@bentoml.service(name="pr2prod", workers=POLICY.workers, traffic={"timeout": 30})
+class Classifier:
+    model_ref = MODEL
+
+    def __init__(self) -> None:
+        self.model = BUNDLE.load_model()
+        self.version = str(MODEL.resolve().tag.version)
+        self.columns = BUNDLE.schema.feature_names
+        self.classes = list(BUNDLE.schema.target.classes)
+        self.metrics = PredictionMetrics.create()
+        matches, gap = BUNDLE.golden_rows_match(self.model)
+        self.ready = matches
+        if matches:
+            logger.info("model %s loaded; golden rows match (largest gap %.2g)", MODEL_TAG, gap)
+        else:
+            logger.error(
+                "model %s gives golden-row probabilities %.3g away from what evaluate "
+                "recorded: not ready (wrong scikit-learn version in this environment?)",
+                MODEL_TAG,
+                gap,
+            )
+
+    def __is_ready__(self) -> bool:
+        return self.ready
+
+    @bentoml.api(
+        batchable=True,
+        max_batch_size=POLICY.max_batch_size,
+        max_latency_ms=POLICY.max_latency_ms,
+    )
+    def predict(self, records: Records) -> list[Prediction]:
+        """Predict the class of each record, with every class's probability."""
+        rows = [record.model_dump(by_alias=True) for record in records]
+        self._count_policy_warnings(rows)
+        frame = pd.DataFrame(rows, columns=self.columns).astype(
+            {name: "float64" for name in BUNDLE.schema.numeric_features}
+        )
+        probabilities = probabilities_in_schema_order(self.model, frame, BUNDLE.schema)
+        return [self._prediction(row) for row in probabilities]
+
+    def _prediction(self, row: np.ndarray) -> Prediction:
+        predicted = self.classes[int(row.argmax())]
+        self.metrics.predicted_classes.labels(predicted, self.version).inc()
+        for label, probability in zip(self.classes, row, strict=True):
+            self.metrics.probabilities.labels(label, self.version).observe(float(probability))
+        return Prediction(
+            predicted=predicted,
+            probabilities={
+                label: round(float(p), 6) for label, p in zip(self.classes, row, strict=True)
+            },
+            model_version=self.version,
+        )
+
+    def _count_policy_warnings(self, rows: list[dict]) -> None:
+        if POLICY.out_of_range == "reject" and POLICY.unseen_category == "reject":
+            return  # nothing out of bounds gets this far
+        for row in rows:
+            for problem in policy_warnings(row, BUNDLE.schema):
+                self.metrics.input_warnings.labels(problem.split(":")[0], self.version).inc()
+                logger.warning("accepted with a warning: %s", problem)
+
+
+def model_metadata(_: Request) -> JSONResponse:
+    """GET /model: which model this is, where it came from and how it scored."""
+    return JSONResponse(
+        {
+            "model_tag": MODEL_TAG,
+            "model_version": str(MODEL.resolve().tag.version),
+            "card": BUNDLE.card,
+            "test_metrics": BUNDLE.metrics,
+            "features": {f.name: field_name(f.name) for f in BUNDLE.schema.features},
+            "classes": list(BUNDLE.schema.target.classes),
+            "policy": POLICY.__dict__,
+        }
+    )
+
+
+Classifier.mount_asgi_app(Starlette(routes=[Route("/model", model_metadata)]), path="/")
+Classifier.add_asgi_middleware(BodySizeLimit, max_bytes=POLICY.max_body_bytes)

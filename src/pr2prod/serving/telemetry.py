@@ -1,0 +1,42 @@
+"""Prometheus metrics about predictions, for canary analysis.
+
+Created when a worker starts (not at import): BentoML sets up Prometheus's multiprocess
+directory after importing the service module, and metrics made earlier would not show
+on /metrics.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prometheus_client import Counter, Histogram
+
+PROBABILITY_BUCKETS = tuple(round(step / 10, 1) for step in range(1, 11))
+
+
+@dataclass
+class PredictionMetrics:
+    predicted_classes: Counter
+    probabilities: Histogram
+    input_warnings: Counter
+
+    @classmethod
+    def create(cls) -> PredictionMetrics:
+        return cls(
+            predicted_classes=Counter(
+                "pr2prod_predictions",
+                "Predictions served, by predicted class",
+                ["predicted_class", "model_version"],
+            ),
+            probabilities=Histogram(
+                "pr2prod_predicted_probability",
+                "Predicted probability of each class",
+                ["class_name", "model_version"],
+                buckets=PROBABILITY_BUCKETS,
+            ),
+            input_warnings=Counter(
+                "pr2prod_input_warnings",
+                "Records accepted with a warning (serving policy 'warn'), by field",
+                ["field", "model_version"],
+            ),
+        )
