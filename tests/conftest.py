@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -30,6 +34,8 @@ def isolated_environment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[N
             "DVC_GLOBAL_CONFIG_DIR": str(home / "dvc-global-config"),
             "DVC_SYSTEM_CONFIG_DIR": str(home / "dvc-system-config"),
             "DVC_NO_ANALYTICS": "1",
+            "BENTOML_HOME": str(home / "bentoml"),
+            "BENTOML_DO_NOT_TRACK": "true",
             "GIT_AUTHOR_NAME": "pr2prod tests",
             "GIT_AUTHOR_EMAIL": "tests@pr2prod.invalid",
             "GIT_COMMITTER_NAME": "pr2prod tests",
@@ -87,3 +93,65 @@ def reproduced_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def project(reproduced_project: Path, tmp_path: Path) -> Path:
     """A private copy of the reproduced project (data, DVC cache and all) for one test."""
     return Path(shutil.copytree(reproduced_project, tmp_path / "project", symlinks=True))
+
+
+@pytest.fixture(scope="session")
+def bento_tag(reproduced_project: Path) -> str:
+    """The bento `pr2prod bento` builds from the reproduced project's model."""
+    output = run("pr2prod", "bento", cwd=reproduced_project).stdout
+    return output.split("bento ")[-1].split()[0]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@dataclass(frozen=True)
+class Server:
+    url: str
+    log: Path
+    pid: int
+
+
+def start_server(command: list[str], cwd: Path, log: Path, port: int, timeout: float = 60):
+    """Start a server process; return it once GET /readyz answers 200."""
+    handle = log.open("w")
+    process = subprocess.Popen(command, cwd=cwd, stdout=handle, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"the server exited with {process.returncode}:\n{log.read_text()}")
+        try:
+            with urllib.request.urlopen(f"{url}/readyz", timeout=2) as response:
+                if response.status == 200:
+                    return process, url
+        except OSError:
+            time.sleep(0.3)
+    stop_server(process)
+    pytest.fail(f"the server was not ready within {timeout} s:\n{log.read_text()}")
+
+
+def stop_server(process: subprocess.Popen) -> None:
+    """Stop the server by its PID: politely, then for sure."""
+    process.terminate()
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=15)
+
+
+@pytest.fixture(scope="session")
+def served_bento(
+    bento_tag: str, reproduced_project: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
+    """The bento served by a real `bentoml serve` process for the whole session."""
+    port = free_port()
+    log = tmp_path_factory.mktemp("server") / "server.log"
+    command = ["bentoml", "serve", bento_tag, "--host", "127.0.0.1", "--port", str(port)]
+    process, url = start_server(command, reproduced_project, log, port)
+    yield Server(url, log, process.pid)
+    stop_server(process)

@@ -1,4 +1,4 @@
-"""Protections in front of the API: a request-size limit and one-line client-error logs."""
+"""Protections in front of the API: request size and type checks, one-line client-error logs."""
 
 from __future__ import annotations
 
@@ -11,11 +11,12 @@ from pydantic import ValidationError
 Scope = dict[str, Any]
 
 
-class BodySizeLimit:
-    """ASGI middleware: answer 413 when a request body exceeds `max_bytes`.
+class RequestGuard:
+    """ASGI middleware: 413 for bodies over `max_bytes`, 415 for bodies that are not JSON.
 
-    BentoML reads whole bodies without a limit; checking Content-Length first and
-    counting streamed bytes stops an oversized request before it is parsed.
+    BentoML reads whole bodies without a limit, and a request body it cannot decode
+    (e.g. multipart without a boundary) ends in a 500. The API only takes JSON, so
+    anything else is refused here, before it is parsed, with a message saying why.
     """
 
     def __init__(self, app: Any, max_bytes: int) -> None:
@@ -23,12 +24,22 @@ class BodySizeLimit:
         self.max_bytes = max_bytes
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or scope["method"] != "POST":
             await self.app(scope, receive, send)
             return
-        declared = dict(scope.get("headers") or []).get(b"content-length")
+        headers = dict(scope.get("headers") or [])
+        content_type = headers.get(b"content-type", b"application/json").decode("latin-1")
+        if content_type.split(";")[0].strip().lower() != "application/json":
+            await _refuse(
+                send,
+                415,
+                f"Content-Type {content_type!r} is not supported; send JSON "
+                "with Content-Type: application/json",
+            )
+            return
+        declared = headers.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await self._refuse(send)
+            await self._too_large(send)
             return
         received = 0
 
@@ -43,20 +54,23 @@ class BodySizeLimit:
         try:
             await self.app(scope, counting_receive, send)
         except _TooLarge:
-            await self._refuse(send)
+            await self._too_large(send)
 
-    async def _refuse(self, send: Any) -> None:
-        body = json.dumps(
-            {"error": f"request body larger than {self.max_bytes} bytes; send fewer records"}
-        ).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [(b"content-type", b"application/json")],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+    async def _too_large(self, send: Any) -> None:
+        message = f"request body larger than {self.max_bytes} bytes; send fewer records"
+        await _refuse(send, 413, message)
+
+
+async def _refuse(send: Any, status: int, message: str) -> None:
+    body = json.dumps({"error": message}).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json")],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
 
 
 class _TooLarge(Exception):

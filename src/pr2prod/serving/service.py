@@ -23,7 +23,7 @@ from starlette.routing import Route
 
 from pr2prod.serving.bundle import ModelBundle, probabilities_in_schema_order
 from pr2prod.serving.contract import Prediction, field_name, policy_warnings, record_model
-from pr2prod.serving.guards import BodySizeLimit, quiet_client_errors
+from pr2prod.serving.guards import RequestGuard, quiet_client_errors
 from pr2prod.serving.telemetry import PredictionMetrics
 
 logger = logging.getLogger("pr2prod.serving")
@@ -126,4 +126,4 @@ def model_metadata(_: Request) -> JSONResponse:
 
 
 Classifier.mount_asgi_app(Starlette(routes=[Route("/model", model_metadata)]), path="/")
-Classifier.add_asgi_middleware(BodySizeLimit, max_bytes=POLICY.max_body_bytes)
+Classifier.add_asgi_middleware(RequestGuard, max_bytes=POLICY.max_body_bytes)

@@ -1,0 +1,183 @@
+"""The model service through a real `bentoml serve` process: answers, health, bad input."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pandas as pd
+import pytest
+from conftest import Server
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def client(served_bento: Server) -> httpx.Client:
+    with httpx.Client(base_url=served_bento.url, timeout=30) as session:
+        yield session
+
+
+@pytest.fixture(scope="module")
+def test_rows(reproduced_project: Path) -> pd.DataFrame:
+    return pd.read_csv(reproduced_project / "artifacts" / "split" / "test.csv")
+
+
+@pytest.fixture
+def record(test_rows: pd.DataFrame) -> dict[str, Any]:
+    return test_rows.drop(columns="diagnosis").iloc[0].to_dict()
+
+
+def post(client: httpx.Client, body: Any) -> httpx.Response:
+    # allow_nan: JSON has no NaN, but clients do send it; the service must refuse it.
+    content = body if isinstance(body, bytes) else json.dumps(body, allow_nan=True).encode()
+    return client.post("/predict", content=content, headers={"content-type": "application/json"})
+
+
+def test_served_predictions_equal_the_offline_evaluation(
+    client: httpx.Client, test_rows: pd.DataFrame, reproduced_project: Path
+) -> None:
+    records = test_rows.drop(columns="diagnosis").to_dict(orient="records")
+    offline = pd.read_csv(reproduced_project / "results" / "predictions.csv")
+
+    response = post(client, {"records": records})
+
+    assert response.status_code == 200, response.text
+    served = response.json()
+    assert len(served) == len(offline) == 114
+    for answer, (_, expected) in zip(served, offline.iterrows(), strict=True):
+        assert answer["predicted"] == expected["predicted"]
+        assert answer["probabilities"]["malignant"] == pytest.approx(
+            expected["proba_malignant"], abs=2e-6
+        )
+
+
+def test_every_answer_names_the_model_version(client: httpx.Client, record: dict) -> None:
+    metadata = client.get("/model").json()
+
+    (answer,) = post(client, {"records": [record]}).json()
+
+    assert answer["model_version"] == metadata["model_version"]
+    assert set(answer["probabilities"]) == {"malignant", "benign"}
+    assert sum(answer["probabilities"].values()) == pytest.approx(1, abs=1e-5)
+
+
+def test_model_metadata_tells_where_the_model_came_from(
+    client: httpx.Client, reproduced_project: Path
+) -> None:
+    metadata = client.get("/model").json()
+
+    assert metadata["model_tag"].startswith("pr2prod-model:")
+    assert metadata["card"]["estimator"] == "sklearn.ensemble.RandomForestClassifier"
+    committed = json.loads((reproduced_project / "results" / "metrics.json").read_text())
+    assert metadata["test_metrics"] == committed
+
+
+def test_health_endpoints_answer(client: httpx.Client) -> None:
+    assert client.get("/livez").status_code == 200
+    assert client.get("/readyz").status_code == 200
+
+
+def test_prediction_metrics_are_exported(client: httpx.Client, record: dict) -> None:
+    post(client, {"records": [record, record]})
+    metrics = client.get("/metrics").text
+
+    assert "pr2prod_predictions_total{" in metrics
+    assert 'pr2prod_predicted_probability_bucket{class_name="malignant"' in metrics
+    version = client.get("/model").json()["model_version"]
+    assert f'model_version="{version}"' in metrics
+
+
+def change(record: dict, **fields: Any) -> dict:
+    return {**record, **fields}
+
+
+def without(record: dict, name: str) -> dict:
+    return {key: value for key, value in record.items() if key != name}
+
+
+BAD_INPUTS = {
+    "malformed JSON": (lambda r: b'{"records": [', "json"),
+    "not a list": (lambda r: {"records": r}, "records"),
+    "no records key": (lambda r: {"rows": [r]}, "records"),
+    "missing field": (lambda r: {"records": [without(r, "mean_radius")]}, "mean_radius"),
+    "extra field": (lambda r: {"records": [change(r, colour="red")]}, "colour"),
+    "wrong type": (lambda r: {"records": [change(r, mean_texture="abc")]}, "mean_texture"),
+    "text number": (lambda r: {"records": [change(r, mean_texture="12.5")]}, "mean_texture"),
+    "null": (lambda r: {"records": [change(r, mean_area=None)]}, "mean_area"),
+    "NaN": (lambda r: {"records": [change(r, mean_area=math.nan)]}, "mean_area"),
+    "Infinity": (lambda r: {"records": [change(r, worst_area=math.inf)]}, "worst_area"),
+    "out of range": (lambda r: {"records": [change(r, mean_radius=-1.0)]}, "mean_radius"),
+    "empty list": (lambda r: {"records": []}, "records"),
+    "too many records": (lambda r: {"records": [r] * 1001}, "records"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_INPUTS, ids=str)
+def test_bad_input_is_a_client_error_naming_the_field(
+    case: str, client: httpx.Client, record: dict
+) -> None:
+    make_body, field = BAD_INPUTS[case]
+
+    response = post(client, make_body(record))
+
+    assert response.status_code == 400, response.text
+    assert field in response.text.lower() if field == "json" else field in response.text
+
+
+def test_an_oversized_body_is_refused_before_parsing(client: httpx.Client) -> None:
+    response = post(client, b'{"records": [' + b" " * 2_000_000 + b"]}")
+
+    assert response.status_code == 413
+    assert "larger than" in response.json()["error"]
+
+
+@pytest.mark.parametrize("content_type", ["multipart/form-data", "text/plain"])
+def test_a_body_that_is_not_json_is_refused(
+    client: httpx.Client, record: dict, content_type: str
+) -> None:
+    response = client.post(
+        "/predict",
+        content=json.dumps({"records": [record]}),
+        headers={"content-type": content_type},
+    )
+
+    assert response.status_code == 415
+    assert "application/json" in response.json()["error"]
+
+
+def test_client_errors_are_logged_in_one_line(
+    client: httpx.Client, record: dict, served_bento: Server
+) -> None:
+    post(client, {"records": [without(record, "mean_radius")]})
+
+    log = served_bento.log.read_text()
+    assert "client error: records.0.mean_radius: Field required" in log
+    assert "Traceback" not in log
+
+
+def test_a_fuzz_run_of_the_openapi_spec_finds_no_server_error(served_bento: Server) -> None:
+    result = subprocess.run(
+        [
+            "schemathesis",
+            "run",
+            f"{served_bento.url}/docs.json",
+            "--checks",
+            "not_a_server_error",
+            "--max-examples",
+            "40",
+            "--seed",
+            "1",
+            "--no-color",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+
+    assert result.returncode == 0, result.stdout[-4000:]
