@@ -21,7 +21,7 @@ STAMP := $(VENV)/.installed
 export PATH := $(abspath $(BIN)):$(PATH)
 endif
 
-.PHONY: help venv data validate repro report gate bento serve image run sample-report actionlint test test-fast lint lock clean
+.PHONY: help venv data validate repro report gate bento serve image smoke verify run sample-report actionlint test test-fast lint lock clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -60,7 +60,13 @@ serve: bento ## Serve the bento on http://127.0.0.1:$(PORT)
 	pr2prod serve --port $(PORT)
 
 image: bento ## Container image (bentoml containerize), or a Docker build context in build/image/
-	pr2prod image
+	pr2prod image $(if $(IMAGE),--image $(IMAGE))
+
+smoke: $(STAMP) ## Check the service at URL (default :$(PORT)): ready, golden rows as evaluated
+	pr2prod smoke --url $(or $(URL),http://127.0.0.1:$(PORT))
+
+verify: repro ## Fail when the reproduced dvc.lock or metrics differ from the committed ones
+	pr2prod verify
 
 run: repro ## The whole lifecycle, locally: data, validation, training, evaluation, report, bento
 	@pr2prod summary

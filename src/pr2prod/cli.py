@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 from collections.abc import Callable, Sequence
 
@@ -118,21 +117,57 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_image(args: argparse.Namespace) -> int:
-    from pr2prod.serving.build import built_bento_tag, docker_available, write_image_context
+    from pr2prod.serving.build import built_bento_tag, expected_tags
+    from pr2prod.serving.image import (
+        containerize,
+        docker_available,
+        image_labels,
+        write_image_context,
+    )
 
     tag = built_bento_tag()
+    labels = image_labels(tag, expected_tags()[0])
+    image = args.image or tag
     if docker_available():
-        image = args.image or tag
-        subprocess.run(["bentoml", "containerize", tag, "-t", image], check=True)
+        containerize(tag, image, labels)
         print(f"image: built {image}")
         return 0
-    dockerfile = write_image_context(tag, paths.IMAGE_CONTEXT)
+    dockerfile = write_image_context(tag, paths.IMAGE_CONTEXT, labels)
     print(
         f"image: no Docker daemon here, so no image was built. Wrote a complete build context "
         f"(the bento, its model and {dockerfile.name}) to {paths.IMAGE_CONTEXT}/.\n"
-        f"Build it where Docker runs: docker build -t {args.image or tag} {paths.IMAGE_CONTEXT}"
+        f"Build it where Docker runs: docker build -t {image} {paths.IMAGE_CONTEXT}"
     )
     return 0
+
+
+def cmd_smoke(args: argparse.Namespace) -> int:
+    from pr2prod.serving.smoke import smoke_test
+
+    passed, summary = smoke_test(args.url, timeout=args.timeout)
+    print(summary, file=sys.stdout if passed else sys.stderr)
+    return 0 if passed else 1
+
+
+def cmd_verify(_: argparse.Namespace) -> int:
+    from pr2prod.report.reproducibility import check_reproducibility
+
+    result = check_reproducibility(paths.REPRO_RECORD)
+    if not result.committed:
+        raise Pr2prodError("HEAD has no dvc.lock to compare with", hint="commit dvc.lock")
+    if result.matches:
+        print("verify: the reproduced dvc.lock and metrics are exactly the committed ones")
+        return 0
+    differences = "\n".join(
+        f"  {line}" for line in [*result.lock_differences, *result.metric_differences]
+    )
+    print(
+        f"verify: what was reproduced differs from what was committed:\n{differences}\n"
+        "The commit does not hold the results of its own pipeline: run `make repro` and "
+        "commit dvc.lock and results/.",
+        file=sys.stderr,
+    )
+    return 1
 
 
 def cmd_summary(_: argparse.Namespace) -> int:
@@ -159,6 +194,8 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str]] = {
     "bento": (cmd_bento, "build the BentoML bento serving the pipeline's model"),
     "serve": (cmd_serve, "serve the built bento locally"),
     "image": (cmd_image, "container image of the bento (or a Docker build context)"),
+    "smoke": (cmd_smoke, "check a running service: ready, and golden rows as evaluated"),
+    "verify": (cmd_verify, "fail when the reproduced dvc.lock or metrics differ from HEAD's"),
     "summary": (cmd_summary, "print the latest metrics and where the results are"),
 }
 
@@ -176,6 +213,9 @@ def build_parser() -> argparse.ArgumentParser:
             subcommand.add_argument("--port", type=int, default=3000)
         if name == "image":
             subcommand.add_argument("--image", help="image name:tag (default: the bento tag)")
+        if name == "smoke":
+            subcommand.add_argument("--url", default="http://127.0.0.1:3000")
+            subcommand.add_argument("--timeout", type=float, default=120)
         if name == "report":
             subcommand.add_argument(
                 "--base",

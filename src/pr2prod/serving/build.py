@@ -7,10 +7,6 @@ change to the model (or to the service code) gives a new version.
 from __future__ import annotations
 
 import hashlib
-import shutil
-import subprocess
-import tarfile
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -105,24 +101,3 @@ def _digest(files: list[Path], salt: str = "") -> str:
         digest.update(file.as_posix().encode())
         digest.update(file.read_bytes())
     return digest.hexdigest()[:16]
-
-
-def docker_available() -> bool:
-    if shutil.which("docker") is None:
-        return False
-    return subprocess.run(["docker", "info"], capture_output=True, check=False).returncode == 0
-
-
-def write_image_context(bento_tag: str, directory: Path) -> Path:
-    """A complete Docker build context for the bento (its files, model and Dockerfile)."""
-    if directory.exists():
-        shutil.rmtree(directory)
-    directory.mkdir(parents=True)
-    with tempfile.TemporaryDirectory() as scratch:
-        # bentoml export needs an absolute path (a relative one is taken from /).
-        archive = bentoml.bentos.export_bento(bento_tag, str(Path(scratch).resolve() / "b.bento"))
-        with tarfile.open(archive) as bundle:
-            bundle.extractall(directory, filter="data")
-    dockerfile = directory / "Dockerfile"
-    bentoml.container.get_containerfile(bento_tag, output_path=str(dockerfile.resolve()))
-    return dockerfile

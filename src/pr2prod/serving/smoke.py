@@ -1,0 +1,55 @@
+"""`pr2prod smoke`: is a running service (process or container) the model we evaluated?
+
+Waits for /readyz, then sends the golden rows (test rows with the probabilities
+`evaluate` recorded, from the workspace's model bundle inputs) and compares answers.
+"""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import numpy as np
+
+from pr2prod import paths
+from pr2prod.schema import load_schema
+from pr2prod.serving.bundle import TOLERANCE, golden_rows
+
+
+def smoke_test(url: str, timeout: float) -> tuple[bool, str]:
+    schema = load_schema(paths.SCHEMA)
+    golden = golden_rows(paths.TEST_SPLIT, paths.PREDICTIONS, schema)
+    with httpx.Client(base_url=url, timeout=30) as client:
+        waited = _wait_until_ready(client, timeout)
+        if waited is None:
+            return False, f"smoke: {url} was not ready within {timeout:g} s"
+        response = client.post("/predict", json={"records": golden["records"]})
+    if response.status_code != 200:
+        return False, f"smoke: /predict answered {response.status_code}: {response.text[:500]}"
+    served = np.array(
+        [
+            [answer["probabilities"][label] for label in schema.target.classes]
+            for answer in response.json()
+        ]
+    )
+    gap = float(np.abs(served - np.asarray(golden["probabilities"])).max())
+    rows = len(golden["records"])
+    if gap > TOLERANCE:
+        return False, f"smoke: golden rows differ from the evaluation by up to {gap:.3g}"
+    version = response.json()[0]["model_version"]
+    return True, (
+        f"smoke: {url} ready after {waited:.1f} s; model {version} answered {rows} golden rows "
+        f"as evaluated (largest gap {gap:.2g})"
+    )
+
+
+def _wait_until_ready(client: httpx.Client, timeout: float) -> float | None:
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        try:
+            if client.get("/readyz").status_code == 200:
+                return time.monotonic() - started
+        except httpx.TransportError:
+            pass  # not listening yet
+        time.sleep(0.5)
+    return None
