@@ -2,11 +2,12 @@
 
 Created when a worker starts (not at import): BentoML sets up Prometheus's multiprocess
 directory after importing the service module, and metrics made earlier would not show
-on /metrics.
+on /metrics. Created once per process: a registry refuses the same metric twice.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from prometheus_client import Counter, Histogram
@@ -21,6 +22,7 @@ class PredictionMetrics:
     input_warnings: Counter
 
     @classmethod
+    @functools.cache
     def create(cls) -> PredictionMetrics:
         return cls(
             predicted_classes=Counter(

@@ -1,0 +1,483 @@
+"""`make bench-serve`: what the HTTP service costs against the model alone.
+
+Requests/s and p50/p99 latency at concurrency 1 and 16, for single-record and 32-record
+requests, through a real `bentoml serve` process on 127.0.0.1; then the same requests as
+in-process model calls (the ceiling), and the ratio served/in-process. Not a test: it
+prints a table, writes JSON and says whether the serving target was met.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import itertools
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import bentoml
+import numpy as np
+import pandas as pd
+import psutil
+from tabulate import tabulate
+
+from pr2prod.errors import Pr2prodError
+from pr2prod.schema import FeatureSchema
+from pr2prod.serving.bundle import ModelBundle, probabilities_in_schema_order
+
+DEFAULT_OUT = Path("build") / "bench-serve.json"
+CONCURRENCIES = (1, 16)
+RECORDS_PER_REQUEST = (1, 32)
+WARMUP_S = 1.5  # first requests pay for imports, JIT-free but cold caches and new connections
+READY_TIMEOUT_S = 90.0
+STOP_TIMEOUT_S = 15.0
+REQUEST_TIMEOUT_S = 30.0  # the service's own traffic timeout
+ERROR_BACKOFF_S = 0.01  # keeps a dead server from turning the client into a busy loop
+SERVED, IN_PROCESS = "served", "in-process"
+
+
+@dataclass(frozen=True)
+class Target:
+    """The issue's goal: batched single records at concurrency 16 near the model's speed."""
+
+    records: int = 1
+    concurrency: int = 16
+    min_ratio: float = 0.6
+    max_p99_ms: float = 100.0
+
+
+TARGET = Target()
+
+
+@dataclass(frozen=True)
+class Measurement:
+    latencies_s: list[float]  # successful requests only
+    errors: dict[str, int]  # by HTTP status or exception name
+    elapsed_s: float
+    client_cpu_s: float = 0.0  # this process: the load generator, or the model in process
+    server_cpu_s: float = 0.0  # bentoml serve and its workers
+    model_calls: float = 0.0  # the server's adaptive batcher: calls of predict ...
+    batched_requests: float = 0.0  # ... and the requests they answered
+
+
+@dataclass(frozen=True)
+class Row:
+    mode: str
+    records: int  # per request
+    concurrency: int
+    requests: int  # successful
+    errors: dict[str, int]
+    requests_per_s: float
+    records_per_s: float
+    p50_ms: float
+    p99_ms: float
+    client_cores: float  # CPU used per second of wall time, by the client ...
+    server_cores: float  # ... and by the server (2 = both cores of a 2-core machine)
+    requests_per_model_call: float | None  # what adaptive batching achieved (served only)
+    ratio: float | None = None  # served requests/s over in-process requests/s
+
+
+# --- pure arithmetic -------------------------------------------------------------------
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The q-th percentile (0-100), linearly interpolated as numpy's default; nan if empty."""
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    position = (len(ordered) - 1) * q / 100
+    low, high = math.floor(position), math.ceil(position)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+def summarise(mode: str, records: int, concurrency: int, measurement: Measurement) -> Row:
+    done = len(measurement.latencies_s)
+    elapsed = measurement.elapsed_s
+    per_s = done / elapsed if elapsed > 0 else 0.0
+    calls = measurement.model_calls
+    return Row(
+        mode=mode,
+        records=records,
+        concurrency=concurrency,
+        requests=done,
+        errors=dict(measurement.errors),
+        requests_per_s=per_s,
+        records_per_s=per_s * records,
+        p50_ms=percentile(measurement.latencies_s, 50) * 1000,
+        p99_ms=percentile(measurement.latencies_s, 99) * 1000,
+        client_cores=measurement.client_cpu_s / elapsed if elapsed > 0 else 0.0,
+        server_cores=measurement.server_cpu_s / elapsed if elapsed > 0 else 0.0,
+        requests_per_model_call=measurement.batched_requests / calls if calls else None,
+    )
+
+
+def with_ratios(rows: list[Row]) -> list[Row]:
+    """Each served row's requests/s over the in-process requests/s for the same request size.
+
+    In process, one call runs at a time (as in one served worker), so its concurrency-1
+    figure is the ceiling for every served concurrency.
+    """
+    ceiling = {
+        row.records: row.requests_per_s
+        for row in rows
+        if row.mode == IN_PROCESS and row.concurrency == 1
+    }
+    return [
+        dataclasses.replace(row, ratio=row.requests_per_s / ceiling[row.records])
+        if row.mode == SERVED and ceiling.get(row.records)
+        else row
+        for row in rows
+    ]
+
+
+def verdict(rows: list[Row], target: Target = TARGET) -> dict[str, Any]:
+    """Whether the target row meets the target, and if not, why not."""
+    row = next(
+        (
+            r
+            for r in rows
+            if (r.mode, r.records, r.concurrency) == (SERVED, target.records, target.concurrency)
+        ),
+        None,
+    )
+    if row is None:
+        return {"met": False, "misses": ["the target row was not measured"]}
+    errors = sum(row.errors.values())
+    misses = []
+    if row.ratio is None or row.ratio < target.min_ratio:
+        misses.append(f"ratio {row.ratio or 0:.2f} < {target.min_ratio}")
+    if not row.p99_ms < target.max_p99_ms:  # `not <` so that nan misses too
+        misses.append(f"p99 {row.p99_ms:.1f} ms >= {target.max_p99_ms:g} ms")
+    if errors:
+        misses.append(f"{errors} errors {row.errors}")
+    return {
+        "target": dataclasses.asdict(target),
+        "ratio": row.ratio,
+        "p99_ms": row.p99_ms,
+        "errors": errors,
+        "met": not misses,
+        "misses": misses,
+    }
+
+
+def request_batches(rows: list[dict], size: int) -> list[list[dict]]:
+    """len(rows) requests of `size` records each, walking the rows cyclically."""
+    count = len(rows)
+    return [[rows[(start * size + k) % count] for k in range(size)] for start in range(count)]
+
+
+def table(rows: list[Row]) -> str:
+    headers = ["mode", "records/req", "concurrency", "requests", "errors", "req/s", "records/s"]
+    headers += ["p50 ms", "p99 ms", "served/in-process", "req/model call", "CPU client+server"]
+    body = [
+        [
+            row.mode,
+            row.records,
+            row.concurrency,
+            row.requests,
+            sum(row.errors.values()),
+            f"{row.requests_per_s:.0f}",
+            f"{row.records_per_s:.0f}",
+            f"{row.p50_ms:.1f}",
+            f"{row.p99_ms:.1f}",
+            "" if row.ratio is None else f"{row.ratio:.2f}x",
+            "" if row.requests_per_model_call is None else f"{row.requests_per_model_call:.1f}",
+            f"{row.client_cores:.2f}+{row.server_cores:.2f}",
+        ]
+        for row in rows
+    ]
+    return tabulate(body, headers=headers, colalign=("left",) + ("right",) * (len(headers) - 1))
+
+
+# --- input -----------------------------------------------------------------------------
+
+
+def load_rows(test_file: Path, schema: FeatureSchema) -> list[dict]:
+    """The test split's feature values as JSON-ready records (the target column dropped)."""
+    from pr2prod.data.validation import load_typed
+
+    frame = load_typed(test_file, schema)[schema.feature_names]
+    return [
+        {name: _plain(value) for name, value in record.items()}
+        for record in frame.to_dict(orient="records")
+    ]
+
+
+def _plain(value: Any) -> Any:
+    # JSON has no NaN (the service rejects it): a missing value travels as null.
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    return value.item() if isinstance(value, np.generic) else value
+
+
+# --- in process ------------------------------------------------------------------------
+
+
+def model_bundle(bento_tag: str) -> ModelBundle:
+    """The model bundle the bento serves (its tag is recorded on the bento by `make bento`)."""
+    model_tag = bentoml.bentos.get(bento_tag).info.labels["model_tag"]
+    return ModelBundle.load(Path(bentoml.models.get(model_tag).path))
+
+
+def measure_in_process(
+    bundle: ModelBundle, batches: list[list[dict]], duration_s: float
+) -> Measurement:
+    """The model called as service.predict calls it: a DataFrame per request, then the model."""
+    model, schema = bundle.load_model(), bundle.schema
+    numeric = {name: "float64" for name in schema.numeric_features}
+
+    def call(batch: list[dict]) -> None:
+        frame = pd.DataFrame(batch, columns=schema.feature_names).astype(numeric)
+        probabilities_in_schema_order(model, frame, schema)
+
+    for batch in batches[:20]:  # warm-up
+        call(batch)
+    latencies = []
+    cpu_start = time.process_time()
+    start = time.perf_counter()
+    deadline = start + duration_s
+    for batch in itertools.cycle(batches):
+        began = time.perf_counter()
+        if began >= deadline:
+            break
+        call(batch)
+        latencies.append(time.perf_counter() - began)
+    elapsed = time.perf_counter() - start
+    return Measurement(latencies, {}, elapsed, client_cpu_s=time.process_time() - cpu_start)
+
+
+# --- through HTTP ----------------------------------------------------------------------
+
+
+def bentoml_command() -> str:
+    # The bentoml next to this Python, so the server runs the same environment.
+    beside = Path(sys.executable).with_name("bentoml")
+    return str(beside) if beside.exists() else (shutil.which("bentoml") or "bentoml")
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@dataclass(frozen=True)
+class Server:
+    url: str
+    pid: int
+
+
+@contextmanager
+def served(bento_tag: str, log: Path) -> Iterator[Server]:
+    """`bentoml serve` on a free local port, yielded once /readyz answers 200."""
+    port = free_port()
+    log.parent.mkdir(parents=True, exist_ok=True)
+    command = [bentoml_command(), "serve", bento_tag, "--host", "127.0.0.1", "--port", str(port)]
+    with log.open("w") as handle:
+        process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(process, url, log)
+        yield Server(url, process.pid)
+    finally:
+        stop(process)
+
+
+def wait_ready(process: subprocess.Popen, url: str, log: Path) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise Pr2prodError(
+                f"bentoml serve exited with {process.returncode} (log: {log})",
+                hint=_tail(log),
+            )
+        try:
+            with urllib.request.urlopen(f"{url}/readyz", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.3)
+    raise Pr2prodError(f"the server was not ready within {READY_TIMEOUT_S:g} s (log: {log})")
+
+
+def stop(process: subprocess.Popen) -> None:
+    """By its PID: politely, then for sure."""
+    process.terminate()
+    try:
+        process.wait(timeout=STOP_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=STOP_TIMEOUT_S)
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time used so far by a process and all its children (bentoml's workers)."""
+    root = psutil.Process(pid)
+    total = 0.0
+    for process in [root, *root.children(recursive=True)]:
+        try:
+            times = process.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return total
+
+
+def _tail(log: Path, lines: int = 20) -> str:
+    return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+
+
+def request_bodies(batches: list[list[dict]]) -> list[bytes]:
+    # Encoded once, up front: JSON encoding would otherwise be client CPU taken from the
+    # server on the same two cores.
+    return [json.dumps({"records": batch}).encode() for batch in batches]
+
+
+async def measure_served(
+    server: Server, bodies: list[bytes], concurrency: int, duration_s: float
+) -> Measurement:
+    """A warm-up, then `concurrency` clients posting back to back for `duration_s`."""
+    # aiohttp rather than httpx: it costs the shared CPU less per request.
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)
+    headers = {"content-type": "application/json"}
+    url = f"{server.url}/predict"
+    async with aiohttp.ClientSession(
+        connector=connector, timeout=timeout, headers=headers
+    ) as session:
+        await _load(session, url, bodies, concurrency, WARMUP_S)
+        before = _usage(server)
+        measurement = await _load(session, url, bodies, concurrency, duration_s)
+        after = _usage(server)
+    client_cpu, server_cpu, calls, requests = (a - b for a, b in zip(after, before, strict=True))
+    return dataclasses.replace(
+        measurement,
+        client_cpu_s=client_cpu,
+        server_cpu_s=server_cpu,
+        model_calls=calls,
+        batched_requests=requests,
+    )
+
+
+def _usage(server: Server) -> tuple[float, float, float, float]:
+    # Cumulative counters, read between runs (nothing is in flight then).
+    calls, requests = batch_counts(server.url)
+    return time.process_time(), cpu_seconds(server.pid), calls, requests
+
+
+async def _load(
+    session: aiohttp.ClientSession,
+    url: str,
+    bodies: list[bytes],
+    concurrency: int,
+    duration_s: float,
+) -> Measurement:
+    next_body = itertools.cycle(bodies).__next__
+    latencies: list[float] = []
+    errors: Counter[str] = Counter()
+    start = time.perf_counter()
+    deadline = start + duration_s
+
+    async def client() -> None:
+        while time.perf_counter() < deadline:
+            began = time.perf_counter()
+            try:
+                async with session.post(url, data=next_body()) as response:
+                    await response.read()
+                    status = response.status
+            except (aiohttp.ClientError, TimeoutError) as error:
+                errors[type(error).__name__] += 1
+                await asyncio.sleep(ERROR_BACKOFF_S)
+                continue
+            if status == 200:
+                latencies.append(time.perf_counter() - began)
+            else:
+                errors[str(status)] += 1
+
+    await asyncio.gather(*(client() for _ in range(concurrency)))
+    return Measurement(latencies, dict(errors), time.perf_counter() - start)
+
+
+def batch_counts(url: str) -> tuple[float, float]:
+    """(model calls, requests they answered) so far, from the adaptive batcher's histogram."""
+    with urllib.request.urlopen(f"{url}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    calls = requests = 0.0
+    for line in text.splitlines():
+        # One series per worker; a request count, not a record count, despite the name.
+        if line.startswith("bentoml_service_adaptive_batch_size_count{"):
+            calls += float(line.rsplit(" ", 1)[1])
+        elif line.startswith("bentoml_service_adaptive_batch_size_sum{"):
+            requests += float(line.rsplit(" ", 1)[1])
+    return calls, requests
+
+
+# --- the whole run ---------------------------------------------------------------------
+
+
+def run_benchmark(
+    bento_tag: str, rows: list[dict], out: Path, duration_s: float = 8.0
+) -> dict[str, Any]:
+    """Measure, print the table and write it as JSON to `out`; returns what was written."""
+    if not rows:
+        raise Pr2prodError("no rows to send", hint="run `make repro` for the test split")
+    batches = {size: request_batches(rows, size) for size in RECORDS_PER_REQUEST}
+    bundle = model_bundle(bento_tag)
+    measured: list[Row] = []
+    # In process first, with no server running, so that nothing else competes for the CPU.
+    for size in RECORDS_PER_REQUEST:
+        print(f"bench-serve: in process, {size} records per call ...", flush=True)
+        measurement = measure_in_process(bundle, batches[size], duration_s)
+        measured.append(summarise(IN_PROCESS, size, 1, measurement))
+    log = out.with_suffix(".server.log")
+    with served(bento_tag, log) as server:
+        for size, concurrency in itertools.product(RECORDS_PER_REQUEST, CONCURRENCIES):
+            print(
+                f"bench-serve: {server.url}/predict, {size} records per request, "
+                f"concurrency {concurrency} ...",
+                flush=True,
+            )
+            bodies = request_bodies(batches[size])
+            measurement = asyncio.run(measure_served(server, bodies, concurrency, duration_s))
+            measured.append(summarise(SERVED, size, concurrency, measurement))
+    rows_out = with_ratios(measured)
+    result = {
+        "bento_tag": bento_tag,
+        "cpus": os.cpu_count(),
+        "duration_s": duration_s,
+        "warmup_s": WARMUP_S,
+        "policy": dataclasses.asdict(bundle.policy),
+        "rows": [dataclasses.asdict(row) for row in rows_out],
+        "verdict": verdict(rows_out),
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(table(rows_out))
+    print(describe_verdict(result["verdict"]))
+    print(f"bench-serve: wrote {out} (server log: {log})")
+    return result
+
+
+def describe_verdict(result: dict[str, Any]) -> str:
+    target = TARGET
+    goal = (
+        f"{target.records}-record requests at concurrency {target.concurrency}: "
+        f">= {target.min_ratio}x in process, p99 < {target.max_p99_ms:g} ms, no errors"
+    )
+    if result["met"]:
+        return f"bench-serve: target met ({goal})"
+    return f"bench-serve: target missed ({goal}): " + "; ".join(result["misses"])

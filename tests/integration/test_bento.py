@@ -1,0 +1,116 @@
+"""Building the bento from the DVC outputs: pinned model, stable versions, image context."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import Server, run
+
+pytestmark = pytest.mark.integration
+
+
+def bento_line(project: Path) -> str:
+    return run("pr2prod", "bento", cwd=project).stdout.strip().splitlines()[-1]
+
+
+def tags(line: str) -> tuple[str, str]:
+    """('pr2prod-model:...', 'pr2prod:...') from `pr2prod bento`'s report line."""
+    words = line.split()
+    return words[words.index("model") + 1], words[words.index("bento", 2) + 1]
+
+
+def test_rebuilding_is_a_no_op_and_new_params_give_a_new_model_version(project: Path) -> None:
+    first = bento_line(project)
+    again = bento_line(project)
+    assert tags(first) == tags(again)
+    assert "already built (nothing changed)" in again
+
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["train"]["hyperparameters"]["n_estimators"] = 120
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    run("dvc", "repro", cwd=project)
+    changed = bento_line(project)
+
+    assert tags(changed)[0] != tags(first)[0]  # a new model version ...
+    assert tags(changed)[1] != tags(first)[1]  # ... served by a new bento
+    bento = json.loads(run("bentoml", "get", tags(changed)[1], "-o", "json", cwd=project).stdout)
+    (service,) = bento["services"]
+    assert [model["tag"] for model in service["models"]] == [tags(changed)[0]]
+    assert bento["args"] == {"model_tag": tags(changed)[0]}  # pinned, not "latest"
+
+
+def test_the_image_context_holds_the_model_and_a_dockerfile(
+    reproduced_project: Path, bento_tag: str
+) -> None:
+    output = run("pr2prod", "image", cwd=reproduced_project).stdout
+    context = reproduced_project / "build" / "image"
+
+    assert "no Docker daemon here" in output and "docker build" in output
+    dockerfile = (context / "Dockerfile").read_text()
+    assert "COPY --chown=bentoml:bentoml . ./" in dockerfile  # the bento, models included
+    manifest = yaml.safe_load((context / "bento.yaml").read_text())
+    (model,) = manifest["services"][0]["models"]
+    name, version = model["tag"].split(":")
+    assert (context / "models" / name / version / "model.joblib").is_file()
+    assert f'LABEL io.pr2prod.model="{model["tag"]}"' in dockerfile
+    assert 'LABEL org.opencontainers.image.revision="' in dockerfile
+
+
+def test_the_smoke_test_passes_against_the_served_model(
+    reproduced_project: Path, served_bento: Server
+) -> None:
+    result = run("pr2prod", "smoke", "--url", served_bento.url, cwd=reproduced_project)
+
+    assert "answered 8 golden rows as evaluated" in result.stdout
+
+
+def test_the_smoke_test_fails_when_nothing_answers(reproduced_project: Path) -> None:
+    result = run(
+        "pr2prod",
+        "smoke",
+        "--url",
+        "http://127.0.0.1:9",
+        "--timeout",
+        "2",
+        cwd=reproduced_project,
+        check=False,
+    )
+
+    assert result.returncode == 1
+    assert "was not ready within 2 s" in result.stderr
+
+
+@pytest.fixture(scope="module")
+def service_module(bento_tag: str, reproduced_project: Path, tmp_path_factory):
+    """The service module imported in this process, serving the reproduced project's model."""
+    manifest = run("bentoml", "get", bento_tag, "-o", "json", cwd=reproduced_project).stdout
+    (model,) = json.loads(manifest)["services"][0]["models"]
+    os.environ["PR2PROD_MODEL_TAG"] = model["tag"]
+    metrics_dir = tmp_path_factory.mktemp("prometheus")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+    return importlib.import_module("pr2prod.serving.service")
+
+
+def test_in_process_the_service_is_ready_and_predicts_the_golden_rows(service_module) -> None:
+    service = service_module.Classifier()
+    golden = service_module.BUNDLE.golden
+    records = [service_module.Record.model_validate(r) for r in golden["records"]]
+
+    predictions = service.predict(records)
+
+    assert service.__is_ready__()
+    for prediction, expected in zip(predictions, golden["probabilities"], strict=True):
+        assert list(prediction.probabilities.values()) == pytest.approx(expected, abs=1e-5)
+
+
+def test_in_process_a_tampered_model_is_not_ready(service_module, monkeypatch) -> None:
+    golden = service_module.BUNDLE.golden
+    shifted = [[p[1], p[0]] for p in golden["probabilities"]]  # what a wrong model would say
+    monkeypatch.setitem(golden, "probabilities", shifted)
+
+    assert not service_module.Classifier().__is_ready__()
