@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import shutil
 from pathlib import Path
 
@@ -33,6 +34,10 @@ def test_make_run_on_a_fresh_clone_leaves_metrics_and_nothing_to_redo(tmp_path: 
     assert stages_run(result.stdout) == list(STAGES)
     assert "roc_auc" in result.stdout and "results/metrics.json" in result.stdout
     assert (project / "results" / "metrics.json").is_file()
+    assert "report: wrote report/report.md" in result.stdout
+    assert re.search(
+        r"bento: model pr2prod-model:\w+ stored; bento pr2prod:\w+ built", result.stdout
+    )
     again = run("dvc", "repro", cwd=project)
     assert stages_run(again.stdout) == []
     assert "Data and pipelines are up to date" in again.stdout
