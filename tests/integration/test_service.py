@@ -160,7 +160,9 @@ def test_client_errors_are_logged_in_one_line(
     assert "Traceback" not in log
 
 
-def test_a_fuzz_run_of_the_openapi_spec_finds_no_server_error(served_bento: Server) -> None:
+def test_a_fuzz_run_of_the_openapi_spec_finds_no_server_error(
+    served_bento: Server, tmp_path: Path
+) -> None:
     result = subprocess.run(
         [
             "schemathesis",
@@ -178,6 +180,7 @@ def test_a_fuzz_run_of_the_openapi_spec_finds_no_server_error(served_bento: Serv
         text=True,
         timeout=600,
         check=False,
+        cwd=tmp_path,  # schemathesis keeps a cache folder in its working directory
     )
 
     assert result.returncode == 0, result.stdout[-4000:]
