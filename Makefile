@@ -21,7 +21,7 @@ STAMP := $(VENV)/.installed
 export PATH := $(abspath $(BIN)):$(PATH)
 endif
 
-.PHONY: help venv data validate repro report gate bento serve image smoke verify run sample-report actionlint test test-fast lint lock clean
+.PHONY: help venv data validate repro report gate bento serve bench-serve image smoke verify run sample-report actionlint test test-fast lint lock clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -58,6 +58,9 @@ bento: repro ## Build the BentoML bento serving the pipeline's model (no-op when
 
 serve: bento ## Serve the bento on http://127.0.0.1:$(PORT)
 	pr2prod serve --port $(PORT)
+
+bench-serve: bento ## Requests/s and latency: served bento vs in-process predict (build/bench-serve.json)
+	pr2prod bench-serve
 
 image: bento ## Container image (bentoml containerize), or a Docker build context in build/image/
 	pr2prod image $(if $(IMAGE),--image $(IMAGE))

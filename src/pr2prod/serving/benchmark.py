@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import gc
 import itertools
 import json
 import math
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -40,7 +42,7 @@ from pr2prod.serving.bundle import ModelBundle, probabilities_in_schema_order
 DEFAULT_OUT = Path("build") / "bench-serve.json"
 CONCURRENCIES = (1, 16)
 RECORDS_PER_REQUEST = (1, 32)
-WARMUP_S = 1.5  # first requests pay for imports, JIT-free but cold caches and new connections
+WARMUP_S = 1.5  # not counted: new connections, and the batcher learning its cost model
 READY_TIMEOUT_S = 90.0
 STOP_TIMEOUT_S = 15.0
 REQUEST_TIMEOUT_S = 30.0  # the service's own traffic timeout
@@ -85,6 +87,7 @@ class Row:
     p99_ms: float
     client_cores: float  # CPU used per second of wall time, by the client ...
     server_cores: float  # ... and by the server (2 = both cores of a 2-core machine)
+    cpu_ms_per_request: float  # client and server: unlike req/s, blind to other load
     requests_per_model_call: float | None  # what adaptive batching achieved (served only)
     ratio: float | None = None  # served requests/s over in-process requests/s
 
@@ -107,6 +110,7 @@ def summarise(mode: str, records: int, concurrency: int, measurement: Measuremen
     elapsed = measurement.elapsed_s
     per_s = done / elapsed if elapsed > 0 else 0.0
     calls = measurement.model_calls
+    cpu_s = measurement.client_cpu_s + measurement.server_cpu_s
     return Row(
         mode=mode,
         records=records,
@@ -119,6 +123,7 @@ def summarise(mode: str, records: int, concurrency: int, measurement: Measuremen
         p99_ms=percentile(measurement.latencies_s, 99) * 1000,
         client_cores=measurement.client_cpu_s / elapsed if elapsed > 0 else 0.0,
         server_cores=measurement.server_cpu_s / elapsed if elapsed > 0 else 0.0,
+        cpu_ms_per_request=cpu_s / done * 1000 if done else math.nan,
         requests_per_model_call=measurement.batched_requests / calls if calls else None,
     )
 
@@ -180,7 +185,8 @@ def request_batches(rows: list[dict], size: int) -> list[list[dict]]:
 
 def table(rows: list[Row]) -> str:
     headers = ["mode", "records/req", "concurrency", "requests", "errors", "req/s", "records/s"]
-    headers += ["p50 ms", "p99 ms", "served/in-process", "req/model call", "CPU client+server"]
+    headers += ["p50 ms", "p99 ms", "served/in-process", "req/model call", "CPU cores c+s"]
+    headers += ["CPU ms/req"]
     body = [
         [
             row.mode,
@@ -195,6 +201,7 @@ def table(rows: list[Row]) -> str:
             "" if row.ratio is None else f"{row.ratio:.2f}x",
             "" if row.requests_per_model_call is None else f"{row.requests_per_model_call:.1f}",
             f"{row.client_cores:.2f}+{row.server_cores:.2f}",
+            f"{row.cpu_ms_per_request:.1f}",
         ]
         for row in rows
     ]
@@ -213,6 +220,21 @@ def load_rows(test_file: Path, schema: FeatureSchema) -> list[dict]:
         {name: _plain(value) for name, value in record.items()}
         for record in frame.to_dict(orient="records")
     ]
+
+
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """No garbage-collector pauses in this process while it measures.
+
+    This process holds pandas, scikit-learn and bentoml: a full collection takes tens of
+    milliseconds here, which would be counted as the server's latency (or the model's).
+    """
+    gc.collect()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 def _plain(value: Any) -> Any:
@@ -245,16 +267,17 @@ def measure_in_process(
     for batch in batches[:20]:  # warm-up
         call(batch)
     latencies = []
-    cpu_start = time.process_time()
-    start = time.perf_counter()
-    deadline = start + duration_s
-    for batch in itertools.cycle(batches):
-        began = time.perf_counter()
-        if began >= deadline:
-            break
-        call(batch)
-        latencies.append(time.perf_counter() - began)
-    elapsed = time.perf_counter() - start
+    with collector_paused():
+        cpu_start = time.process_time()
+        start = time.perf_counter()
+        deadline = start + duration_s
+        for batch in itertools.cycle(batches):
+            began = time.perf_counter()
+            if began >= deadline:
+                break
+            call(batch)
+            latencies.append(time.perf_counter() - began)
+        elapsed = time.perf_counter() - start
     return Measurement(latencies, {}, elapsed, client_cpu_s=time.process_time() - cpu_start)
 
 
@@ -268,8 +291,6 @@ def bentoml_command() -> str:
 
 
 def free_port() -> int:
-    import socket
-
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
@@ -361,7 +382,8 @@ async def measure_served(
     ) as session:
         await _load(session, url, bodies, concurrency, WARMUP_S)
         before = _usage(server)
-        measurement = await _load(session, url, bodies, concurrency, duration_s)
+        with collector_paused():
+            measurement = await _load(session, url, bodies, concurrency, duration_s)
         after = _usage(server)
     client_cpu, server_cpu, calls, requests = (a - b for a, b in zip(after, before, strict=True))
     return dataclasses.replace(
@@ -437,6 +459,8 @@ def run_benchmark(
         raise Pr2prodError("no rows to send", hint="run `make repro` for the test split")
     batches = {size: request_batches(rows, size) for size in RECORDS_PER_REQUEST}
     bundle = model_bundle(bento_tag)
+    # Other work on the host slows both sides unevenly; the load average shows how much.
+    load_before = os.getloadavg()
     measured: list[Row] = []
     # In process first, with no server running, so that nothing else competes for the CPU.
     for size in RECORDS_PER_REQUEST:
@@ -458,6 +482,8 @@ def run_benchmark(
     result = {
         "bento_tag": bento_tag,
         "cpus": os.cpu_count(),
+        "load_average_before": load_before,
+        "load_average_after": os.getloadavg(),
         "duration_s": duration_s,
         "warmup_s": WARMUP_S,
         "policy": dataclasses.asdict(bundle.policy),
@@ -468,6 +494,11 @@ def run_benchmark(
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(table(rows_out))
     print(describe_verdict(result["verdict"]))
+    if load_before[0] > 0.5:
+        print(
+            f"bench-serve: the load average was {load_before[0]:.1f} before the run on "
+            f"{os.cpu_count()} CPUs: other processes took CPU from both sides"
+        )
     print(f"bench-serve: wrote {out} (server log: {log})")
     return result
 
