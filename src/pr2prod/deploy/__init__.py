@@ -1,0 +1,1 @@
+"""Canary deployment: one controller, small targets behind a narrow interface."""
