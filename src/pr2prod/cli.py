@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -181,6 +182,79 @@ def cmd_bench_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _release(args: argparse.Namespace) -> str:
+    from pr2prod.serving.build import built_bento_tag
+
+    return args.release or built_bento_tag()
+
+
+def cmd_deploy(args: argparse.Namespace) -> int:
+    from pr2prod.deploy.assembly import make_controller
+    from pr2prod.report.revisions import head_sha
+    from pr2prod.serving.build import expected_tags
+
+    release = _release(args)
+    model = expected_tags()[0].split(":")[1] if args.release is None else None
+    decision = make_controller().deploy(release, git_sha=head_sha(), model_version=model)
+    return 0 if decision.successful else 1
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    from pr2prod.deploy.assembly import make_controller
+
+    make_controller().rollback(to=args.to)
+    return 0
+
+
+def cmd_deploy_status(_: argparse.Namespace) -> int:
+    from pr2prod.deploy.assembly import describe, make_controller
+
+    controller = make_controller()
+    print(f"running ({controller.target.name}): {describe(controller.target.running())}\n")
+    print(controller.history.table())
+    return 0
+
+
+def local_target(router_port: int | None = None):
+    from pr2prod.deploy.assembly import make_target
+    from pr2prod.deploy.settings import CanarySettings
+
+    settings = CanarySettings.from_params(paths.PARAMS)
+    return make_target(settings, "local", router_port=router_port)
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from pr2prod.deploy.local import format_status
+
+    tag = _release(args)
+    print(f"up: starting what is not running yet: the router, {tag} as stable ...", flush=True)
+    status = local_target(args.port).up(tag)
+    print(format_status(status))
+    serving = status["stable"]["release"]
+    if serving != tag:
+        print(f"up: stable still serves {serving}, not {tag}: `make deploy` rolls {tag} out")
+    print(f"up: send requests to {status['router']['url']}")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from pr2prod.deploy.local import format_status
+
+    status = local_target().status()
+    print(json.dumps(status, indent=2) if args.json else format_status(status))
+    return 0
+
+
+def cmd_down(_: argparse.Namespace) -> int:
+    stopped = local_target().down()["stopped"]
+    if stopped["router"] is None and not stopped["versions"]:
+        print("down: nothing was running")
+        return 0
+    versions = ", ".join(stopped["versions"]) or "no versions"
+    print(f"down: stopped the router (pid {stopped['router']}) and {versions}")
+    return 0
+
+
 def cmd_summary(_: argparse.Namespace) -> int:
     if not paths.METRICS.is_file():
         raise Pr2prodError(f"{paths.METRICS} not found", hint="run `make run` first")
@@ -208,6 +282,12 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str]] = {
     "image": (cmd_image, "container image of the bento (or a Docker build context)"),
     "smoke": (cmd_smoke, "check a running service: ready, and golden rows as evaluated"),
     "verify": (cmd_verify, "fail when the reproduced dvc.lock or metrics differ from HEAD's"),
+    "up": (cmd_up, "start the local deployment: router and the built bento as stable"),
+    "down": (cmd_down, "stop the local deployment (router and every version)"),
+    "status": (cmd_status, "what the local deployment runs"),
+    "deploy": (cmd_deploy, "canary rollout of a release, promoted or rolled back by analysis"),
+    "rollback": (cmd_rollback, "bring back an earlier good release (default: the previous)"),
+    "deploy-status": (cmd_deploy_status, "what runs, and the deployment history"),
     "summary": (cmd_summary, "print the latest metrics and where the results are"),
 }
 
@@ -223,6 +303,18 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "serve":
             subcommand.add_argument("--host", default="127.0.0.1")
             subcommand.add_argument("--port", type=int, default=3000)
+        if name == "up":
+            subcommand.add_argument("--port", type=int, default=3000, help="the router's port")
+        if name == "status":
+            subcommand.add_argument("--json", action="store_true", help="the raw status")
+        if name in ("up", "deploy"):
+            if name == "deploy":
+                subcommand.add_argument("strategy", choices=["canary"])
+            subcommand.add_argument(
+                "release", nargs="?", help="bento tag (default: the bento of the current model)"
+            )
+        if name == "rollback":
+            subcommand.add_argument("--to", help="release to bring back (default: the previous)")
         if name == "bench-serve":
             subcommand.add_argument("--out", type=Path, default=Path("build/bench-serve.json"))
             subcommand.add_argument(

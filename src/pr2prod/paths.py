@@ -35,3 +35,6 @@ REPRO_RECORD = REPORT_DIR / "repro.json"
 
 # Serving: a Docker build context, written by `make image` where no Docker daemon runs.
 IMAGE_CONTEXT = Path("build") / "image"
+
+# Deployments: the local target's processes, the rollout in progress, the history.
+DEPLOY_STATE = Path(".deploy")

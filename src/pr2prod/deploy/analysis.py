@@ -1,0 +1,284 @@
+"""The canary judgement: does the canary behave like stable over the same window?
+
+Each check compares the canary with stable (relative) and holds it to an absolute cap:
+
+- 5xx rate: canary <= stable + `error_rate_margin` (beyond sampling noise), and
+  <= `error_rate_max`.
+- p99 latency: canary <= `latency_p99_ratio` x stable, and <= `latency_p99_max_ms`.
+- Predictions: the Jensen-Shannon divergence (base 2, 0..1) of the predicted-class shares,
+  and of each class's predicted-probability histogram (the largest over classes), at most
+  `prediction_divergence_max`.
+
+Too few requests make a window inconclusive: hold, never pass blindly. A failure that
+needs no baseline (the absolute caps) still fails: a failure with evidence is a failure.
+
+The guards against false rollbacks (an identical model must never be rolled back) are
+constants here, not knobs; each is explained where it is defined, and tested with
+simulated identical canaries in tests/unit/test_canary_analysis.py.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal, TypeVar
+
+from pr2prod.deploy.observations import Window, histogram_quantile, shares
+from pr2prod.deploy.settings import Thresholds
+
+Outcome = Literal["pass", "fail", "inconclusive"]
+Key = TypeVar("Key")
+
+# A p99 ratio against a tiny stable p99 is noise (1 ms vs 3 ms is no regression): the
+# ratio is taken against at least this.
+LATENCY_FLOOR_MS = 5.0
+# The relative 5xx rule fails only when the canary's excess over stable + margin is also
+# beyond this many standard deviations of sampling noise: with 50 requests a side, one
+# unlucky 5xx would otherwise be "2% > 0% + 1%". Simulated identical versions erring 1%
+# of the time then fail this rule in under 0.01% of 100-200-request windows.
+ERROR_NOISE_Z = 2.0
+# Probability buckets are merged with their neighbours until the smaller sample would
+# expect at least this many observations in each (the chi-square rule of thumb, doubled):
+# a histogram of 50 predictions over 10 buckets is mostly empty buckets, and a JS
+# divergence over them is noise (identical models gave up to 0.25 before merging).
+MIN_EXPECTED_PER_BUCKET = 10.0
+
+
+@dataclass(frozen=True)
+class Analysis:
+    outcome: Outcome
+    reasons: list[str]  # human sentences: why it failed, why inconclusive, or what passed
+    figures: dict[str, float | None]  # for the deployment history
+
+
+def analyse(stable: Window, canary: Window, thresholds: Thresholds, min_requests: int) -> Analysis:
+    """Judge one window: fail on evidence, inconclusive on too little data, else pass."""
+    figures = window_figures(stable, canary)
+    failures = absolute_failures(canary, thresholds, min_requests)
+    doubts = too_few_requests(stable, canary, min_requests)
+    if not doubts:
+        failures += relative_failures(stable, canary, thresholds)
+    if failures:
+        return Analysis("fail", failures, figures)
+    if doubts:
+        return Analysis("inconclusive", doubts, figures)
+    return Analysis("pass", [passed_summary(figures)], figures)
+
+
+def window_figures(stable: Window, canary: Window) -> dict[str, float | None]:
+    probability, _ = probability_divergence(stable, canary)
+    return {
+        "stable_requests": stable.requests,
+        "canary_requests": canary.requests,
+        "stable_errors": stable.errors,
+        "canary_errors": canary.errors,
+        "stable_error_rate": stable.error_rate,
+        "canary_error_rate": canary.error_rate,
+        "stable_p99_ms": judged_p99_ms(stable),
+        "canary_p99_ms": judged_p99_ms(canary),
+        "class_divergence": js_divergence(stable.counts.predicted, canary.counts.predicted),
+        "probability_divergence": probability,
+    }
+
+
+def too_few_requests(stable: Window, canary: Window, min_requests: int) -> list[str]:
+    doubts = []
+    if canary.requests < min_requests:
+        doubts.append(
+            f"only {canary.requests:.0f} canary requests in the window (< {min_requests}): "
+            "too few to judge"
+        )
+    if stable.requests < min_requests:
+        doubts.append(
+            f"only {stable.requests:.0f} stable requests in the window (< {min_requests}): "
+            "no baseline to compare the canary with"
+        )
+    return doubts
+
+
+def absolute_failures(canary: Window, thresholds: Thresholds, min_requests: int) -> list[str]:
+    """The caps, which need no baseline. With few requests, only what is already certain."""
+    failures = []
+    # Counting the requests still missing to min_requests as successes: when even that
+    # breaks the cap, more traffic cannot save the canary (10 errors in 12 requests).
+    judged = max(canary.requests, min_requests)
+    if judged and canary.errors / judged > thresholds.error_rate_max:
+        failures.append(
+            f"canary 5xx rate {percent(canary.errors / canary.requests)} > cap "
+            f"{percent(thresholds.error_rate_max)} ({canary.errors:.0f} of "
+            f"{canary.requests:.0f} requests)"
+        )
+    # A p99 over fewer requests is one or two requests' latency: not evidence enough.
+    p99 = judged_p99_ms(canary) if canary.requests >= min_requests else None
+    if p99 is not None and p99 > thresholds.latency_p99_max_ms:
+        failures.append(f"canary p99 {p99:.1f} ms > cap {thresholds.latency_p99_max_ms:g} ms")
+    return failures
+
+
+def relative_failures(stable: Window, canary: Window, thresholds: Thresholds) -> list[str]:
+    return [
+        *relative_error_failure(stable, canary, thresholds),
+        *relative_latency_failure(stable, canary, thresholds),
+        *divergence_failures(stable, canary, thresholds),
+    ]
+
+
+def relative_error_failure(stable: Window, canary: Window, thresholds: Thresholds) -> list[str]:
+    stable_rate, canary_rate = stable.error_rate or 0.0, canary.error_rate or 0.0
+    noise = error_noise(stable, canary)
+    if canary_rate <= stable_rate + thresholds.error_rate_margin + noise:
+        return []
+    return [
+        f"canary 5xx rate {percent(canary_rate)} > stable {percent(stable_rate)} + "
+        f"{percent(thresholds.error_rate_margin)} (+ {percent(noise)} allowed for sampling "
+        f"noise over {canary.requests:.0f} and {stable.requests:.0f} requests)"
+    ]
+
+
+def error_noise(stable: Window, canary: Window) -> float:
+    """ERROR_NOISE_Z standard deviations of the difference of the two 5xx rates.
+
+    Agresti-Caffo: one error and one success added to each side before estimating, so a
+    handful of errors (or none) still gets an honest spread, where the plain estimate
+    says "no noise at all" for 0 errors.
+    """
+    variance = sum(
+        rate * (1 - rate) / (window.requests + 2)
+        for window in (stable, canary)
+        for rate in [(window.errors + 1) / (window.requests + 2)]
+    )
+    return ERROR_NOISE_Z * math.sqrt(variance)
+
+
+def relative_latency_failure(stable: Window, canary: Window, thresholds: Thresholds) -> list[str]:
+    stable_p99, canary_p99 = judged_p99_ms(stable), judged_p99_ms(canary)
+    if stable_p99 is None or canary_p99 is None:
+        return []
+    baseline = max(stable_p99, LATENCY_FLOOR_MS)
+    if canary_p99 <= thresholds.latency_p99_ratio * baseline:
+        return []
+    floor = f" (floor {LATENCY_FLOOR_MS:g} ms)" if stable_p99 < LATENCY_FLOOR_MS else ""
+    return [
+        f"canary p99 {canary_p99:.1f} ms > {thresholds.latency_p99_ratio:g} x stable p99 "
+        f"{baseline:.1f} ms{floor}"
+    ]
+
+
+def judged_p99_ms(window: Window) -> float | None:
+    """p99 latency, except that the single slowest request never decides it alone.
+
+    Under 100 requests the p99 would be the slowest request: one garbage-collection pause
+    or cold cache would roll back a good canary. There, the quantile at rank n-1 is used
+    (the second slowest); from 100 requests on this is the plain p99.
+    """
+    total = window.counts.latency_buckets.get(math.inf, 0.0)
+    q = min(0.99, (total - 1) / total) if total > 1 else 0.99
+    seconds = histogram_quantile(q, window.counts.latency_buckets)
+    return None if seconds is None else seconds * 1000
+
+
+def divergence_failures(stable: Window, canary: Window, thresholds: Thresholds) -> list[str]:
+    limit = thresholds.prediction_divergence_max
+    failures = []
+    classes = js_divergence(stable.counts.predicted, canary.counts.predicted)
+    if classes is not None and classes > limit:
+        failures.append(
+            f"predicted-class divergence {classes:.3f} > {limit:g} (Jensen-Shannon): canary "
+            f"{describe_shares(canary.class_shares)} vs stable "
+            f"{describe_shares(stable.class_shares)}"
+        )
+    probabilities, worst = probability_divergence(stable, canary)
+    if probabilities is not None and probabilities > limit:
+        failures.append(
+            f"predicted-probability divergence {probabilities:.3f} > {limit:g} "
+            f"(Jensen-Shannon, class {worst!r})"
+        )
+    return failures
+
+
+def probability_divergence(stable: Window, canary: Window) -> tuple[float | None, str | None]:
+    """The largest divergence over classes of the probability histograms, and its class."""
+    stable_counts, canary_counts = stable.probability_counts, canary.probability_counts
+    worst: tuple[float | None, str | None] = (None, None)
+    for name in sorted(set(stable_counts) | set(canary_counts)):
+        merged = merge_sparse_buckets(stable_counts.get(name, {}), canary_counts.get(name, {}))
+        divergence = js_divergence(*merged)
+        if divergence is not None and (worst[0] is None or divergence > worst[0]):
+            worst = (divergence, name)
+    return worst
+
+
+def merge_sparse_buckets(
+    first: Mapping[float, float], second: Mapping[float, float]
+) -> tuple[dict[float, float], dict[float, float]]:
+    """Merge neighbouring buckets (by upper bound) until each is well filled in both samples.
+
+    A merged bucket is kept once the smaller sample would expect MIN_EXPECTED_PER_BUCKET
+    observations in it if both samples came from one distribution; a thin tail joins the
+    last bucket kept.
+    """
+    first_total, second_total = sum(first.values()), sum(second.values())
+    if not first_total or not second_total:
+        return dict(first), dict(second)
+    smaller_share = min(first_total, second_total) / (first_total + second_total)
+    merged_first: dict[float, float] = {}
+    merged_second: dict[float, float] = {}
+    held_first = held_second = 0.0
+    for upper in sorted(set(first) | set(second)):
+        held_first += first.get(upper, 0.0)
+        held_second += second.get(upper, 0.0)
+        if (held_first + held_second) * smaller_share >= MIN_EXPECTED_PER_BUCKET:
+            merged_first[upper], merged_second[upper] = held_first, held_second
+            held_first = held_second = 0.0
+    if held_first or held_second:
+        last = max(merged_first, default=math.inf)
+        merged_first[last] = merged_first.get(last, 0.0) + held_first
+        merged_second[last] = merged_second.get(last, 0.0) + held_second
+    return merged_first, merged_second
+
+
+def js_divergence(first: Mapping[Key, float], second: Mapping[Key, float]) -> float | None:
+    """Jensen-Shannon divergence, base 2, of two count (or share) dicts: 0 same, 1 disjoint.
+
+    None when neither has anything; 1 when only one has: a version that predicts nothing
+    while the other predicts is as different as it gets.
+    """
+    p, q = shares(first), shares(second)
+    if not p or not q:
+        return None if not p and not q else 1.0
+    divergence = 0.0
+    for key in set(p) | set(q):
+        a, b = p.get(key, 0.0), q.get(key, 0.0)
+        middle = (a + b) / 2
+        divergence += (a * math.log2(a / middle) if a else 0.0) / 2
+        divergence += (b * math.log2(b / middle) if b else 0.0) / 2
+    return max(0.0, divergence)  # rounding can make identical inputs a hair negative
+
+
+def passed_summary(figures: Mapping[str, float | None]) -> str:
+    return (
+        f"canary within thresholds over {figures['canary_requests']:.0f} requests "
+        f"(stable {figures['stable_requests']:.0f}): 5xx {percent(figures['canary_error_rate'])} "
+        f"vs {percent(figures['stable_error_rate'])}, p99 {ms(figures['canary_p99_ms'])} vs "
+        f"{ms(figures['stable_p99_ms'])}, divergence classes {ratio(figures['class_divergence'])}"
+        f", probabilities {ratio(figures['probability_divergence'])}"
+    )
+
+
+def describe_shares(class_shares: Mapping[str, float]) -> str:
+    if not class_shares:
+        return "no predictions"
+    return ", ".join(f"{name} {percent(share)}" for name, share in sorted(class_shares.items()))
+
+
+def percent(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.1%}"
+
+
+def ms(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.1f} ms"
+
+
+def ratio(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"

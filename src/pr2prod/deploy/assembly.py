@@ -1,0 +1,91 @@
+"""Putting a controller together from the environment: which target, which metrics source.
+
+DEPLOY_TARGET picks the target (`local`, the default, or `kubernetes`); PROMETHEUS_URL,
+when set, makes metrics come from that Prometheus instead of each version's /metrics.
+"""
+
+from __future__ import annotations
+
+import os
+
+from pr2prod import paths
+from pr2prod.deploy.controller import Controller, Observe
+from pr2prod.deploy.history import History
+from pr2prod.deploy.observations import PrometheusSource, scrape
+from pr2prod.deploy.settings import CanarySettings
+from pr2prod.deploy.target import Deployed, Target
+from pr2prod.errors import Pr2prodError
+
+TARGETS = ("local", "kubernetes")
+
+
+def target_name() -> str:
+    name = os.environ.get("DEPLOY_TARGET") or "local"
+    if name not in TARGETS:
+        raise Pr2prodError(f"DEPLOY_TARGET={name!r} is not one of {', '.join(TARGETS)}")
+    return name
+
+
+def make_target(
+    settings: CanarySettings, name: str | None = None, router_port: int | None = None
+) -> Target:
+    name = name or target_name()
+    if name == "kubernetes":
+        from pr2prod.deploy.kubernetes import KubernetesTarget
+
+        return KubernetesTarget(
+            os.environ.get("KUBE_NAMESPACE", "pr2prod"),
+            context=os.environ.get("KUBE_CONTEXT") or None,
+            drain_seconds=max(settings.drain_seconds, 10.0),  # Gateways apply weights slowly
+            rollout_timeout_seconds=settings.progress_deadline_seconds,
+            entry_url=os.environ.get("PR2PROD_ENTRY_URL", ""),
+        )
+    from pr2prod.deploy.local import LocalTarget
+
+    return LocalTarget(paths.DEPLOY_STATE / "local", settings=settings, router_port=router_port)
+
+
+def make_observer(name: str) -> Observe:
+    prometheus = os.environ.get("PROMETHEUS_URL")
+    if prometheus:
+        # Kubernetes pods carry their track as a label (deploy/k8s/README.md's scrape job).
+        source = PrometheusSource(prometheus, lambda role: f'track="{role}"')
+        return lambda role, deployed: source.snapshot(role)
+    if name == "kubernetes":
+        raise Pr2prodError(
+            "the kubernetes target reads metrics from Prometheus", hint="set PROMETHEUS_URL"
+        )
+    return lambda role, deployed: scrape(deployed.url)
+
+
+def make_controller(settings: CanarySettings | None = None, say=print) -> Controller:
+    settings = settings or CanarySettings.from_params(paths.PARAMS)
+    name = target_name()
+    return Controller(
+        target=make_target(settings, name),
+        settings=settings,
+        history=History(paths.DEPLOY_STATE / "history.jsonl"),
+        state_path=paths.DEPLOY_STATE / "rollout.json",
+        observe=make_observer(name),
+        synthetic_records=synthetic_records(),
+        say=say,
+    )
+
+
+def synthetic_records() -> list[dict]:
+    """Test rows (features only), for synthetic load when traffic is too low to judge."""
+    if not paths.TEST_SPLIT.is_file():
+        return []
+    from pr2prod.data.validation import load_typed
+    from pr2prod.schema import load_schema
+
+    schema = load_schema(paths.SCHEMA)
+    frame = load_typed(paths.TEST_SPLIT, schema)[schema.feature_names]
+    return [
+        {name: (None if value != value else value) for name, value in row.items()}  # NaN -> null
+        for row in frame.to_dict(orient="records")
+    ]
+
+
+def describe(deployed: dict[str, Deployed]) -> str:
+    return ", ".join(f"{role} {d.release} at {d.url}" for role, d in deployed.items()) or "nothing"

@@ -1,0 +1,43 @@
+"""Checks a version must pass before it gets any traffic: ready, and its golden rows."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import numpy as np
+
+from pr2prod.serving.bundle import TOLERANCE
+
+
+def wait_until_ready(url: str, timeout: float) -> bool:
+    """Poll GET /readyz until it answers 200, or give up after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    with httpx.Client(base_url=url, timeout=2) as client:
+        while time.monotonic() < deadline:
+            try:
+                if client.get("/readyz").status_code == 200:
+                    return True
+            except httpx.TransportError:
+                pass  # still starting
+            time.sleep(0.25)
+    return False
+
+
+def golden_rows_answered(url: str) -> tuple[bool, str]:
+    """Send the version its own golden rows (from GET /model) over HTTP and compare.
+
+    Readiness proves the model reproduces them in-process; this proves the whole request
+    path (validation, batching, serialisation) does too.
+    """
+    with httpx.Client(base_url=url, timeout=10) as client:
+        metadata = client.get("/model").json()
+        golden, classes = metadata["golden"], metadata["classes"]
+        response = client.post("/predict", json={"records": golden["records"]})
+    if response.status_code != 200:
+        return False, f"golden rows: /predict answered {response.status_code}"
+    served = np.array([[row["probabilities"][c] for c in classes] for row in response.json()])
+    gap = float(np.abs(served - np.asarray(golden["probabilities"])).max())
+    if gap > TOLERANCE:
+        return False, f"golden rows: answers differ from the evaluation by {gap:.3g}"
+    return True, f"golden rows: {len(served)} answered as evaluated"

@@ -1,0 +1,309 @@
+"""The canary controller: steps, analysis windows, the decision, and the history.
+
+It talks to a Target (where versions run) and to an observer (where their metrics come
+from), never to a particular platform. Its progress is saved after every window, so a
+controller that dies mid-rollout can be re-run: it resumes when the canary is still
+there, and otherwise rolls back cleanly. Stable serves throughout.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pr2prod.deploy.analysis import analyse
+from pr2prod.deploy.checks import golden_rows_answered, wait_until_ready
+from pr2prod.deploy.history import Decision, History
+from pr2prod.deploy.load import SteadyLoad
+from pr2prod.deploy.observations import (
+    MetricsUnavailable,
+    Snapshot,
+    VersionUnreachable,
+    Window,
+)
+from pr2prod.deploy.settings import CanarySettings
+from pr2prod.deploy.target import Deployed, Target
+from pr2prod.errors import Pr2prodError
+
+EARLY_CHECK_SECONDS = 1.0  # how often a window looks for a plainly failing canary
+EARLY_FAIL_ERRORS = 5  # 5xx answers needed before a window may stop early
+
+# Reads one running version's cumulative metrics: (role, where it runs) -> figures.
+Observe = Callable[[str, Deployed], Snapshot]
+
+
+@dataclass
+class Rollout:
+    """A rollout in progress, as saved between windows."""
+
+    release: str
+    previous: str | None
+    git_sha: str | None
+    model_version: str | None
+    started: float  # wall-clock time, so a re-run controller keeps the same deadline
+    step: int = 0  # index into settings.steps
+    failures: int = 0
+    inconclusive_in_a_row: int = 0
+    windows: list[dict[str, Any]] = field(default_factory=list)
+
+
+class Controller:
+    def __init__(
+        self,
+        target: Target,
+        settings: CanarySettings,
+        history: History,
+        state_path: Path,
+        observe: Observe,
+        synthetic_records: list[dict[str, Any]] | None = None,
+        readiness_timeout: float = 120.0,
+        say: Callable[[str], None] = print,
+    ) -> None:
+        self.target = target
+        self.settings = settings
+        self.history = history
+        self.state_path = state_path
+        self.observe = observe
+        self.synthetic_records = synthetic_records or []
+        self.readiness_timeout = readiness_timeout
+        self.say = say
+
+    # -- the canary ---------------------------------------------------------------------
+
+    def deploy(
+        self, release: str, git_sha: str | None = None, model_version: str | None = None
+    ) -> Decision:
+        """Roll `release` out as a canary; return the decision (promoted or rolled back)."""
+        rollout = self._load()
+        if rollout is not None and rollout.release != release:
+            self._roll_back(rollout, f"superseded by a rollout of {release}")
+            rollout = None
+        running = self.target.running()
+        stable = running.get("stable")
+        if stable is None:
+            return self._first_deploy(release, git_sha, model_version)
+        if stable.release == release and rollout is None:
+            raise Pr2prodError(f"{release} is already the stable version: nothing to deploy")
+        canary = running.get("canary")
+        if rollout is not None:
+            if canary is None or canary.release != release:
+                return self._roll_back(rollout, "the controller restarted and the canary is gone")
+            self.say(f"deploy: resuming the rollout of {release} at step {rollout.step + 1}")
+        else:
+            if canary is not None:
+                self.say(f"deploy: stopping a leftover canary {canary.release}")
+                self.target.abort_canary()
+            rollout = Rollout(release, stable.release, git_sha, model_version, time.time())
+            self._save(rollout)
+            self.say(f"deploy: starting {release} next to {stable.release}, with no traffic")
+            canary = self.target.start_canary(release)
+        problem = self._pre_traffic_problem(canary)
+        if problem:
+            return self._roll_back(rollout, problem)
+        return self._step_through(rollout)
+
+    def _pre_traffic_problem(self, canary: Deployed) -> str | None:
+        if not wait_until_ready(canary.url, self.readiness_timeout):
+            return f"the canary was not ready within {self.readiness_timeout:g} s"
+        passed, detail = golden_rows_answered(canary.url)
+        self.say(f"deploy: canary ready; {detail}")
+        return None if passed else detail
+
+    def _step_through(self, rollout: Rollout) -> Decision:
+        # The last step (100%) is the promotion itself: with no traffic left on stable there
+        # is nothing to compare the canary with, so every step before it must have passed.
+        steps = [step for step in self.settings.steps if step < 100]
+        since: tuple[Snapshot, Snapshot] | None = None  # evidence kept while a step holds
+        while rollout.step < len(steps):
+            if time.time() - rollout.started > self.settings.progress_deadline_seconds:
+                deadline = self.settings.progress_deadline_seconds
+                return self._roll_back(rollout, f"no decision within the {deadline:g} s deadline")
+            weight = steps[rollout.step]
+            try:
+                self.target.set_canary_weight(weight)
+            except Pr2prodError as error:  # e.g. the canary died between two windows
+                return self._roll_back(rollout, f"canary unreachable: {error}")
+            window = self._analyse_window(weight, since)
+            saved = {key: value for key, value in window.items() if key != "since"}
+            rollout.windows.append({"step": rollout.step + 1, "weight": weight, **saved})
+            outcome = window["outcome"]
+            self.say(
+                f"deploy: step {rollout.step + 1}/{len(steps)} at {weight}%: {outcome}"
+                + (f" ({'; '.join(window['reasons'])})" if window["reasons"] else "")
+            )
+            if outcome == "fail":
+                since = None
+                rollout.failures += 1
+                if rollout.failures >= self.settings.max_failures:
+                    return self._roll_back(rollout, "; ".join(window["reasons"]))
+            elif outcome == "inconclusive":
+                # Hold the step and keep counting from the same start: evidence adds up
+                # until there is enough to judge (e.g. a slow canary that gets few requests).
+                since = window.pop("since", None)
+                rollout.inconclusive_in_a_row += 1
+                if rollout.inconclusive_in_a_row > self.settings.max_inconclusive:
+                    return self._roll_back(
+                        rollout,
+                        f"{rollout.inconclusive_in_a_row} inconclusive windows in a row: "
+                        "not enough traffic to judge the canary",
+                    )
+            else:
+                since = None
+                rollout.inconclusive_in_a_row = 0
+                rollout.step += 1
+            self._save(rollout)
+        self.target.set_canary_weight(100)
+        self.target.promote()
+        return self._finish(rollout, "promoted", "every step passed its analysis")
+
+    def _analyse_window(
+        self, weight: int, since: tuple[Snapshot, Snapshot] | None
+    ) -> dict[str, Any]:
+        running = self.target.running()
+        stable, canary = running["stable"], running.get("canary")
+        try:
+            before = since or (self.observe("stable", stable), self._observe_canary(canary))
+            with self._synthetic_load():
+                early = self._watch(before[1])
+            if early:
+                return {"outcome": "fail", "reasons": [early], "figures": {}}
+            canary_now = self.target.running().get("canary")
+            after = (self.observe("stable", stable), self._observe_canary(canary_now))
+        except VersionUnreachable as error:
+            return {"outcome": "fail", "reasons": [f"canary unreachable: {error}"], "figures": {}}
+        except MetricsUnavailable as error:  # the metrics source is down, not the canary
+            return {"outcome": "inconclusive", "reasons": [str(error)], "figures": {}}
+        analysis = analyse(
+            Window.between(before[0], after[0]),
+            Window.between(before[1], after[1]),
+            self.settings.thresholds,
+            self.settings.min_requests,
+        )
+        window: dict[str, Any] = {
+            "outcome": analysis.outcome,
+            "reasons": analysis.reasons,
+            "figures": analysis.figures,
+        }
+        if analysis.outcome == "inconclusive":
+            window["since"] = before  # kept in memory only, to extend the held window
+        return window
+
+    def _watch(self, canary_before: Snapshot) -> str | None:
+        """Wait out the window, stopping early when the canary plainly fails.
+
+        A canary that answers 5xx to most requests, or that died, is not worth another
+        second of traffic: every second it serves is a second of client errors (or, with
+        retry-on-stable, of doubled work).
+        """
+        deadline = time.monotonic() + self.settings.window_seconds
+        while (remaining := deadline - time.monotonic()) > 0:
+            time.sleep(min(EARLY_CHECK_SECONDS, remaining))
+            canary = self.target.running().get("canary")
+            so_far = Window.between(canary_before, self._observe_canary(canary))
+            cap = self.settings.thresholds.error_rate_max
+            if so_far.errors >= EARLY_FAIL_ERRORS and (so_far.error_rate or 0) > max(cap, 0.5):
+                return (
+                    f"canary 5xx rate {so_far.error_rate:.0%} over its first "
+                    f"{so_far.requests:.0f} requests (stopped the window early)"
+                )
+        return None
+
+    def _observe_canary(self, canary: Deployed | None) -> Snapshot:
+        if canary is None:
+            raise VersionUnreachable("the canary process is gone")
+        return self.observe("canary", canary)
+
+    def _synthetic_load(self):
+        rate = self.settings.synthetic_load_rps
+        if rate <= 0 or not self.synthetic_records:
+            return nullcontext()
+        return SteadyLoad(self.target.entry_url(), self.synthetic_records, rate)
+
+    # -- outcomes -------------------------------------------------------------------------
+
+    def _roll_back(self, rollout: Rollout, reason: str) -> Decision:
+        self.say(f"deploy: rolling back {rollout.release}: {reason}")
+        self.target.abort_canary()
+        return self._finish(rollout, "rolled-back", reason)
+
+    def _first_deploy(self, release: str, git_sha: str | None, model: str | None) -> Decision:
+        """No stable version yet: check the release, then give it all traffic."""
+        rollout = Rollout(release, None, git_sha, model, time.time())
+        self._save(rollout)
+        self.say(f"deploy: no stable version yet: {release} becomes stable after its checks")
+        canary = self.target.start_canary(release)
+        problem = self._pre_traffic_problem(canary)
+        if problem:
+            return self._roll_back(rollout, problem)
+        self.target.set_canary_weight(100)
+        self.target.promote()
+        return self._finish(rollout, "first-deploy", "first version: nothing to compare with")
+
+    def _finish(self, rollout: Rollout, outcome: str, reason: str) -> Decision:
+        decision = Decision(
+            release=rollout.release,
+            decision=outcome,
+            reason=reason,
+            previous=rollout.previous,
+            git_sha=rollout.git_sha,
+            model_version=rollout.model_version,
+            target=self.target.name,
+            windows=rollout.windows,
+        )
+        self.history.append(decision)
+        self.state_path.unlink(missing_ok=True)
+        self.say(f"deploy: {outcome}: {rollout.release} ({reason})")
+        return decision
+
+    # -- manual rollback --------------------------------------------------------------------
+
+    def rollback(self, to: str | None = None) -> Decision:
+        """Make an earlier good release stable again (default: the one before the current)."""
+        if self._load() is not None:
+            raise Pr2prodError(
+                "a rollout is in progress", hint="re-run `make deploy` to finish or roll it back"
+            )
+        stable = self.target.running().get("stable")
+        good = self.history.good_releases()
+        current = stable.release if stable else None
+        candidates = [release for release in good if release != current]
+        if to is None:
+            if not candidates:
+                raise Pr2prodError("no earlier good release in the deployment history")
+            to = candidates[-1]
+        elif to not in good:
+            raise Pr2prodError(
+                f"{to} never served as a good stable version",
+                hint=f"choose one of: {', '.join(good) or '(none yet)'}",
+            )
+        if to == current:
+            raise Pr2prodError(f"{to} is already the stable version")
+        rollout = Rollout(to, current, None, None, time.time())
+        self.say(f"rollback: bringing back {to} in place of {current}")
+        canary = self.target.start_canary(to)
+        problem = self._pre_traffic_problem(canary)
+        if problem:
+            self.target.abort_canary()
+            raise Pr2prodError(f"{to} cannot be brought back: {problem}; {current} still serves")
+        self.target.set_canary_weight(100)
+        self.target.promote()
+        return self._finish(rollout, "manual-rollback", f"requested: back to {to}")
+
+    # -- state -------------------------------------------------------------------------------
+
+    def _load(self) -> Rollout | None:
+        if not self.state_path.is_file():
+            return None
+        return Rollout(**json.loads(self.state_path.read_text()))
+
+    def _save(self, rollout: Rollout) -> None:
+        self.state_path.parent.mkdir(parents=True, exist_ok=True)
+        scratch = self.state_path.with_suffix(".tmp")
+        scratch.write_text(json.dumps(asdict(rollout), indent=2))
+        os.replace(scratch, self.state_path)  # atomic: a kill never leaves half a file

@@ -1,0 +1,199 @@
+"""A real Prometheus scraping the served bento gives the same figures as the bento itself.
+
+The test runs its own `prometheus` (Debian's package: /usr/bin/prometheus) with its own
+configuration, storage and port, scraping every second, and stops it by its PID.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import subprocess
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import httpx
+import pandas as pd
+import pytest
+import yaml
+from conftest import REPO_ROOT, Server, free_port, stop_server
+
+from pr2prod.deploy.observations import (
+    PrometheusSource,
+    Snapshot,
+    VersionUnreachable,
+    Window,
+    scrape,
+)
+
+pytestmark = pytest.mark.integration
+
+INSTALL_HINT = (
+    "Prometheus is needed for this test and was not found: install it with "
+    "`apt-get install -y prometheus` (Debian/Ubuntu; the binary is /usr/bin/prometheus)"
+)
+DOWN_RELEASE = "nobody-listens"  # a second target, on a port where nothing answers
+CATCH_UP_SECONDS = 30.0
+EXAMPLE = json.loads((REPO_ROOT / "docs" / "examples" / "request.json").read_text())
+
+
+@dataclass(frozen=True)
+class Prometheus:
+    url: str
+    log: Path
+
+
+def prometheus_binary() -> str:
+    found = shutil.which("prometheus") or "/usr/bin/prometheus"
+    if not Path(found).is_file():
+        pytest.fail(INSTALL_HINT)
+    return found
+
+
+@pytest.fixture(scope="module")
+def prometheus(
+    served_bento: Server, bento_tag: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Prometheus]:
+    """Our own Prometheus, scraping the served bento (and a dead address) every second."""
+    binary = prometheus_binary()
+    workdir = tmp_path_factory.mktemp("prometheus")
+    bento_address = urlsplit(served_bento.url).netloc
+    targets = [
+        {"targets": [bento_address], "labels": {"release": bento_tag}},
+        {"targets": [f"127.0.0.1:{free_port()}"], "labels": {"release": DOWN_RELEASE}},
+    ]
+    config = {
+        "global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"},
+        "scrape_configs": [{"job_name": "pr2prod", "static_configs": targets}],
+    }
+    (workdir / "prometheus.yml").write_text(yaml.safe_dump(config))
+    port = free_port()
+    log = workdir / "prometheus.log"
+    command = [
+        binary,
+        f"--config.file={workdir / 'prometheus.yml'}",
+        f"--storage.tsdb.path={workdir / 'data'}",
+        f"--web.listen-address=127.0.0.1:{port}",
+    ]
+    with log.open("w") as output:
+        process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_ready(process, url, log)
+        yield Prometheus(url, log)
+    finally:
+        stop_server(process)
+
+
+def wait_until_ready(process: subprocess.Popen, url: str, log: Path, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"prometheus exited with {process.returncode}:\n{log.read_text()}")
+        try:
+            if httpx.get(f"{url}/-/ready", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    pytest.fail(f"prometheus was not ready within {timeout} s:\n{log.read_text()}")
+
+
+@pytest.fixture(scope="module")
+def source(prometheus: Prometheus) -> PrometheusSource:
+    return PrometheusSource(prometheus.url, lambda release: f'release="{release}"')
+
+
+def caught_up(source: PrometheusSource, release: str, version_url: str) -> Snapshot:
+    """Prometheus's snapshot once it equals the version's own /metrics.
+
+    Nothing else sends /predict to the served bento while a test runs, so the two agree
+    as soon as Prometheus has scraped after the last request.
+    """
+    deadline = time.monotonic() + CATCH_UP_SECONDS
+    seen: Snapshot | str = "nothing yet"
+    while time.monotonic() < deadline:
+        direct = scrape(version_url)
+        try:
+            seen = source.snapshot(release)
+        except VersionUnreachable as error:  # not scraped yet
+            seen = str(error)
+        if seen == direct:
+            return seen
+        time.sleep(0.25)
+    pytest.fail(f"Prometheus did not catch up with {version_url} in {CATCH_UP_SECONDS} s: {seen}")
+
+
+def post(url: str, body: dict) -> httpx.Response:
+    return httpx.post(f"{url}/predict", json=body, timeout=30)
+
+
+def test_prometheus_gives_the_versions_own_figures(
+    served_bento: Server, bento_tag: str, source: PrometheusSource, reproduced_project: Path
+) -> None:
+    rows = pd.read_csv(reproduced_project / "artifacts" / "split" / "test.csv")
+    records = rows.drop(columns="diagnosis").to_dict(orient="records")
+    before = caught_up(source, bento_tag, served_bento.url)
+
+    statuses: Counter[str] = Counter()
+    predicted: Counter[str] = Counter()
+    for start in range(0, 40, 2):  # 20 requests of 2 records each
+        response = post(served_bento.url, {"records": records[start : start + 2]})
+        statuses[str(response.status_code)] += 1
+        predicted.update(answer["predicted"] for answer in response.json())
+    for _ in range(3):  # invalid: a record without its fields
+        statuses[str(post(served_bento.url, {"records": [{}]}).status_code)] += 1
+    after = caught_up(source, bento_tag, served_bento.url)
+
+    window = Window.between(before, after)
+    assert not window.restarted
+    assert nonzero(window.counts.requests_by_status) == {"200": 20.0, "400": 3.0}
+    assert dict(statuses) == {"200": 20, "400": 3}
+    assert (window.requests, window.errors, window.error_rate) == (23.0, 0.0, 0.0)
+    assert window.counts.latency_buckets[math.inf] == 23.0
+    assert nonzero(window.counts.predicted) == {name: float(n) for name, n in predicted.items()}
+    assert {
+        name: buckets[math.inf] for name, buckets in window.counts.probability_buckets.items()
+    } == {
+        "malignant": 40.0,
+        "benign": 40.0,
+    }
+
+
+def test_our_p99_is_prometheus_histogram_quantile(
+    served_bento: Server, bento_tag: str, source: PrometheusSource
+) -> None:
+    for _ in range(5):
+        assert post(served_bento.url, EXAMPLE).status_code == 200
+    snapshot = caught_up(source, bento_tag, served_bento.url)
+    promql = (
+        "histogram_quantile(0.99, sum by (le) (bentoml_service_request_duration_seconds_bucket"
+        f'{{endpoint="/predict",release="{bento_tag}"}}))'
+    )
+
+    (result,) = source.query(promql)
+
+    assert Window(snapshot).p99_ms == pytest.approx(float(result["value"][1]) * 1000, rel=1e-9)
+
+
+def test_a_version_prometheus_cannot_scrape_is_unreachable(source: PrometheusSource) -> None:
+    deadline = time.monotonic() + CATCH_UP_SECONDS
+    while True:  # until Prometheus has tried the dead target once
+        with pytest.raises(VersionUnreachable) as raised:
+            source.snapshot(DOWN_RELEASE)
+        if "up == 0" in str(raised.value) or time.monotonic() > deadline:
+            break
+        time.sleep(0.25)
+    assert "up == 0" in str(raised.value)
+    with pytest.raises(VersionUnreachable, match="no target"):
+        source.snapshot("never-deployed")
+
+
+def nonzero(counts: dict[str, float]) -> dict[str, float]:
+    """Series BentoML creates up front (a 500 count of 0) say nothing about the window."""
+    return {key: value for key, value in counts.items() if value}

@@ -1,0 +1,203 @@
+"""The router's arithmetic and rules, in process: the split, backend validation, retries."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import httpx
+import pytest
+
+from pr2prod.deploy.router import (
+    Backends,
+    InvalidBackends,
+    SmoothSplit,
+    create_app,
+    forwarded_headers,
+    parse_backends,
+)
+
+T = TypeVar("T")
+STABLE, CANARY = "http://stable.test:3001", "http://canary.test:3002"
+
+
+@pytest.mark.parametrize("weight", [0, 10, 25, 50, 100])
+def test_the_canary_gets_exactly_its_weight_of_every_100_requests(weight: int) -> None:
+    split = SmoothSplit(weight)
+
+    roles = [split.next_role() for _ in range(300)]
+
+    assert Counter(roles[:100])["canary"] == weight
+    # Any 100 in a row, not only the first: the share holds wherever a window starts.
+    for start in range(201):
+        assert roles[start : start + 100].count("canary") == weight
+
+
+def test_canary_requests_are_spread_evenly_not_bunched() -> None:
+    split = SmoothSplit(25)
+
+    roles = [split.next_role() for _ in range(20)]
+
+    assert [i for i, role in enumerate(roles) if role == "canary"] == [3, 7, 11, 15, 19]
+
+
+def test_a_weight_change_keeps_shares_exact() -> None:
+    split = SmoothSplit(30)
+    [split.next_role() for _ in range(7)]  # leave some credit behind
+
+    split.weight = 60
+    roles = [split.next_role() for _ in range(100)]
+
+    assert roles.count("canary") in (60, 61)  # the credit left over is worth < 1 request
+    with pytest.raises(ValueError):
+        split.weight = 101
+
+
+def test_valid_backends_get_defaults_and_normalised_urls() -> None:
+    assert parse_backends({"stable": "http://127.0.0.1:3000/"}) == Backends(
+        stable="http://127.0.0.1:3000", canary=None, canary_weight=0, retry_on_stable=True
+    )
+    body = {"stable": STABLE, "canary": CANARY, "canary_weight": 10, "retry_on_stable": False}
+    assert parse_backends(body) == Backends(STABLE, CANARY, 10, False)
+
+
+@pytest.mark.parametrize(
+    ("body", "complaint"),
+    [
+        ([STABLE], "JSON object"),
+        ({}, "stable is required"),
+        ({"stable": STABLE, "weight": 5}, "unknown keys"),
+        ({"stable": "ftp://host:21"}, "http://host:port"),
+        ({"stable": "http://host"}, "http://host:port"),
+        ({"stable": "http://host:99999"}, "stable"),
+        ({"stable": f"{STABLE}/prefix"}, "path"),
+        ({"stable": STABLE, "canary": 3002}, "URL string"),
+        ({"stable": STABLE, "canary": CANARY, "canary_weight": 101}, "0 to 100"),
+        ({"stable": STABLE, "canary": CANARY, "canary_weight": -1}, "0 to 100"),
+        ({"stable": STABLE, "canary": CANARY, "canary_weight": "10"}, "0 to 100"),
+        ({"stable": STABLE, "canary": CANARY, "canary_weight": 10.5}, "0 to 100"),
+        ({"stable": STABLE, "canary": CANARY, "canary_weight": True}, "0 to 100"),
+        ({"stable": STABLE, "canary_weight": 10}, "no canary"),
+        ({"stable": STABLE, "retry_on_stable": "yes"}, "true or false"),
+    ],
+)
+def test_invalid_backends_are_refused_with_a_reason(body: object, complaint: str) -> None:
+    with pytest.raises(InvalidBackends, match=complaint):
+        parse_backends(body)
+
+
+def test_hop_by_hop_headers_and_those_connection_names_are_dropped() -> None:
+    headers = [
+        (b"Connection", b"keep-alive, X-Private"),
+        (b"X-Private", b"1"),
+        (b"Transfer-Encoding", b"chunked"),
+        (b"Set-Cookie", b"a=1"),
+        (b"Set-Cookie", b"b=2"),
+    ]
+
+    assert forwarded_headers(headers) == [(b"Set-Cookie", b"a=1"), (b"Set-Cookie", b"b=2")]
+
+
+# --- the app in process: ASGI in, httpx.MockTransport instead of the network
+
+Handler = Callable[[httpx.Request], httpx.Response]
+Scenario = Callable[[httpx.AsyncClient], Awaitable[T]]
+
+
+def backend(canary_status: int | None) -> Handler:
+    """Stable answers 200; the canary answers `canary_status`, or refuses (None)."""
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        if request.url.host == "canary.test":
+            if canary_status is None:
+                raise httpx.ConnectError("connection refused", request=request)
+            return streamed(canary_status, b"canary")
+        return streamed(200, b"stable", {"x-seen-path": request.url.raw_path.decode()})
+
+    return handle
+
+
+def streamed(status: int, body: bytes, headers: dict[str, str] | None = None) -> httpx.Response:
+    # Not yet read, as from a real connection: the router streams the raw body itself.
+    return httpx.Response(status, headers=headers, stream=httpx.ByteStream(body))
+
+
+def with_router(handler: Handler, config: dict[str, Any] | None, scenario: Scenario[T]) -> T:
+    """Run `scenario` against a router (lifespan included) configured with `config`."""
+
+    async def main() -> T:
+        app = create_app(httpx.MockTransport(handler))
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://r.test") as client:
+                if config is not None:
+                    response = await client.put("/-/backends", json={"stable": STABLE, **config})
+                    assert response.status_code == 200, response.text
+                return await scenario(client)
+
+    return asyncio.run(main())
+
+
+async def stats(client: httpx.AsyncClient) -> dict[str, Any]:
+    return (await client.get("/-/stats")).json()
+
+
+@pytest.mark.parametrize("canary_status", [500, 503, None])
+def test_retry_on_stable_hides_canary_failures_and_counts_them(canary_status: int | None) -> None:
+    async def scenario(client: httpx.AsyncClient) -> tuple[list[httpx.Response], dict]:
+        answers = [await client.post("/predict", content=b"{}") for _ in range(100)]
+        return answers, await stats(client)
+
+    config = {"canary": CANARY, "canary_weight": 50, "retry_on_stable": True}
+    answers, counts = with_router(backend(canary_status), config, scenario)
+
+    assert {(a.status_code, a.text, a.headers["x-pr2prod-backend"]) for a in answers} == {
+        (200, "stable", "stable")
+    }
+    assert counts["canary"]["routed"] == counts["canary"]["retried_on_stable"] == 50
+    failures = "connection_errors" if canary_status is None else "responses_5xx"
+    assert counts["canary"][failures] == 50
+    assert counts["stable"]["requests"] == 100  # 50 routed there, 50 retried there
+    assert counts["client_failures"] == 0
+
+
+def test_without_retry_canary_failures_reach_the_client() -> None:
+    async def scenario(client: httpx.AsyncClient) -> tuple[Counter[int], dict]:
+        statuses = Counter([(await client.get("/")).status_code for _ in range(100)])
+        return statuses, await stats(client)
+
+    config = {"canary": CANARY, "canary_weight": 10, "retry_on_stable": False}
+    statuses, counts = with_router(backend(500), config, scenario)
+
+    assert statuses == {200: 90, 500: 10}
+    assert counts["canary"]["client_failures"] == counts["client_failures"] == 10
+    assert counts["canary"]["retried_on_stable"] == 0
+
+
+def test_admin_paths_are_not_proxied_and_bad_configs_are_400() -> None:
+    async def scenario(client: httpx.AsyncClient) -> None:
+        assert (await client.get("/anything")).status_code == 503  # no backends yet
+        assert (await client.get("/-/healthz")).json() == {"status": "ok", "configured": False}
+        assert (await client.put("/-/backends", content=b"not json")).status_code == 400
+        refused = await client.put("/-/backends", json={"stable": STABLE, "canary_weight": 5})
+        assert refused.status_code == 400 and "no canary" in refused.json()["error"]
+        body = {"stable": STABLE, "canary": CANARY, "canary_weight": 5}
+        assert (await client.put("/-/backends", json=body)).status_code == 200
+        assert (await client.get("/-/backends")).json()["canary_weight"] == 5
+        assert (await client.get("/-/nothing")).status_code == 404
+        assert (await client.delete("/-/backends")).status_code == 200
+        assert (await client.get("/-/backends")).json() is None
+        assert (await client.get("/anything")).status_code == 503
+
+    with_router(backend(200), None, scenario)
+
+
+def test_path_and_query_are_forwarded_as_sent() -> None:
+    async def scenario(client: httpx.AsyncClient) -> httpx.Response:
+        return await client.get("/a%2Fb/c?x=1&y=%20")
+
+    answer = with_router(backend(200), {}, scenario)
+
+    assert answer.headers["x-seen-path"] == "/a%2Fb/c?x=1&y=%20"
