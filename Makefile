@@ -80,8 +80,8 @@ down: $(STAMP) ## Stop the local router and every version it runs (by recorded P
 status: $(STAMP) ## What runs locally: router, stable, canary, traffic shares, router counters
 	pr2prod status
 
-deploy: bento ## Canary rollout of the current bento (RELEASE=tag for another); promote or roll back
-	pr2prod deploy canary $(RELEASE)
+deploy: bento ## Canary rollout of the current bento (RELEASE=tag, LOAD=req/s of synthetic traffic)
+	pr2prod deploy canary $(RELEASE) $(if $(LOAD),--synthetic-load $(LOAD))
 
 rollback: $(STAMP) ## Bring back an earlier good release (TO=tag; default: the previous one)
 	pr2prod rollback $(if $(TO),--to $(TO))

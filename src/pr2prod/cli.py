@@ -189,13 +189,20 @@ def _release(args: argparse.Namespace) -> str:
 
 
 def cmd_deploy(args: argparse.Namespace) -> int:
+    import dataclasses
+
     from pr2prod.deploy.assembly import make_controller
+    from pr2prod.deploy.settings import CanarySettings
     from pr2prod.report.revisions import head_sha
     from pr2prod.serving.build import expected_tags
 
     release = _release(args)
     model = expected_tags()[0].split(":")[1] if args.release is None else None
-    decision = make_controller().deploy(release, git_sha=head_sha(), model_version=model)
+    settings = CanarySettings.from_params(paths.PARAMS)
+    if args.synthetic_load is not None:
+        settings = dataclasses.replace(settings, synthetic_load_rps=args.synthetic_load)
+    controller = make_controller(settings)
+    decision = controller.deploy(release, git_sha=head_sha(), model_version=model)
     return 0 if decision.successful else 1
 
 
@@ -224,11 +231,18 @@ def local_target(router_port: int | None = None):
 
 
 def cmd_up(args: argparse.Namespace) -> int:
+    from pr2prod.deploy.history import Decision, History
     from pr2prod.deploy.local import format_status
 
     tag = _release(args)
     print(f"up: starting what is not running yet: the router, {tag} as stable ...", flush=True)
-    status = local_target(args.port).up(tag)
+    target = local_target(args.port)
+    had_stable = "stable" in target.running()
+    status = target.up(tag)
+    if not had_stable:  # the first stable: a release `make rollback` may return to later
+        History(paths.DEPLOY_STATE / "history.jsonl").append(
+            Decision(tag, "first-deploy", "started by `make up`", previous=None, target="local")
+        )
     print(format_status(status))
     serving = status["stable"]["release"]
     if serving != tag:
@@ -310,6 +324,12 @@ def build_parser() -> argparse.ArgumentParser:
         if name in ("up", "deploy"):
             if name == "deploy":
                 subcommand.add_argument("strategy", choices=["canary"])
+                subcommand.add_argument(
+                    "--synthetic-load",
+                    type=float,
+                    metavar="RPS",
+                    help="send test rows at this rate during each window (no real traffic)",
+                )
             subcommand.add_argument(
                 "release", nargs="?", help="bento tag (default: the bento of the current model)"
             )

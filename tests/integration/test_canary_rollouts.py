@@ -198,3 +198,86 @@ def _windows_done(project: Path) -> int:
         return len(json.loads(rollout_file.read_text())["windows"])
     except (FileNotFoundError, json.JSONDecodeError):
         return 0
+
+
+def test_manual_rollback_returns_to_an_earlier_good_release(deployment: Path) -> None:
+    good = [d["release"] for d in map(json.loads, history_lines(deployment)) if d["decision"]
+            in ("first-deploy", "promoted", "manual-rollback")]  # fmt: skip
+    current = stable_release(deployment)
+    previous = [release for release in good if release != current][-1]
+
+    with SteadyLoad(target(deployment).entry_url(), records(deployment), CLIENT_RATE) as load:
+        run("pr2prod", "rollback", cwd=deployment)
+        assert stable_release(deployment) == previous
+        run("pr2prod", "rollback", "--to", current, cwd=deployment)
+
+    assert stable_release(deployment) == current
+    assert last_decision(deployment)["decision"] == "manual-rollback"
+    assert load.counts.failed == 0, load.counts
+    refused = run("pr2prod", "rollback", "--to", "pr2prod:0000000000000000", cwd=deployment,
+                  check=False)  # fmt: skip
+    assert refused.returncode == 2 and "never served as a good stable version" in refused.stderr
+    status = run("pr2prod", "deploy-status", cwd=deployment).stdout
+    assert "manual-rollback" in status and "promoted" in status and "rolled-back" in status
+
+
+def history_lines(project: Path) -> list[str]:
+    return (project / ".deploy" / "history.jsonl").read_text().splitlines()
+
+
+def test_a_killed_controller_resumes_when_re_run(deployment: Path, genuine_model) -> None:
+    release = release_of(deployment, faulty_models.Identical(genuine_model, nonce=3))
+    url, rows = target(deployment).entry_url(), records(deployment)
+    with SteadyLoad(url, rows, CLIENT_RATE) as first, SteadyLoad(url, rows, CLIENT_RATE) as second:
+        controller = subprocess.Popen(
+            ["pr2prod", "deploy", "canary", release], cwd=deployment, stdout=subprocess.DEVNULL
+        )
+        deadline = time.monotonic() + 120
+        while _windows_done(deployment) < 1 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        controller.kill()  # mid-rollout, between two windows' worth of evidence
+        controller.wait(timeout=30)
+        assert (deployment / ".deploy" / "rollout.json").is_file()
+
+        again = run("pr2prod", "deploy", "canary", release, cwd=deployment, check=False)
+
+    assert "resuming the rollout" in again.stdout
+    assert again.returncode == 0, again.stdout
+    assert stable_release(deployment) == release
+    assert first.counts.failed + second.counts.failed == 0
+
+
+def test_low_traffic_is_inconclusive_and_never_promoted(deployment: Path, genuine_model) -> None:
+    stable = stable_release(deployment)
+    release = release_of(deployment, faulty_models.Identical(genuine_model, nonce=4))
+
+    result = run("pr2prod", "deploy", "canary", release, cwd=deployment, check=False)
+
+    assert result.returncode == 1
+    assert "inconclusive" in last_decision(deployment)["reason"]
+    assert stable_release(deployment) == stable
+
+
+def test_synthetic_load_lets_a_quiet_rollout_finish(deployment: Path, genuine_model) -> None:
+    release = release_of(deployment, faulty_models.Identical(genuine_model, nonce=5))
+
+    result = run(
+        "pr2prod", "deploy", "canary", release, "--synthetic-load", "80", cwd=deployment,
+        check=False,
+    )  # fmt: skip
+
+    assert result.returncode == 0, result.stdout
+    assert stable_release(deployment) == release
+
+
+def test_ten_canaries_of_an_identical_model_are_all_promoted(
+    deployment: Path, genuine_model
+) -> None:
+    set_canary_profile(deployment, {"steps": [50, 100], "window_seconds": 3})
+    decisions = []
+    for nonce in range(10, 20):
+        release = release_of(deployment, faulty_models.Identical(genuine_model, nonce=nonce))
+        result, clients = rollout(deployment, release)
+        decisions.append((last_decision(deployment)["decision"], clients.failed))
+        assert result.returncode == 0, result.stdout  # a false rollback
+    assert decisions == [("promoted", 0)] * 10
