@@ -21,7 +21,7 @@ STAMP := $(VENV)/.installed
 export PATH := $(abspath $(BIN)):$(PATH)
 endif
 
-.PHONY: help venv data validate repro report gate bento serve bench-serve image up down status deploy rollback deploy-status smoke verify run sample-report actionlint test test-fast lint lock clean
+.PHONY: help venv data validate repro report gate bento serve bench-serve image up down status deploy rollback abort deploy-status smoke verify run sample-report actionlint test test-fast lint lock clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -85,6 +85,9 @@ deploy: bento ## Canary rollout of the current bento (RELEASE=tag, LOAD=req/s of
 
 rollback: $(STAMP) ## Bring back an earlier good release (TO=tag; default: the previous one)
 	pr2prod rollback $(if $(TO),--to $(TO))
+
+abort: $(STAMP) ## Take any canary out of traffic and stop it; fails when no stable serves
+	pr2prod abort
 
 deploy-status: $(STAMP) ## What runs, and the deployment history as a table
 	pr2prod deploy-status

@@ -213,6 +213,15 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_abort(_: argparse.Namespace) -> int:
+    from pr2prod.deploy.assembly import describe, make_controller
+
+    controller = make_controller()
+    serving = controller.abort("aborted: the deploy job failed")
+    print(f"abort: running now: {describe(controller.target.running())}")
+    return 0 if serving else 1
+
+
 def cmd_deploy_status(_: argparse.Namespace) -> int:
     from pr2prod.deploy.assembly import describe, make_controller
 
@@ -301,6 +310,7 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str]] = {
     "status": (cmd_status, "what the local deployment runs"),
     "deploy": (cmd_deploy, "canary rollout of a release, promoted or rolled back by analysis"),
     "rollback": (cmd_rollback, "bring back an earlier good release (default: the previous)"),
+    "abort": (cmd_abort, "stop any canary at once (recording an unfinished rollout)"),
     "deploy-status": (cmd_deploy_status, "what runs, and the deployment history"),
     "summary": (cmd_summary, "print the latest metrics and where the results are"),
 }

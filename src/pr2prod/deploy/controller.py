@@ -261,6 +261,16 @@ class Controller:
         self.say(f"deploy: {outcome}: {rollout.release} ({reason})")
         return decision
 
+    def abort(self, reason: str) -> bool:
+        """Take any canary out of traffic and stop it; record an unfinished rollout as rolled
+        back. Idempotent. True when a stable version serves afterwards."""
+        rollout = self._load()
+        if rollout is not None:
+            self._roll_back(rollout, reason)
+        elif "canary" in self.target.running():
+            self.target.abort_canary()
+        return "stable" in self.target.running()
+
     # -- manual rollback --------------------------------------------------------------------
 
     def rollback(self, to: str | None = None) -> Decision:
