@@ -68,6 +68,7 @@ def make_controller(settings: CanarySettings | None = None, say=print) -> Contro
         state_path=paths.DEPLOY_STATE / "rollout.json",
         observe=make_observer(name),
         synthetic_records=synthetic_records(),
+        readiness_timeout=settings.readiness_timeout_seconds,
         say=say,
     )
 

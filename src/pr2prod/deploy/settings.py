@@ -33,6 +33,7 @@ class CanarySettings:
     synthetic_load_rps: float = 0.0  # >0: drive load from the test set when traffic is low
     retry_on_stable: bool = True  # the local router retries a failed canary request on stable
     drain_seconds: float = 2.0  # traffic off a version before it is stopped
+    readiness_timeout_seconds: float = 120.0  # a canary not ready by then is rolled back
     thresholds: Thresholds = field(default_factory=Thresholds)
 
     @classmethod
