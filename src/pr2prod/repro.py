@@ -1,8 +1,9 @@
 """`pr2prod repro`: `dvc repro`, recording which stages ran and how long it took.
 
 The record (report/repro.json) lets the report say what CI actually re-computed.
-With a default DVC remote, missing outputs are pulled instead of recomputed
-(`--pull --allow-missing` restores cached stages, training included).
+With a default DVC remote, `--pull` fetches what the remote (or its run-cache) already
+has instead of recomputing it. Not `--allow-missing`: that skips unchanged stages without
+checking their outputs out, and the bento needs model.joblib on disk.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ _STAGE_STARTED = re.compile(r"^Running stage '([^']+)'")
 def reproduce(record_path: Path) -> int:
     command = [sys.executable, "-m", "dvc", "repro"]
     if default_remote():
-        command += ["--pull", "--allow-missing"]
+        command += ["--pull"]
     started = time.monotonic()
     stages: list[str] = []
     # Stream DVC's output as it comes (training can take a while) while noting the stages.
