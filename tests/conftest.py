@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -14,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from pr2prod.ports import free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -100,12 +101,6 @@ def bento_tag(reproduced_project: Path) -> str:
     """The bento `pr2prod bento` builds from the reproduced project's model."""
     output = run("pr2prod", "bento", cwd=reproduced_project).stdout
     return output.split("bento ")[-1].split()[0]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @dataclass(frozen=True)

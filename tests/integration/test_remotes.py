@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -23,6 +22,8 @@ import boto3
 import pytest
 import yaml
 from conftest import copy_project, run
+
+from pr2prod.ports import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -128,13 +129,6 @@ class S3Server:
             aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
             region_name=CREDENTIALS["AWS_DEFAULT_REGION"],
         )
-
-
-def free_port() -> int:
-    # The OS picks an unused port; there is a small window before moto binds it.
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def wait_until_answering(url: str, server: subprocess.Popen[bytes], timeout: float) -> None:

@@ -21,7 +21,6 @@ import fcntl
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tarfile
@@ -38,6 +37,7 @@ import psutil
 from pr2prod.deploy.settings import CanarySettings
 from pr2prod.deploy.target import Deployed, Role
 from pr2prod.errors import Pr2prodError
+from pr2prod.ports import free_port
 
 DEFAULT_STATE_DIR = Path(".deploy") / "local"
 HOST = "127.0.0.1"
@@ -137,12 +137,6 @@ def reap(pid: int) -> None:
     """Collect the exit status if `pid` is our child, so it does not linger as a zombie."""
     with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind((HOST, 0))
-        return probe.getsockname()[1]
 
 
 def spawn(command: list[str], log: Path, env: dict[str, str], cwd: Path) -> int:

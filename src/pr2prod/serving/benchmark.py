@@ -16,7 +16,6 @@ import json
 import math
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -36,6 +35,7 @@ import psutil
 from tabulate import tabulate
 
 from pr2prod.errors import Pr2prodError
+from pr2prod.ports import free_port
 from pr2prod.schema import FeatureSchema
 from pr2prod.serving.bundle import ModelBundle, probabilities_in_schema_order
 
@@ -288,12 +288,6 @@ def bentoml_command() -> str:
     # The bentoml next to this Python, so the server runs the same environment.
     beside = Path(sys.executable).with_name("bentoml")
     return str(beside) if beside.exists() else (shutil.which("bentoml") or "bentoml")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @dataclass(frozen=True)
