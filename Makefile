@@ -21,7 +21,7 @@ STAMP := $(VENV)/.installed
 export PATH := $(abspath $(BIN)):$(PATH)
 endif
 
-.PHONY: help venv data validate repro report gate bento serve bench-serve image up down status deploy rollback abort deploy-status smoke verify run sample-report actionlint test test-fast lint lock clean
+.PHONY: help venv data validate repro report gate bento serve bench-serve bench-canary image up down status deploy rollback abort deploy-status smoke verify run rehearse sample-report actionlint test test-fast lint lock clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -62,6 +62,9 @@ serve: bento ## Serve the bento on http://127.0.0.1:$(PORT)
 bench-serve: bento ## Requests/s and latency: served bento vs in-process predict (build/bench-serve.json)
 	pr2prod bench-serve
 
+bench-canary: bento ## Per bad canary: time to roll back, client failures; router overhead (build/)
+	pr2prod bench-canary
+
 image: bento ## Container image (bentoml containerize), or a Docker build context in build/image/
 	pr2prod image $(if $(IMAGE),--image $(IMAGE))
 
@@ -92,10 +95,14 @@ abort: $(STAMP) ## Take any canary out of traffic and stop it; fails when no sta
 deploy-status: $(STAMP) ## What runs, and the deployment history as a table
 	pr2prod deploy-status
 
-run: repro ## The whole lifecycle, locally: data, validation, training, evaluation, report, bento
+run: repro ## The whole lifecycle, locally: pipeline, report, bento, a rehearsed canary rollout
 	@pr2prod summary
 	@pr2prod report $(if $(BASE),--base $(BASE))
 	@pr2prod bento
+	@pr2prod rehearse
+
+rehearse: bento ## Canary rollout of the bento next to a stand-in stable, under traffic, then stop
+	pr2prod rehearse
 
 sample-report: $(STAMP) ## Regenerate docs/sample-report/ (the README's sample PR comment)
 	tools/sample-report.sh

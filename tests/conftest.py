@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import yaml
 
 from pr2prod.ports import free_port
 
@@ -101,6 +102,28 @@ def bento_tag(reproduced_project: Path) -> str:
     """The bento `pr2prod bento` builds from the reproduced project's model."""
     output = run("pr2prod", "bento", cwd=reproduced_project).stdout
     return output.split("bento ")[-1].split()[0]
+
+
+# Short canary windows for the tests that roll out (the defaults take ~90 s a rollout). At
+# 50 requests/s a window still holds about 50 canary and 150 stable requests at 25 %, where
+# identical models stay well inside the thresholds.
+QUICK_CANARY = {
+    "steps": [25, 50, 100],
+    "window_seconds": 4,
+    "min_requests": 30,
+    "max_failures": 1,
+    "max_inconclusive": 2,
+    "progress_deadline_seconds": 120,
+    "drain_seconds": 0.5,
+    "readiness_timeout_seconds": 20,  # the bento is ready in ~5 s here
+}
+
+
+def set_canary_profile(project: Path, changes: dict) -> None:
+    """Change the `canary:` settings in the project's params.yaml."""
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["canary"].update(changes)
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
 
 @dataclass(frozen=True)

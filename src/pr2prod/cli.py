@@ -182,6 +182,14 @@ def cmd_bench_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_canary(args: argparse.Namespace) -> int:
+    from pr2prod.deploy.benchmark import run_benchmark
+    from pr2prod.serving.build import built_bento_tag
+
+    run_benchmark(built_bento_tag(), args.out, rate=args.rate)
+    return 0
+
+
 def _release(args: argparse.Namespace) -> str:
     from pr2prod.serving.build import built_bento_tag
 
@@ -203,6 +211,33 @@ def cmd_deploy(args: argparse.Namespace) -> int:
         settings = dataclasses.replace(settings, synthetic_load_rps=args.synthetic_load)
     controller = make_controller(settings)
     decision = controller.deploy(release, git_sha=head_sha(), model_version=model)
+    return 0 if decision.successful else 1
+
+
+def cmd_rehearse(args: argparse.Namespace) -> int:
+    from pr2prod.deploy.history import windows_table
+    from pr2prod.deploy.rehearsal import rehearse
+    from pr2prod.deploy.settings import CanarySettings
+    from pr2prod.report.revisions import head_sha
+    from pr2prod.serving.build import built_bento_tag, expected_tags
+
+    release, model = built_bento_tag(), expected_tags()[0]
+    settings = CanarySettings.from_params(paths.PARAMS)
+    result = rehearse(release, settings, git_sha=head_sha(), model_version=model.split(":")[1],
+                      rate=args.rate)  # fmt: skip
+    decision, clients = result.decision, result.clients
+    report = paths.REPORT_MD if paths.REPORT_MD.is_file() else "(none: run `make report`)"
+    print(
+        f"\nSummary\n"
+        f"  report:          {report}\n"
+        f"  canary:          {release} (model {model})\n"
+        f"  stable before:   {result.stable} (the model retrained with another seed)\n"
+        f"  decision:        {decision.decision} after {result.seconds:.0f} s: {decision.reason}\n"
+        f"  deployed:        {release if decision.successful else result.stable}\n"
+        f"  client requests: {clients.sent} sent at {args.rate:g}/s, {clients.failed} failed\n"
+        f"  everything the rehearsal started is stopped; `make up` serves {release} for real\n"
+    )
+    print(windows_table(decision.windows))
     return 0 if decision.successful else 1
 
 
@@ -302,6 +337,7 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str]] = {
     "bento": (cmd_bento, "build the BentoML bento serving the pipeline's model"),
     "serve": (cmd_serve, "serve the built bento locally"),
     "bench-serve": (cmd_bench_serve, "requests/s and latency of the served bento vs in-process"),
+    "bench-canary": (cmd_bench_canary, "time to roll back each bad canary; the router's cost"),
     "image": (cmd_image, "container image of the bento (or a Docker build context)"),
     "smoke": (cmd_smoke, "check a running service: ready, and golden rows as evaluated"),
     "verify": (cmd_verify, "fail when the reproduced dvc.lock or metrics differ from HEAD's"),
@@ -309,6 +345,7 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str]] = {
     "down": (cmd_down, "stop the local deployment (router and every version)"),
     "status": (cmd_status, "what the local deployment runs"),
     "deploy": (cmd_deploy, "canary rollout of a release, promoted or rolled back by analysis"),
+    "rehearse": (cmd_rehearse, "rehearse a canary rollout of the built bento locally, then stop"),
     "rollback": (cmd_rollback, "bring back an earlier good release (default: the previous)"),
     "abort": (cmd_abort, "stop any canary at once (recording an unfinished rollout)"),
     "deploy-status": (cmd_deploy_status, "what runs, and the deployment history"),
@@ -343,12 +380,21 @@ def build_parser() -> argparse.ArgumentParser:
             subcommand.add_argument(
                 "release", nargs="?", help="bento tag (default: the bento of the current model)"
             )
+        if name == "rehearse":
+            subcommand.add_argument(
+                "--rate", type=float, default=50.0, help="requests/s of generated client traffic"
+            )
         if name == "rollback":
             subcommand.add_argument("--to", help="release to bring back (default: the previous)")
         if name == "bench-serve":
             subcommand.add_argument("--out", type=Path, default=Path("build/bench-serve.json"))
             subcommand.add_argument(
                 "--duration", type=float, default=8.0, help="seconds of each measured run"
+            )
+        if name == "bench-canary":
+            subcommand.add_argument("--out", type=Path, default=Path("build/bench-canary.json"))
+            subcommand.add_argument(
+                "--rate", type=float, default=50.0, help="requests/s of client traffic"
             )
         if name == "image":
             subcommand.add_argument("--image", help="image name:tag (default: the bento tag)")

@@ -144,8 +144,8 @@ async def stats(client: httpx.AsyncClient) -> dict[str, Any]:
     return (await client.get("/-/stats")).json()
 
 
-@pytest.mark.parametrize("canary_status", [500, 503, None])
-def test_retry_on_stable_hides_canary_failures_and_counts_them(canary_status: int | None) -> None:
+@pytest.mark.parametrize("canary_status", [500, 503])
+def test_retry_on_stable_hides_canary_failures_and_counts_them(canary_status: int) -> None:
     async def scenario(client: httpx.AsyncClient) -> tuple[list[httpx.Response], dict]:
         answers = [await client.post("/predict", content=b"{}") for _ in range(100)]
         return answers, await stats(client)
@@ -157,8 +157,7 @@ def test_retry_on_stable_hides_canary_failures_and_counts_them(canary_status: in
         (200, "stable", "stable")
     }
     assert counts["canary"]["routed"] == counts["canary"]["retried_on_stable"] == 50
-    failures = "connection_errors" if canary_status is None else "responses_5xx"
-    assert counts["canary"][failures] == 50
+    assert counts["canary"]["responses_5xx"] == 50
     assert counts["stable"]["requests"] == 100  # 50 routed there, 50 retried there
     assert counts["client_failures"] == 0
 
@@ -174,6 +173,31 @@ def test_without_retry_canary_failures_reach_the_client() -> None:
     assert statuses == {200: 90, 500: 10}
     assert counts["canary"]["client_failures"] == counts["client_failures"] == 10
     assert counts["canary"]["retried_on_stable"] == 0
+
+
+@pytest.mark.parametrize("retry", [True, False])
+def test_a_canary_that_refuses_connections_gets_no_more_traffic_until_reconfigured(
+    retry: bool,
+) -> None:
+    async def scenario(client: httpx.AsyncClient) -> tuple[Counter[int], dict, dict]:
+        statuses = Counter([(await client.post("/predict", content=b"{}")).status_code
+                            for _ in range(100)])  # fmt: skip
+        ejected = await stats(client)
+        config = {"stable": STABLE, "canary": CANARY, "canary_weight": 50}
+        await client.put("/-/backends", json=config)  # the controller's next word
+        await client.post("/predict", content=b"{}")
+        await client.post("/predict", content=b"{}")
+        return statuses, ejected, await stats(client)
+
+    config = {"canary": CANARY, "canary_weight": 10, "retry_on_stable": retry}
+    statuses, ejected, reconfigured = with_router(backend(None), config, scenario)
+
+    # One request found the canary gone; every later one went to stable.
+    assert ejected["canary"]["routed"] == ejected["canary"]["connection_errors"] == 1
+    assert ejected["canary_ejected"] is True
+    assert statuses == ({200: 100} if retry else {200: 99, 502: 1})
+    # Reconfigured, the canary is tried again (and, still refusing, ejected again).
+    assert reconfigured["canary"]["routed"] == reconfigured["canary"]["connection_errors"] == 2
 
 
 def test_admin_paths_are_not_proxied_and_bad_configs_are_400() -> None:

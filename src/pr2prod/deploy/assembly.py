@@ -7,6 +7,7 @@ when set, makes metrics come from that Prometheus instead of each version's /met
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from pr2prod import paths
 from pr2prod.deploy.controller import Controller, Observe
@@ -68,6 +69,22 @@ def make_controller(settings: CanarySettings | None = None, say=print) -> Contro
         state_path=paths.DEPLOY_STATE / "rollout.json",
         observe=make_observer(name),
         synthetic_records=synthetic_records(),
+        readiness_timeout=settings.readiness_timeout_seconds,
+        say=say,
+    )
+
+
+def standalone_controller(
+    target: Target, settings: CanarySettings, state_dir: Path, say=print
+) -> Controller:
+    """A controller keeping its rollout and history in `state_dir`, reading each version's
+    /metrics: for rehearsals and benchmarks, which must not touch the real deployment."""
+    return Controller(
+        target,
+        settings,
+        History(state_dir / "history.jsonl"),
+        state_path=state_dir / "rollout.json",
+        observe=lambda role, deployed: scrape(deployed.url),
         readiness_timeout=settings.readiness_timeout_seconds,
         say=say,
     )

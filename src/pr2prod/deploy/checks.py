@@ -37,23 +37,37 @@ def golden_rows_answered(url: str) -> tuple[bool, str]:
     if response.status_code != 200:
         return False, f"golden rows: /predict answered {response.status_code}"
     served = np.array([[row["probabilities"][c] for c in classes] for row in response.json()])
-    _warm_up(url, golden["records"])
     gap = float(np.abs(served - np.asarray(golden["probabilities"])).max())
     if gap > TOLERANCE:
         return False, f"golden rows: answers differ from the evaluation by {gap:.3g}"
-    return True, f"golden rows: {len(served)} answered as evaluated"
+    failures = warm_up(url, golden["records"])
+    if failures:
+        failed = sum(failures.values())
+        kinds = ", ".join(f"{kind}: {count}" for kind, count in sorted(failures.items()))
+        sent = WARM_UP_ROUNDS * len(golden["records"])
+        return False, f"warm-up: {failed} of {sent} single-record requests failed ({kinds})"
+    return True, f"golden rows: {len(served)} answered as evaluated; warm-up answered"
 
 
 WARM_UP_ROUNDS = 3
 
 
-def _warm_up(url: str, records: list[dict]) -> None:
-    """Send a few single-record requests before real traffic.
+def warm_up(url: str, records: list[dict]) -> dict[str, int]:
+    """Send each record alone a few times before real traffic; count what failed, by kind.
 
     A fresh process answers its first requests slowly (imports, caches, first batches);
-    judged on them, an identical model would look slower than stable.
+    judged on them, an identical model would look slower than stable. And a version that
+    fails even these requests must not get a single client's.
     """
+    failures: dict[str, int] = {}
     with httpx.Client(base_url=url, timeout=10) as client:
         for _ in range(WARM_UP_ROUNDS):
             for record in records:
-                client.post("/predict", json={"records": [record]})
+                try:
+                    status = client.post("/predict", json={"records": [record]}).status_code
+                    kind = "" if status == 200 else f"{status // 100}xx"
+                except httpx.TransportError as error:
+                    kind = type(error).__name__
+                if kind:
+                    failures[kind] = failures.get(kind, 0) + 1
+    return failures

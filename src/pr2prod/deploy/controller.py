@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pr2prod.deploy.analysis import analyse
+from pr2prod.deploy.analysis import absolute_failures, analyse
 from pr2prod.deploy.checks import golden_rows_answered, wait_until_ready
 from pr2prod.deploy.history import Decision, History
 from pr2prod.deploy.load import SteadyLoad
@@ -31,8 +31,10 @@ from pr2prod.deploy.settings import CanarySettings
 from pr2prod.deploy.target import Deployed, Target
 from pr2prod.errors import Pr2prodError
 
-EARLY_CHECK_SECONDS = 1.0  # how often a window looks for a plainly failing canary
-EARLY_FAIL_ERRORS = 5  # 5xx answers needed before a window may stop early
+# How often a window looks for a canary that has already failed. Each look is one
+# /metrics scrape; every second a failing canary keeps its traffic is a second of client
+# errors (or, with retry-on-stable, of doubled work).
+EARLY_CHECK_SECONDS = 0.25
 
 # Reads one running version's cumulative metrics: (role, where it runs) -> figures.
 Observe = Callable[[str, Deployed], Snapshot]
@@ -195,23 +197,22 @@ class Controller:
         return window
 
     def _watch(self, canary_before: Snapshot) -> str | None:
-        """Wait out the window, stopping early when the canary plainly fails.
+        """Wait out the window, stopping early once the canary's failure is certain.
 
-        A canary that answers 5xx to most requests, or that died, is not worth another
-        second of traffic: every second it serves is a second of client errors (or, with
-        retry-on-stable, of doubled work).
+        Certain means the absolute caps are broken by what has been seen already, however
+        the rest of the window goes (e.g. 3 errors when 50 requests may have 2.5 at most),
+        or the canary died. Relative checks need the whole window's baseline, so they wait.
         """
         deadline = time.monotonic() + self.settings.window_seconds
         while (remaining := deadline - time.monotonic()) > 0:
             time.sleep(min(EARLY_CHECK_SECONDS, remaining))
             canary = self.target.running().get("canary")
             so_far = Window.between(canary_before, self._observe_canary(canary))
-            cap = self.settings.thresholds.error_rate_max
-            if so_far.errors >= EARLY_FAIL_ERRORS and (so_far.error_rate or 0) > max(cap, 0.5):
-                return (
-                    f"canary 5xx rate {so_far.error_rate:.0%} over its first "
-                    f"{so_far.requests:.0f} requests (stopped the window early)"
-                )
+            failures = absolute_failures(
+                so_far, self.settings.thresholds, self.settings.min_requests
+            )
+            if failures:
+                return f"{'; '.join(failures)} (stopped the window early)"
         return None
 
     def _observe_canary(self, canary: Deployed | None) -> Snapshot:

@@ -79,3 +79,30 @@ class History:
 def _figure(window: dict[str, Any], name: str, template: str) -> str:
     value = (window.get("figures") or {}).get(name)
     return "" if value is None else template.format(value)
+
+
+def windows_table(windows: list[dict[str, Any]]) -> str:
+    """The analysis windows of one rollout, canary against stable, one row per window."""
+    rows = [
+        [
+            window.get("step", ""),
+            f"{window.get('weight', '')}%",
+            window.get("outcome", ""),
+            _pair(window, "canary_requests", "stable_requests", "{:.0f}"),
+            _pair(window, "canary_error_rate", "stable_error_rate", "{:.1%}"),
+            _pair(window, "canary_p99_ms", "stable_p99_ms", "{:.0f} ms"),
+            _figure(window, "class_divergence", "{:.3f}"),
+            _figure(window, "probability_divergence", "{:.3f}"),
+        ]
+        for window in windows
+    ]
+    headers = [
+        "step", "canary share", "outcome", "requests", "5xx", "p99", "class JS", "probability JS",
+    ]  # fmt: skip
+    note = "(figures read canary / stable)"
+    return f"{tabulate(rows, headers=headers)}\n{note}" if rows else "no analysis windows"
+
+
+def _pair(window: dict[str, Any], canary: str, stable: str, template: str) -> str:
+    first, second = _figure(window, canary, template), _figure(window, stable, template)
+    return f"{first} / {second}" if first or second else ""

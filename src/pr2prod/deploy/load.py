@@ -1,10 +1,14 @@
-"""Steady request load from test rows, for synthetic canary traffic and for rehearsals.
+"""Steady request load from test rows: synthetic canary traffic, rehearsals and benchmarks.
 
-Runs in a background thread at a fixed rate, counting what clients would see.
+Open loop, like real clients: a request leaves every 1/rate seconds whether or not the
+earlier ones have been answered (up to `max_in_flight` at once), so a slow version gets
+the same offered load as a fast one. Runs an event loop in a background thread and
+counts what clients would see.
 """
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import threading
 import time
@@ -13,25 +17,41 @@ from typing import Any
 
 import httpx
 
+TIMEOUT_SECONDS = 10.0
+
 
 @dataclass
 class LoadCounts:
     sent: int = 0
     failed: int = 0  # anything but 200, or no answer at all
     statuses: dict[str, int] = field(default_factory=dict)
+    late: int = 0  # sends that waited because max_in_flight requests were unanswered
 
     @property
     def failure_rate(self) -> float:
         return self.failed / self.sent if self.sent else 0.0
 
+    def __add__(self, other: LoadCounts) -> LoadCounts:
+        statuses = dict(self.statuses)
+        for status, count in other.statuses.items():
+            statuses[status] = statuses.get(status, 0) + count
+        return LoadCounts(
+            self.sent + other.sent, self.failed + other.failed, statuses, self.late + other.late
+        )
+
 
 class SteadyLoad:
     """POST one record at a time to `url`/predict at `rate` requests per second."""
 
-    def __init__(self, url: str, records: list[dict[str, Any]], rate: float) -> None:
+    def __init__(
+        self, url: str, records: list[dict[str, Any]], rate: float, max_in_flight: int = 64
+    ) -> None:
+        if rate <= 0 or not records:
+            raise ValueError("a steady load needs a positive rate and at least one record")
         self.url = url
         self.records = records
         self.rate = rate
+        self.max_in_flight = max_in_flight
         self.counts = LoadCounts()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="steady-load", daemon=True)
@@ -42,28 +62,50 @@ class SteadyLoad:
 
     def __exit__(self, *_: object) -> None:
         self._stop.set()
-        self._thread.join(timeout=30)
+        self._thread.join(timeout=TIMEOUT_SECONDS + 20)
 
     def _run(self) -> None:
+        asyncio.run(self._send_until_stopped())
+
+    async def _send_until_stopped(self) -> None:
         interval = 1.0 / self.rate
-        next_send = time.monotonic()
-        with httpx.Client(base_url=self.url, timeout=10) as client:
+        slots = asyncio.Semaphore(self.max_in_flight)
+        # Idle connections are closed before servers close them (uvicorn: after 5 s), so a
+        # request never goes out on a connection the server is closing.
+        limits = httpx.Limits(max_connections=self.max_in_flight, keepalive_expiry=2.0)
+        pending: set[asyncio.Task] = set()
+        async with httpx.AsyncClient(
+            base_url=self.url, timeout=TIMEOUT_SECONDS, limits=limits
+        ) as client:
+            next_send = time.monotonic()
             for record in itertools.cycle(self.records):
                 if self._stop.is_set():
-                    return
-                self._send(client, record)
+                    break
+                if slots.locked():
+                    self.counts.late += 1
+                await slots.acquire()
+                task = asyncio.create_task(self._send(client, record, slots))
+                pending.add(task)
+                task.add_done_callback(pending.discard)
                 next_send += interval
                 pause = next_send - time.monotonic()
                 if pause > 0:
-                    self._stop.wait(pause)
+                    await asyncio.sleep(pause)
                 else:
                     next_send = time.monotonic()  # behind schedule: don't burst to catch up
+            if pending:  # answers to requests already sent still count
+                await asyncio.wait(pending)
 
-    def _send(self, client: httpx.Client, record: dict[str, Any]) -> None:
+    async def _send(
+        self, client: httpx.AsyncClient, record: dict[str, Any], slots: asyncio.Semaphore
+    ) -> None:
         try:
-            status = str(client.post("/predict", json={"records": [record]}).status_code)
+            response = await client.post("/predict", json={"records": [record]})
+            status = str(response.status_code)
         except httpx.HTTPError as error:
             status = type(error).__name__
+        finally:
+            slots.release()
         self.counts.sent += 1
         self.counts.statuses[status] = self.counts.statuses.get(status, 0) + 1
         if status != "200":

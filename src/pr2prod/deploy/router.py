@@ -14,12 +14,15 @@ Paths under `/-/` are its own admin API and are never proxied:
 Every other request is forwarded (method, path, query, body, end-to-end headers) and the
 backend's answer is returned as it came, plus an `x-pr2prod-backend` header naming the role
 that answered. The split is deterministic (see SmoothSplit), so tests can assert exact shares.
+A canary that refuses a connection (its process is gone) gets no more requests until the
+next `PUT /-/backends`.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import asdict, dataclass, field
@@ -56,7 +59,10 @@ HOP_BY_HOP = frozenset(
 TIMEOUT = httpx.Timeout(connect=2.0, read=35.0, write=10.0, pool=5.0)
 # Bounded everywhere: at most this many upstream connections (a request waiting longer than
 # the pool timeout for one fails), and uvicorn answers 503 above LIMIT_CONCURRENCY.
-POOL = httpx.Limits(max_connections=200, max_keepalive_connections=50)
+# Idle upstream connections are dropped after 2 s, well before the backends' own keep-alive
+# timeout (uvicorn's 5 s): reusing a connection the backend is closing at that moment
+# fails the request with a 502 that no backend caused.
+POOL = httpx.Limits(max_connections=200, max_keepalive_connections=50, keepalive_expiry=2.0)
 LIMIT_CONCURRENCY = 400
 MAX_BODY_BYTES = 4 * 1024 * 1024  # above the service's own limit, so it can answer 413 itself
 PROXIED_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
@@ -160,6 +166,7 @@ class Answer:
     headers: list[tuple[bytes, bytes]]
     body: bytes
     reached_backend: bool = True  # False: the router made this answer (connection failure)
+    refused: bool = False  # the backend could not even be connected to: it is not running
 
     @property
     def failed(self) -> bool:
@@ -174,14 +181,21 @@ class RouterState:
         default_factory=lambda: {role: RoleStats() for role in ROLES}
     )
 
+    # A canary that refused a connection is not running: its share goes to stable until the
+    # next configuration (the controller, seeing it gone, rolls back). Timeouts and 5xx
+    # answers do not eject: judging those is the canary analysis's job.
+    canary_ejected: bool = False
+
     def configure(self, backends: Backends | None) -> None:
         # The credit is kept: shares stay exact across weight changes.
         self.backends = backends
         self.split.weight = backends.canary_weight if backends else 0
+        self.canary_ejected = False
 
     def choose(self, backends: Backends) -> Role:
         role = self.split.next_role()
-        return "canary" if role == "canary" and backends.canary else "stable"
+        wanted = role == "canary" and backends.canary and not self.canary_ejected
+        return "canary" if wanted else "stable"
 
     def stats_dict(self) -> dict[str, Any]:
         roles = {role: asdict(stats) for role, stats in self.stats.items()}
@@ -189,6 +203,7 @@ class RouterState:
             **roles,
             "requests": sum(stats.routed for stats in self.stats.values()),
             "client_failures": sum(stats.client_failures for stats in self.stats.values()),
+            "canary_ejected": self.canary_ejected,
         }
 
 
@@ -243,6 +258,9 @@ async def send(
             await response.aclose()
     except httpx.TimeoutException as error:
         return router_answer(role, 504, f"{role} backend timed out: {type(error).__name__}")
+    except httpx.ConnectError as error:
+        answer = router_answer(role, 502, f"{role} backend refused: {type(error).__name__}")
+        return dataclasses.replace(answer, refused=True)
     except httpx.TransportError as error:
         return router_answer(role, 502, f"{role} backend unreachable: {type(error).__name__}")
     return Answer(role, response.status_code, forwarded_headers(response.headers.raw), content)
@@ -300,6 +318,8 @@ async def proxy(request: Request) -> Response:
     base = backends.canary if role == "canary" and backends.canary else backends.stable
     answer = await send(client, role, base, request, body)
     count_attempt(state.stats[role], answer)
+    if role == "canary" and answer.refused:
+        state.canary_ejected = True
     # Resending a POST is safe here: predictions have no side effects.
     if role == "canary" and answer.failed and backends.retry_on_stable:
         state.stats["canary"].retried_on_stable += 1
@@ -388,6 +408,8 @@ def main(argv: list[str] | None = None) -> None:
         date_header=False,
         # SIGTERM: stop accepting, let in-flight requests finish (the drain), then exit.
         timeout_graceful_shutdown=10,
+        # Longer than clients keep idle connections (httpx: 5 s), for the same race as POOL.
+        timeout_keep_alive=15,
     )
 
 

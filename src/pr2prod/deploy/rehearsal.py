@@ -1,0 +1,68 @@
+"""`make run`'s last act: the workspace's bento rolled out as a canary, rehearsed locally.
+
+The rehearsal keeps to its own corner (build/rehearsal/): its own router and versions on
+free ports and its own history, so a deployment started with `make up` is never touched.
+Stable is the pipeline's model retrained with the next seed, standing in for the previous
+release (a fresh clone has no other). The canary is the workspace's bento, rolled out with
+params.yaml's canary settings under steady generated traffic (the test rows), and
+everything is stopped at the end, whatever happened.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from pr2prod import paths
+from pr2prod.config import load_params
+from pr2prod.deploy.assembly import standalone_controller, synthetic_records
+from pr2prod.deploy.history import Decision
+from pr2prod.deploy.load import LoadCounts, SteadyLoad
+from pr2prod.deploy.local import LocalTarget
+from pr2prod.deploy.releases import retrained_release
+from pr2prod.deploy.settings import CanarySettings
+
+REHEARSAL_DIR = Path("build") / "rehearsal"
+CLIENT_RATE = 50.0  # requests per second of generated client traffic
+
+
+@dataclass(frozen=True)
+class Rehearsal:
+    stable: str  # the stand-in previous release
+    decision: Decision
+    clients: LoadCounts
+    seconds: float  # from the canary's start to the decision
+
+
+def rehearse(
+    release: str,
+    settings: CanarySettings,
+    git_sha: str | None = None,
+    model_version: str | None = None,
+    rate: float = CLIENT_RATE,
+    folder: Path = REHEARSAL_DIR,
+    say: Callable[[str], None] = print,
+) -> Rehearsal:
+    """Roll `release` out locally next to a stand-in stable, under generated traffic."""
+    deploy_dir = folder / "deploy"
+    target = LocalTarget(deploy_dir / "local", settings=settings)
+    target.down()  # what an interrupted rehearsal left running, stopped by recorded PID
+    shutil.rmtree(deploy_dir, ignore_errors=True)
+    seed = load_params(paths.PARAMS).seed + 1
+    say(f"rehearsal: building the stand-in previous release (the model retrained, seed {seed})")
+    stable = retrained_release(folder / "previous", seed=seed)
+    controller = standalone_controller(target, settings, deploy_dir, say=say)
+    try:
+        say(f"rehearsal: starting {stable} as stable behind a local router")
+        target.up(stable)
+        say(f"rehearsal: sending {rate:g} requests/s of test rows through the router")
+        started = time.monotonic()
+        with SteadyLoad(target.entry_url(), synthetic_records(), rate) as clients:
+            decision = controller.deploy(release, git_sha=git_sha, model_version=model_version)
+        return Rehearsal(stable, decision, clients.counts, time.monotonic() - started)
+    finally:
+        target.down()
+        say("rehearsal: stopped the router and every version")

@@ -1,0 +1,89 @@
+"""Other releases of this project's model, packaged exactly as the pipeline packages its own.
+
+A rehearsal needs a stable version to roll the workspace's model out against, and the
+canary benchmark needs canaries that misbehave. Both are built in a scratch copy of what
+the pipeline's last steps read (never touching the workspace's artifacts or results), by
+the same steps: a model, then `evaluate` (which also picks the golden rows), then `bento`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+from pathlib import Path
+from typing import Any
+
+import joblib
+import yaml
+
+from pr2prod import paths
+from pr2prod.config import load_params
+from pr2prod.errors import Pr2prodError
+from pr2prod.model.evaluate import evaluate_model, write_evaluation
+from pr2prod.model.train import train_model
+from pr2prod.schema import load_schema
+from pr2prod.serving.build import BENTOFILE, BUILD_CONTEXT, build_bento
+
+# What packaging a model reads, relative to the workspace (the model itself is replaced).
+SCRATCH_INPUTS = (
+    paths.PARAMS,
+    paths.SCHEMA,
+    BENTOFILE,
+    paths.TRAIN_SPLIT,
+    paths.TEST_SPLIT,
+    paths.MODEL,
+    paths.MODEL_CARD,
+)
+
+
+def scratch_workspace(folder: Path) -> Path:
+    """A fresh copy of the pipeline's inputs and outputs at `folder`, sharing the service code.
+
+    The service sources are linked, not copied, so a release built here runs the same
+    code as the workspace's own bento (and its version differs only by the model).
+    """
+    missing = [str(path) for path in SCRATCH_INPUTS if not path.is_file()]
+    if missing:
+        raise Pr2prodError(f"missing {', '.join(missing)}", hint="run `make repro` first")
+    shutil.rmtree(folder, ignore_errors=True)
+    for relative in SCRATCH_INPUTS:
+        (folder / relative).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(relative, folder / relative)
+    (folder / BUILD_CONTEXT).symlink_to(BUILD_CONTEXT.resolve(), target_is_directory=True)
+    return folder
+
+
+def retrained_release(folder: Path, seed: int) -> str:
+    """The pipeline's model retrained with another seed: a genuinely different model version.
+
+    Returns its bento tag.
+    """
+    scratch_workspace(folder)
+    params_file = folder / paths.PARAMS
+    params: dict[str, Any] = yaml.safe_load(params_file.read_text())
+    params["seed"] = seed
+    params_file.write_text(yaml.safe_dump(params, sort_keys=False))
+    with contextlib.chdir(folder):
+        train_model(
+            load_params(paths.PARAMS),
+            load_schema(paths.SCHEMA),
+            paths.TRAIN_SPLIT,
+            paths.MODEL,
+            paths.MODEL_CARD,
+        )
+        return _evaluate_and_package()
+
+
+def release_of_model(model: object, folder: Path) -> str:
+    """`model` (any fitted object with classes_ and predict_proba) packaged as a bento."""
+    scratch_workspace(folder)
+    joblib.dump(model, folder / paths.MODEL)
+    with contextlib.chdir(folder):
+        return _evaluate_and_package()
+
+
+def _evaluate_and_package() -> str:
+    schema = load_schema(paths.SCHEMA)
+    evaluation = evaluate_model(paths.MODEL, paths.TEST_SPLIT, schema)
+    write_evaluation(evaluation, paths.METRICS, paths.PREDICTIONS, paths.ROC_CURVE, paths.PR_CURVE)
+    return build_bento(load_params(paths.PARAMS), schema).bento_tag
