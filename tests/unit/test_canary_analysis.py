@@ -395,6 +395,8 @@ def test_a_canary_like_stable_passes_with_figures_for_the_history() -> None:
         "canary_error_rate": 0.0,
         "stable_p99_ms": pytest.approx(9.95),
         "canary_p99_ms": pytest.approx(9.95),
+        "stable_p50_ms": pytest.approx(7.5),
+        "canary_p50_ms": pytest.approx(7.5),
         "class_divergence": 0.0,
         "probability_divergence": None,
     }
@@ -444,7 +446,7 @@ def test_latency_ratio_boundary(canary_ms: float, outcome: str) -> None:
 
     assert result.outcome == outcome
     if outcome == "fail":
-        assert result.reasons == ["canary p99 20.2 ms > 2 x stable p99 10.0 ms"]
+        assert result.reasons[0] == "canary p99 20.2 ms > 2 x stable p99 10.0 ms"
 
 
 @pytest.mark.parametrize(("canary_ms", "outcome"), [(10.0, "pass"), (10.2, "fail")])
@@ -463,6 +465,19 @@ def test_latency_cap_boundary(canary_ms: float, outcome: str) -> None:
     assert result.outcome == outcome
     if outcome == "fail":
         assert result.reasons == ["canary p99 502.0 ms > cap 500 ms"]
+
+
+def test_a_canary_slower_on_every_request_fails_on_the_median_under_a_noisy_stable_tail() -> None:
+    # Stable: most requests in 10-25 ms, a tail to 250 ms (queues, pauses). Canary: every
+    # request 100-250 ms, so its p99 is within 2 x stable's, but its median is not.
+    stable = {0.005: 0.0, 0.01: 0.0, 0.025: 180.0, 0.25: 200.0, INF: 200.0}
+    canary = {0.005: 0.0, 0.01: 0.0, 0.025: 0.0, 0.1: 0.0, 0.25: 200.0, INF: 200.0}
+
+    result = verdict(version(latency=stable), version(latency=canary))
+
+    assert result.outcome == "fail"
+    assert [reason.split(" ms")[0] for reason in result.reasons] == ["canary p50 175.0"]
+    assert result.figures["canary_p99_ms"] < 2 * result.figures["stable_p99_ms"]
 
 
 def test_one_straggler_does_not_decide_the_p99_of_a_small_window() -> None:

@@ -4,7 +4,8 @@ Each check compares the canary with stable (relative) and holds it to an absolut
 
 - 5xx rate: canary <= stable + `error_rate_margin` (beyond sampling noise), and
   <= `error_rate_max`.
-- p99 latency: canary <= `latency_p99_ratio` x stable, and <= `latency_p99_max_ms`.
+- p99 latency: canary <= `latency_p99_ratio` x stable, and <= `latency_p99_max_ms`;
+  median latency: canary <= `latency_p50_ratio` x stable.
 - Predictions: the Jensen-Shannon divergence (base 2, 0..1) of the predicted-class shares,
   and of each class's predicted-probability histogram (the largest over classes), at most
   `prediction_divergence_max`.
@@ -77,6 +78,8 @@ def window_figures(stable: Window, canary: Window) -> dict[str, float | None]:
         "canary_error_rate": canary.error_rate,
         "stable_p99_ms": judged_p99_ms(stable),
         "canary_p99_ms": judged_p99_ms(canary),
+        "stable_p50_ms": median_ms(stable),
+        "canary_p50_ms": median_ms(canary),
         "class_divergence": js_divergence(stable.counts.predicted, canary.counts.predicted),
         "probability_divergence": probability,
     }
@@ -152,17 +155,29 @@ def error_noise(stable: Window, canary: Window) -> float:
 
 
 def relative_latency_failure(stable: Window, canary: Window, thresholds: Thresholds) -> list[str]:
-    stable_p99, canary_p99 = judged_p99_ms(stable), judged_p99_ms(canary)
-    if stable_p99 is None or canary_p99 is None:
-        return []
-    baseline = max(stable_p99, LATENCY_FLOOR_MS)
-    if canary_p99 <= thresholds.latency_p99_ratio * baseline:
-        return []
-    floor = f" (floor {LATENCY_FLOOR_MS:g} ms)" if stable_p99 < LATENCY_FLOOR_MS else ""
-    return [
-        f"canary p99 {canary_p99:.1f} ms > {thresholds.latency_p99_ratio:g} x stable p99 "
-        f"{baseline:.1f} ms{floor}"
-    ]
+    """The p99 against stable's, and the median too: under load, stable's own tail (queues,
+    garbage collection) can hide a canary that is slower on every single request."""
+    checks = (
+        ("p99", judged_p99_ms(stable), judged_p99_ms(canary), thresholds.latency_p99_ratio),
+        ("p50", median_ms(stable), median_ms(canary), thresholds.latency_p50_ratio),
+    )
+    failures = []
+    for name, stable_ms, canary_ms, limit in checks:
+        if stable_ms is None or canary_ms is None:
+            continue
+        baseline = max(stable_ms, LATENCY_FLOOR_MS)
+        if canary_ms > limit * baseline:
+            floor = f" (floor {LATENCY_FLOOR_MS:g} ms)" if stable_ms < LATENCY_FLOOR_MS else ""
+            failures.append(
+                f"canary {name} {canary_ms:.1f} ms > {limit:g} x stable {name} "
+                f"{baseline:.1f} ms{floor}"
+            )
+    return failures
+
+
+def median_ms(window: Window) -> float | None:
+    seconds = histogram_quantile(0.5, window.counts.latency_buckets)
+    return None if seconds is None else seconds * 1000
 
 
 def judged_p99_ms(window: Window) -> float | None:

@@ -175,7 +175,13 @@ def _roll_out(
     rate: float,
     state: Path,
 ) -> FaultRun:
-    controller = standalone_controller(target, settings, state, say=lambda line: None)
+    decided: list[float] = []  # when the controller said it rolls back (before draining)
+
+    def note(line: str) -> None:
+        if line.startswith("deploy: rolling back"):
+            decided.append(time.time())
+
+    controller = standalone_controller(target, settings, state, say=note)
     crash = _crash_after(target, CRASH_AFTER_SECONDS) if name == CRASH else _nothing()
     with SteadyLoad(target.entry_url(), records, rate) as clients:
         with CanaryTraffic(target.entry_url()) as traffic, crash as crashed_at:
@@ -188,7 +194,7 @@ def _roll_out(
         decision=decision.decision,
         reason=decision.reason,
         canary_requests=traffic.routed,
-        to_decision_s=None if start is None else decision.time - start,
+        to_decision_s=None if start is None else (decided or [decision.time])[0] - start,
         to_stable_only_s=None if start is None or traffic.last is None else traffic.last - start,
         clients_sent=clients.counts.sent,
         clients_failed=clients.counts.failed,

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -17,12 +19,8 @@ import joblib
 import yaml
 
 from pr2prod import paths
-from pr2prod.config import load_params
 from pr2prod.errors import Pr2prodError
-from pr2prod.model.evaluate import evaluate_model, write_evaluation
-from pr2prod.model.train import train_model
-from pr2prod.schema import load_schema
-from pr2prod.serving.build import BENTOFILE, BUILD_CONTEXT, build_bento
+from pr2prod.serving.build import BENTOFILE, BUILD_CONTEXT, expected_tags
 
 # What packaging a model reads, relative to the workspace (the model itself is replaced).
 SCRATCH_INPUTS = (
@@ -63,27 +61,31 @@ def retrained_release(folder: Path, seed: int) -> str:
     params: dict[str, Any] = yaml.safe_load(params_file.read_text())
     params["seed"] = seed
     params_file.write_text(yaml.safe_dump(params, sort_keys=False))
-    with contextlib.chdir(folder):
-        train_model(
-            load_params(paths.PARAMS),
-            load_schema(paths.SCHEMA),
-            paths.TRAIN_SPLIT,
-            paths.MODEL,
-            paths.MODEL_CARD,
-        )
-        return _evaluate_and_package()
+    _run_step("train", folder)
+    return _evaluate_and_package(folder)
 
 
 def release_of_model(model: object, folder: Path) -> str:
     """`model` (any fitted object with classes_ and predict_proba) packaged as a bento."""
     scratch_workspace(folder)
     joblib.dump(model, folder / paths.MODEL)
+    return _evaluate_and_package(folder)
+
+
+def _evaluate_and_package(folder: Path) -> str:
+    _run_step("evaluate", folder)
+    _run_step("bento", folder)
     with contextlib.chdir(folder):
-        return _evaluate_and_package()
+        return expected_tags()[1]
 
 
-def _evaluate_and_package() -> str:
-    schema = load_schema(paths.SCHEMA)
-    evaluation = evaluate_model(paths.MODEL, paths.TEST_SPLIT, schema)
-    write_evaluation(evaluation, paths.METRICS, paths.PREDICTIONS, paths.ROC_CURVE, paths.PR_CURVE)
-    return build_bento(load_params(paths.PARAMS), schema).bento_tag
+def _run_step(step: str, folder: Path) -> None:
+    # Each step in a process of its own, as the pipeline runs them: BentoML imports the
+    # service module to build a bento, and a second build in one process would reuse the
+    # first one's module (and model tag).
+    command = [sys.executable, "-m", "pr2prod", step]
+    result = subprocess.run(command, cwd=folder, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise Pr2prodError(
+            f"`pr2prod {step}` failed in {folder}:\n{(result.stdout + result.stderr)[-2000:]}"
+        )

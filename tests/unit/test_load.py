@@ -1,0 +1,69 @@
+"""The steady load: open loop (slow answers do not slow the senders) and honest counts."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from pr2prod.deploy.load import LoadCounts, SteadyLoad
+
+ANSWER_SECONDS = 0.2
+
+
+class SlowHandler(BaseHTTPRequestHandler):
+    """Answers every POST after ANSWER_SECONDS: 500 when the record asks for it, else 200."""
+
+    def do_POST(self) -> None:  # the name http.server dispatches to
+        body = self.rfile.read(int(self.headers["content-length"]))
+        time.sleep(ANSWER_SECONDS)
+        self.send_response(500 if b'"fail"' in body else 200)
+        self.send_header("content-length", "0")
+        self.end_headers()
+
+    def log_message(self, *_: object) -> None:
+        pass
+
+
+@pytest.fixture
+def slow_server() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), SlowHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    thread.join(timeout=5)
+
+
+def test_requests_leave_on_schedule_however_slow_the_answers(slow_server: str) -> None:
+    with SteadyLoad(slow_server, [{"x": 1}], rate=40) as load:
+        time.sleep(1.0)
+
+    # One sender waiting for each answer would manage 5 in a second; 40 were due.
+    assert load.counts.sent >= 30
+    assert load.counts.failed == 0 and load.counts.late == 0
+
+
+def test_every_answer_is_counted_by_status(slow_server: str) -> None:
+    with SteadyLoad(slow_server, [{"x": 1}, {"x": "fail"}], rate=20) as load:
+        time.sleep(0.5)
+
+    statuses = load.counts.statuses
+    assert statuses["200"] >= statuses["500"] >= 4  # the two records alternate
+    assert load.counts.failed == statuses["500"] and load.counts.sent == sum(statuses.values())
+
+
+def test_requests_to_nowhere_are_failures_not_crashes() -> None:
+    with SteadyLoad("http://127.0.0.1:9", [{"x": 1}], rate=20) as load:  # discard port
+        time.sleep(0.3)
+
+    assert load.counts.sent == load.counts.failed > 0
+    assert set(load.counts.statuses) == {"ConnectError"}
+
+
+def test_counts_add_up() -> None:
+    total = LoadCounts(3, 1, {"200": 2, "500": 1}) + LoadCounts(2, 0, {"200": 2}, late=1)
+    assert total == LoadCounts(5, 1, {"200": 4, "500": 1}, late=1)
