@@ -7,9 +7,17 @@ import re
 import shutil
 from pathlib import Path
 
+import psutil
 import pytest
 import yaml
-from conftest import FIXTURES, REPO_ROOT, copy_project, run
+from conftest import (
+    FIXTURES,
+    QUICK_CANARY,
+    REPO_ROOT,
+    copy_project,
+    run,
+    set_canary_profile,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -24,9 +32,10 @@ def md5(path: Path) -> str:
     return hashlib.md5(path.read_bytes()).hexdigest()
 
 
-def test_make_run_on_a_fresh_clone_leaves_metrics_and_nothing_to_redo(tmp_path: Path) -> None:
+def test_make_run_on_a_fresh_clone_goes_from_data_to_a_promoted_canary(tmp_path: Path) -> None:
     project = copy_project(tmp_path / "clone")
     shutil.rmtree(project / "results")  # prove that `make run` produces them itself
+    set_canary_profile(project, QUICK_CANARY)  # not a stage's parameter: nothing re-runs
     # The suite already runs inside the locked environment: `VENV=` tells make to use it.
     result = run("make", "run", "VENV=", cwd=project)
 
@@ -37,9 +46,25 @@ def test_make_run_on_a_fresh_clone_leaves_metrics_and_nothing_to_redo(tmp_path: 
     assert "report: wrote report/report.md" in result.stdout
     # "already stored" when an earlier test stored the same model in the shared model store.
     assert re.search(r"bento: model pr2prod-model:\w+ (already )?stored; bento", result.stdout)
+    assert_rehearsed_and_stopped(project, result.stdout)
     again = run("dvc", "repro", cwd=project)
     assert stages_run(again.stdout) == []
     assert "Data and pipelines are up to date" in again.stdout
+
+
+def assert_rehearsed_and_stopped(project: Path, out: str) -> None:
+    """The rehearsal's summary, then nothing left running: no state, no process of ours."""
+    assert "rehearsal: starting pr2prod:" in out
+    assert re.search(r"decision:\s+promoted after \d+ s", out), out
+    canary = re.search(r"canary:\s+(pr2prod:\w+) \(model pr2prod-model:\w+\)", out)
+    assert canary and re.search(rf"deployed:\s+{canary[1]}", out), out
+    clients = re.search(r"client requests: (\d+) sent at 50/s, (\d+) failed", out)
+    assert clients and int(clients[1]) > 200 and int(clients[2]) == 0, out
+    assert "probability JS" in out  # the windows table
+    rehearsal = project / "build" / "rehearsal"
+    assert not (rehearsal / "deploy" / "local" / "state.json").exists()
+    assert [process.pid for process in psutil.process_iter(["cmdline"])
+            if str(rehearsal) in " ".join(process.info["cmdline"] or [])] == []  # fmt: skip
 
 
 def test_the_committed_results_are_what_the_pipeline_reproduces(reproduced_project: Path) -> None:
