@@ -6,8 +6,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +13,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from pr2prod.errors import Pr2prodError
 from pr2prod.ports import free_port
+from pr2prod.processes import stop_process, wait_until_serving
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -133,33 +133,22 @@ class Server:
     pid: int
 
 
-def start_server(command: list[str], cwd: Path, log: Path, port: int, timeout: float = 60):
-    """Start a server process; return it once GET /readyz answers 200."""
-    handle = log.open("w")
-    process = subprocess.Popen(command, cwd=cwd, stdout=handle, stderr=subprocess.STDOUT)
+def start_server(
+    command: list[str], cwd: Path, log: Path, port: int, timeout: float = 60, path="/readyz"
+):
+    """Start a server process; return it once GET `path` answers 200."""
+    with log.open("w") as handle:
+        process = subprocess.Popen(command, cwd=cwd, stdout=handle, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"the server exited with {process.returncode}:\n{log.read_text()}")
-        try:
-            with urllib.request.urlopen(f"{url}/readyz", timeout=2) as response:
-                if response.status == 200:
-                    return process, url
-        except OSError:
-            time.sleep(0.3)
-    stop_server(process)
-    pytest.fail(f"the server was not ready within {timeout} s:\n{log.read_text()}")
-
-
-def stop_server(process: subprocess.Popen) -> None:
-    """Stop the server by its PID: politely, then for sure."""
-    process.terminate()
     try:
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=15)
+        wait_until_serving(process, url, log, timeout, path)
+    except Pr2prodError as error:
+        stop_server(process)
+        pytest.fail(f"{error}\n{error.hint}")
+    return process, url
+
+
+stop_server = stop_process  # by its PID: politely, then for sure
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import math
 import shutil
-import subprocess
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -21,7 +20,7 @@ import httpx
 import pandas as pd
 import pytest
 import yaml
-from conftest import REPO_ROOT, Server, free_port, stop_server
+from conftest import REPO_ROOT, Server, free_port, start_server, stop_server
 
 from pr2prod.deploy.observations import (
     PrometheusSource,
@@ -80,28 +79,11 @@ def prometheus(
         f"--storage.tsdb.path={workdir / 'data'}",
         f"--web.listen-address=127.0.0.1:{port}",
     ]
-    with log.open("w") as output:
-        process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
+    process, url = start_server(command, workdir, log, port, timeout=30, path="/-/ready")
     try:
-        wait_until_ready(process, url, log)
         yield Prometheus(url, log)
     finally:
         stop_server(process)
-
-
-def wait_until_ready(process: subprocess.Popen, url: str, log: Path, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"prometheus exited with {process.returncode}:\n{log.read_text()}")
-        try:
-            if httpx.get(f"{url}/-/ready", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    pytest.fail(f"prometheus was not ready within {timeout} s:\n{log.read_text()}")
 
 
 @pytest.fixture(scope="module")

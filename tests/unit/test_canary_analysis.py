@@ -446,7 +446,7 @@ def test_latency_ratio_boundary(canary_ms: float, outcome: str) -> None:
 
     assert result.outcome == outcome
     if outcome == "fail":
-        assert result.reasons[0] == "canary p99 20.2 ms > 2 x stable p99 10.0 ms"
+        assert result.reasons[0] == "canary p99 latency 20.2 ms > 2 x stable p99 10.0 ms"
 
 
 @pytest.mark.parametrize(("canary_ms", "outcome"), [(10.0, "pass"), (10.2, "fail")])
@@ -455,7 +455,7 @@ def test_latency_ratio_uses_a_floor_under_a_tiny_stable_p99(canary_ms: float, ou
 
     assert result.outcome == outcome
     if outcome == "fail":
-        assert result.reasons == ["canary p99 10.2 ms > 2 x stable p99 5.0 ms (floor 5 ms)"]
+        assert result.reasons == ["canary p99 latency 10.2 ms > 2 x stable p99 5.0 ms (floor 5 ms)"]
 
 
 @pytest.mark.parametrize(("canary_ms", "outcome"), [(500.0, "pass"), (502.0, "fail")])
@@ -464,7 +464,7 @@ def test_latency_cap_boundary(canary_ms: float, outcome: str) -> None:
 
     assert result.outcome == outcome
     if outcome == "fail":
-        assert result.reasons == ["canary p99 502.0 ms > cap 500 ms"]
+        assert result.reasons == ["canary p99 latency 502.0 ms > cap 500 ms"]
 
 
 def test_a_canary_slower_on_every_request_fails_on_the_median_under_a_noisy_stable_tail() -> None:
@@ -476,17 +476,17 @@ def test_a_canary_slower_on_every_request_fails_on_the_median_under_a_noisy_stab
     result = verdict(version(latency=stable), version(latency=canary))
 
     assert result.outcome == "fail"
-    assert [reason.split(" ms")[0] for reason in result.reasons] == ["canary p50 175.0"]
+    assert [reason.split(" ms")[0] for reason in result.reasons] == ["canary p50 latency 175.0"]
     assert result.figures["canary_p99_ms"] < 2 * result.figures["stable_p99_ms"]
 
 
-def test_one_straggler_does_not_decide_the_p99_of_a_small_window() -> None:
+def test_two_stragglers_do_not_decide_the_p99_of_a_small_window() -> None:
     quick = {0.005: 0.0, 0.01: 60.0, INF: 60.0}
-    one_pause = {0.005: 0.0, 0.01: 59.0, 0.25: 60.0, INF: 60.0}
     two_pauses = {0.005: 0.0, 0.01: 58.0, 0.25: 60.0, INF: 60.0}
+    three_pauses = {0.005: 0.0, 0.01: 57.0, 0.25: 60.0, INF: 60.0}
 
-    assert verdict(version(60, latency=quick), version(60, latency=one_pause)).outcome == "pass"
-    assert verdict(version(60, latency=quick), version(60, latency=two_pauses)).outcome == "fail"
+    assert verdict(version(60, latency=quick), version(60, latency=two_pauses)).outcome == "pass"
+    assert verdict(version(60, latency=quick), version(60, latency=three_pauses)).outcome == "fail"
 
 
 def test_class_divergence_boundary() -> None:

@@ -31,6 +31,8 @@ from pr2prod.deploy.settings import Thresholds
 Outcome = Literal["pass", "fail", "inconclusive"]
 Key = TypeVar("Key")
 
+# Slow requests that a judged p99 never rests on alone (see judged_p99_ms).
+STRAGGLERS = 2
 # A p99 ratio against a tiny stable p99 is noise (1 ms vs 3 ms is no regression): the
 # ratio is taken against at least this.
 LATENCY_FLOOR_MS = 5.0
@@ -115,7 +117,9 @@ def absolute_failures(canary: Window, thresholds: Thresholds, min_requests: int)
     # A p99 over fewer requests is one or two requests' latency: not evidence enough.
     p99 = judged_p99_ms(canary) if canary.requests >= min_requests else None
     if p99 is not None and p99 > thresholds.latency_p99_max_ms:
-        failures.append(f"canary p99 {p99:.1f} ms > cap {thresholds.latency_p99_max_ms:g} ms")
+        failures.append(
+            f"canary p99 latency {p99:.1f} ms > cap {thresholds.latency_p99_max_ms:g} ms"
+        )
     return failures
 
 
@@ -169,7 +173,7 @@ def relative_latency_failure(stable: Window, canary: Window, thresholds: Thresho
         if canary_ms > limit * baseline:
             floor = f" (floor {LATENCY_FLOOR_MS:g} ms)" if stable_ms < LATENCY_FLOOR_MS else ""
             failures.append(
-                f"canary {name} {canary_ms:.1f} ms > {limit:g} x stable {name} "
+                f"canary {name} latency {canary_ms:.1f} ms > {limit:g} x stable {name} "
                 f"{baseline:.1f} ms{floor}"
             )
     return failures
@@ -181,14 +185,15 @@ def median_ms(window: Window) -> float | None:
 
 
 def judged_p99_ms(window: Window) -> float | None:
-    """p99 latency, except that the single slowest request never decides it alone.
+    """p99 latency, except that two slow requests never decide it alone.
 
-    Under 100 requests the p99 would be the slowest request: one garbage-collection pause
-    or cold cache would roll back a good canary. There, the quantile at rank n-1 is used
-    (the second slowest); from 100 requests on this is the plain p99.
+    Under 200 requests the p99 would be one of the two slowest: a garbage-collection pause
+    and a cold code path in a fresh process would roll back a good canary. There, the
+    quantile at rank n-2 is used (the third slowest); from 200 requests on this is the
+    plain p99.
     """
     total = window.counts.latency_buckets.get(math.inf, 0.0)
-    q = min(0.99, (total - 1) / total) if total > 1 else 0.99
+    q = min(0.99, (total - STRAGGLERS) / total) if total > STRAGGLERS else 0.99
     seconds = histogram_quantile(q, window.counts.latency_buckets)
     return None if seconds is None else seconds * 1000
 

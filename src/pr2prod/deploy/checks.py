@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import httpx
@@ -44,30 +45,52 @@ def golden_rows_answered(url: str) -> tuple[bool, str]:
     if failures:
         failed = sum(failures.values())
         kinds = ", ".join(f"{kind}: {count}" for kind, count in sorted(failures.items()))
-        sent = WARM_UP_ROUNDS * len(golden["records"])
+        sent = 2 * WARM_UP_ROUNDS * len(golden["records"])
         return False, f"warm-up: {failed} of {sent} single-record requests failed ({kinds})"
     return True, f"golden rows: {len(served)} answered as evaluated; warm-up answered"
 
 
 WARM_UP_ROUNDS = 3
+WARM_UP_CONCURRENCY = 8
 
 
 def warm_up(url: str, records: list[dict]) -> dict[str, int]:
     """Send each record alone a few times before real traffic; count what failed, by kind.
 
     A fresh process answers its first requests slowly (imports, caches, first batches);
-    judged on them, an identical model would look slower than stable. And a version that
-    fails even these requests must not get a single client's.
+    judged on them, an identical model would look slower than stable. Half the rounds go
+    one at a time, half concurrently, so the adaptive batcher has also batched before real
+    traffic comes. And a version that fails even these requests must not get a client's.
     """
     failures: dict[str, int] = {}
+    one_by_one = [record for _ in range(WARM_UP_ROUNDS) for record in records]
     with httpx.Client(base_url=url, timeout=10) as client:
-        for _ in range(WARM_UP_ROUNDS):
-            for record in records:
-                try:
-                    status = client.post("/predict", json={"records": [record]}).status_code
-                    kind = "" if status == 200 else f"{status // 100}xx"
-                except httpx.TransportError as error:
-                    kind = type(error).__name__
-                if kind:
-                    failures[kind] = failures.get(kind, 0) + 1
+        kinds = [_attempt(client, record) for record in one_by_one]
+    kinds += asyncio.run(_concurrently(url, one_by_one))
+    for kind in filter(None, kinds):
+        failures[kind] = failures.get(kind, 0) + 1
     return failures
+
+
+def _attempt(client: httpx.Client, record: dict) -> str:
+    """'' for a 200; otherwise what went wrong: '5xx', '4xx' or the transport error's name."""
+    try:
+        status = client.post("/predict", json={"records": [record]}).status_code
+    except httpx.TransportError as error:
+        return type(error).__name__
+    return "" if status == 200 else f"{status // 100}xx"
+
+
+async def _concurrently(url: str, records: list[dict]) -> list[str]:
+    gate = asyncio.Semaphore(WARM_UP_CONCURRENCY)
+    async with httpx.AsyncClient(base_url=url, timeout=10) as client:
+
+        async def one(record: dict) -> str:
+            async with gate:
+                try:
+                    response = await client.post("/predict", json={"records": [record]})
+                except httpx.TransportError as error:
+                    return type(error).__name__
+                return "" if response.status_code == 200 else f"{response.status_code // 100}xx"
+
+        return await asyncio.gather(*(one(record) for record in records))

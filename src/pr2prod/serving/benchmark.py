@@ -36,6 +36,7 @@ from tabulate import tabulate
 
 from pr2prod.errors import Pr2prodError
 from pr2prod.ports import free_port
+from pr2prod.processes import stop_process, wait_until_serving
 from pr2prod.schema import FeatureSchema
 from pr2prod.serving.bundle import ModelBundle, probabilities_in_schema_order
 
@@ -44,7 +45,6 @@ CONCURRENCIES = (1, 16)
 RECORDS_PER_REQUEST = (1, 32)
 WARMUP_S = 1.5  # not counted: new connections, and the batcher learning its cost model
 READY_TIMEOUT_S = 90.0
-STOP_TIMEOUT_S = 15.0
 REQUEST_TIMEOUT_S = 30.0  # the service's own traffic timeout
 ERROR_BACKOFF_S = 0.01  # keeps a dead server from turning the client into a busy loop
 SERVED, IN_PROCESS = "served", "in-process"
@@ -306,37 +306,10 @@ def served(bento_tag: str, log: Path) -> Iterator[Server]:
         process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_ready(process, url, log)
+        wait_until_serving(process, url, log, READY_TIMEOUT_S)
         yield Server(url, process.pid)
     finally:
-        stop(process)
-
-
-def wait_ready(process: subprocess.Popen, url: str, log: Path) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise Pr2prodError(
-                f"bentoml serve exited with {process.returncode} (log: {log})",
-                hint=_tail(log),
-            )
-        try:
-            with urllib.request.urlopen(f"{url}/readyz", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.3)
-    raise Pr2prodError(f"the server was not ready within {READY_TIMEOUT_S:g} s (log: {log})")
-
-
-def stop(process: subprocess.Popen) -> None:
-    """By its PID: politely, then for sure."""
-    process.terminate()
-    try:
-        process.wait(timeout=STOP_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=STOP_TIMEOUT_S)
+        stop_process(process)
 
 
 def cpu_seconds(pid: int) -> float:
@@ -350,10 +323,6 @@ def cpu_seconds(pid: int) -> float:
             continue
         total += times.user + times.system
     return total
-
-
-def _tail(log: Path, lines: int = 20) -> str:
-    return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
 
 
 def request_bodies(batches: list[list[dict]]) -> list[bytes]:
