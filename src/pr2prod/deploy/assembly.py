@@ -10,7 +10,12 @@ import os
 from pathlib import Path
 
 from pr2prod import paths
-from pr2prod.deploy.controller import Controller, Observe
+from pr2prod.deploy.controller import (
+    EARLY_CHECK_SECONDS,
+    EARLY_CHECK_SECONDS_PROMETHEUS,
+    Controller,
+    Observe,
+)
 from pr2prod.deploy.history import History
 from pr2prod.deploy.observations import PrometheusSource, scrape
 from pr2prod.deploy.settings import CanarySettings
@@ -62,6 +67,7 @@ def make_observer(name: str) -> Observe:
 def make_controller(settings: CanarySettings | None = None, say=print) -> Controller:
     settings = settings or CanarySettings.from_params(paths.PARAMS)
     name = target_name()
+    prometheus = bool(os.environ.get("PROMETHEUS_URL"))
     return Controller(
         target=make_target(settings, name),
         settings=settings,
@@ -70,6 +76,7 @@ def make_controller(settings: CanarySettings | None = None, say=print) -> Contro
         observe=make_observer(name),
         synthetic_records=synthetic_records(),
         readiness_timeout=settings.readiness_timeout_seconds,
+        early_check_seconds=EARLY_CHECK_SECONDS_PROMETHEUS if prometheus else EARLY_CHECK_SECONDS,
         say=say,
     )
 

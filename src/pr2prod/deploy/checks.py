@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 
 import httpx
 import numpy as np
@@ -62,27 +63,15 @@ def warm_up(url: str, records: list[dict]) -> dict[str, int]:
     one at a time, half concurrently, so the adaptive batcher has also batched before real
     traffic comes. And a version that fails even these requests must not get a client's.
     """
-    failures: dict[str, int] = {}
-    one_by_one = [record for _ in range(WARM_UP_ROUNDS) for record in records]
-    with httpx.Client(base_url=url, timeout=10) as client:
-        kinds = [_attempt(client, record) for record in one_by_one]
-    kinds += asyncio.run(_concurrently(url, one_by_one))
-    for kind in filter(None, kinds):
-        failures[kind] = failures.get(kind, 0) + 1
-    return failures
+    rounds = [record for _ in range(WARM_UP_ROUNDS) for record in records]
+    kinds = asyncio.run(_send_each(url, rounds, concurrency=1))
+    kinds += asyncio.run(_send_each(url, rounds, concurrency=WARM_UP_CONCURRENCY))
+    return dict(Counter(filter(None, kinds)))
 
 
-def _attempt(client: httpx.Client, record: dict) -> str:
-    """'' for a 200; otherwise what went wrong: '5xx', '4xx' or the transport error's name."""
-    try:
-        status = client.post("/predict", json={"records": [record]}).status_code
-    except httpx.TransportError as error:
-        return type(error).__name__
-    return "" if status == 200 else f"{status // 100}xx"
-
-
-async def _concurrently(url: str, records: list[dict]) -> list[str]:
-    gate = asyncio.Semaphore(WARM_UP_CONCURRENCY)
+async def _send_each(url: str, records: list[dict], concurrency: int) -> list[str]:
+    """POST each record alone; per request '' for a 200, else '4xx', '5xx' or the error."""
+    gate = asyncio.Semaphore(concurrency)
     async with httpx.AsyncClient(base_url=url, timeout=10) as client:
 
         async def one(record: dict) -> str:
@@ -91,6 +80,6 @@ async def _concurrently(url: str, records: list[dict]) -> list[str]:
                     response = await client.post("/predict", json={"records": [record]})
                 except httpx.TransportError as error:
                     return type(error).__name__
-                return "" if response.status_code == 200 else f"{response.status_code // 100}xx"
+            return "" if response.status_code == 200 else f"{response.status_code // 100}xx"
 
-        return await asyncio.gather(*(one(record) for record in records))
+        return list(await asyncio.gather(*(one(record) for record in records)))

@@ -31,10 +31,12 @@ from pr2prod.deploy.settings import CanarySettings
 from pr2prod.deploy.target import Deployed, Target
 from pr2prod.errors import Pr2prodError
 
-# How often a window looks for a canary that has already failed. Each look is one
-# /metrics scrape; every second a failing canary keeps its traffic is a second of client
-# errors (or, with retry-on-stable, of doubled work).
+# How often a window looks for a canary that has already failed, reading each version's
+# /metrics: every second a failing canary keeps its traffic is a second of client errors
+# (or, with retry-on-stable, of doubled work). A Prometheus source knows nothing newer than
+# its last scrape, so looking more often than that only costs queries.
 EARLY_CHECK_SECONDS = 0.25
+EARLY_CHECK_SECONDS_PROMETHEUS = 5.0
 
 # Reads one running version's cumulative metrics: (role, where it runs) -> figures.
 Observe = Callable[[str, Deployed], Snapshot]
@@ -65,6 +67,7 @@ class Controller:
         observe: Observe,
         synthetic_records: list[dict[str, Any]] | None = None,
         readiness_timeout: float = 120.0,
+        early_check_seconds: float = EARLY_CHECK_SECONDS,
         say: Callable[[str], None] = print,
     ) -> None:
         self.target = target
@@ -74,6 +77,7 @@ class Controller:
         self.observe = observe
         self.synthetic_records = synthetic_records or []
         self.readiness_timeout = readiness_timeout
+        self.early_check_seconds = early_check_seconds
         self.say = say
 
     # -- the canary ---------------------------------------------------------------------
@@ -172,7 +176,7 @@ class Controller:
         try:
             before = since or (self.observe("stable", stable), self._observe_canary(canary))
             with self._synthetic_load():
-                early = self._watch(before[1])
+                early = self._watch(before[1], canary)
             if early:
                 return {"outcome": "fail", "reasons": [early], "figures": {}}
             canary_now = self.target.running().get("canary")
@@ -196,7 +200,7 @@ class Controller:
             window["since"] = before  # kept in memory only, to extend the held window
         return window
 
-    def _watch(self, canary_before: Snapshot) -> str | None:
+    def _watch(self, canary_before: Snapshot, canary: Deployed | None) -> str | None:
         """Wait out the window, stopping early once the canary's failure is certain.
 
         Certain means the absolute caps are broken by what has been seen already, however
@@ -205,8 +209,9 @@ class Controller:
         """
         deadline = time.monotonic() + self.settings.window_seconds
         while (remaining := deadline - time.monotonic()) > 0:
-            time.sleep(min(EARLY_CHECK_SECONDS, remaining))
-            canary = self.target.running().get("canary")
+            time.sleep(min(self.early_check_seconds, remaining))
+            # A dead canary fails its scrape; asking the target who runs (kubectl, for
+            # Kubernetes) on every look would cost more than the look itself.
             so_far = Window.between(canary_before, self._observe_canary(canary))
             failures = absolute_failures(
                 so_far, self.settings.thresholds, self.settings.min_requests

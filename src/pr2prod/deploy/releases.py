@@ -34,20 +34,21 @@ SCRATCH_INPUTS = (
 )
 
 
-def scratch_workspace(folder: Path) -> Path:
+def scratch_workspace(folder: Path, workspace: Path = Path(".")) -> Path:
     """A fresh copy of the pipeline's inputs and outputs at `folder`, sharing the service code.
 
     The service sources are linked, not copied, so a release built here runs the same
     code as the workspace's own bento (and its version differs only by the model).
     """
-    missing = [str(path) for path in SCRATCH_INPUTS if not path.is_file()]
+    missing = [str(path) for path in SCRATCH_INPUTS if not (workspace / path).is_file()]
     if missing:
         raise Pr2prodError(f"missing {', '.join(missing)}", hint="run `make repro` first")
     shutil.rmtree(folder, ignore_errors=True)
     for relative in SCRATCH_INPUTS:
         (folder / relative).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(relative, folder / relative)
-    (folder / BUILD_CONTEXT).symlink_to(BUILD_CONTEXT.resolve(), target_is_directory=True)
+        shutil.copy2(workspace / relative, folder / relative)
+    source = (workspace / BUILD_CONTEXT).resolve()
+    (folder / BUILD_CONTEXT).symlink_to(source, target_is_directory=True)
     return folder
 
 
@@ -65,9 +66,9 @@ def retrained_release(folder: Path, seed: int) -> str:
     return _evaluate_and_package(folder)
 
 
-def release_of_model(model: object, folder: Path) -> str:
+def release_of_model(model: object, folder: Path, workspace: Path = Path(".")) -> str:
     """`model` (any fitted object with classes_ and predict_proba) packaged as a bento."""
-    scratch_workspace(folder)
+    scratch_workspace(folder, workspace)
     joblib.dump(model, folder / paths.MODEL)
     return _evaluate_and_package(folder)
 
