@@ -21,6 +21,7 @@ import asyncio
 import dataclasses
 import json
 import os
+import shutil
 import signal
 import threading
 import time
@@ -78,6 +79,7 @@ class CanaryTraffic:
         self.first: float | None = None
         self.last: float | None = None
         self.routed = 0
+        self._baseline = 0  # the canary's count when watching began
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._poll, daemon=True)
 
@@ -115,6 +117,7 @@ def run_benchmark(
     genuine = joblib.load(paths.MODEL)
     state = BENCH_DIR / "deploy"
     LocalTarget(state / "local").down()  # whatever an interrupted run left, by PID
+    shutil.rmtree(state, ignore_errors=True)  # and its half-done rollout and history
     runs: list[FaultRun] = []
     with_retry = LocalTarget(state / "local", settings=settings)
     try:
