@@ -52,12 +52,12 @@ def scratch_workspace(folder: Path, workspace: Path = Path(".")) -> Path:
     return folder
 
 
-def retrained_release(folder: Path, seed: int) -> str:
+def retrained_release(folder: Path, seed: int, workspace: Path = Path(".")) -> str:
     """The pipeline's model retrained with another seed: a genuinely different model version.
 
     Returns its bento tag.
     """
-    scratch_workspace(folder)
+    scratch_workspace(folder, workspace)
     params_file = folder / paths.PARAMS
     params: dict[str, Any] = yaml.safe_load(params_file.read_text())
     params["seed"] = seed
