@@ -13,6 +13,9 @@ import pandas as pd
 import pytest
 from conftest import Server
 
+from pr2prod.deploy.observations import parse_metrics
+from pr2prod.serving.telemetry import LATENCY_BUCKETS
+
 pytestmark = pytest.mark.integration
 
 
@@ -90,6 +93,16 @@ def test_prediction_metrics_are_exported(client: httpx.Client, record: dict) -> 
     assert 'pr2prod_predicted_probability_bucket{class_name="malignant"' in metrics
     version = client.get("/model").json()["model_version"]
     assert f'model_version="{version}"' in metrics
+
+
+def test_request_latency_is_recorded_in_the_fine_buckets_the_canary_analysis_reads(
+    client: httpx.Client, record: dict
+) -> None:
+    post(client, {"records": [record]})
+    snapshot = parse_metrics(client.get("/metrics").text)
+
+    assert sorted(snapshot.latency_buckets) == [*LATENCY_BUCKETS, math.inf]
+    assert snapshot.latency_buckets[math.inf] >= 1
 
 
 def change(record: dict, **fields: Any) -> dict:

@@ -13,6 +13,12 @@ Each check compares the canary with stable (relative) and holds it to an absolut
 Too few requests make a window inconclusive: hold, never pass blindly. A failure that
 needs no baseline (the absolute caps) still fails: a failure with evidence is a failure.
 
+A p99 over stable's ratio, with everything else in order, makes the window suspect, not
+failed: a tail rests on a handful of requests, and one pause of the canary's process
+(garbage collection, a busy core) delays every request it holds at once. The step's
+window runs again, fresh, and a second tail breach in a row fails. A canary slower on
+every request fails at once on the median, and one beyond the absolute cap too.
+
 The guards against false rollbacks (an identical model must never be rolled back) are
 constants here, not knobs; each is explained where it is defined, and tested with
 simulated identical canaries in tests/unit/test_canary_analysis.py.
@@ -28,7 +34,7 @@ from typing import Literal, TypeVar
 from pr2prod.deploy.observations import Window, histogram_quantile, shares
 from pr2prod.deploy.settings import Thresholds
 
-Outcome = Literal["pass", "fail", "inconclusive"]
+Outcome = Literal["pass", "fail", "inconclusive", "suspect"]
 Key = TypeVar("Key")
 
 # Slow requests that a judged p99 never rests on alone (see judged_p99_ms).
@@ -55,15 +61,32 @@ class Analysis:
     figures: dict[str, float | None]  # for the deployment history
 
 
-def analyse(stable: Window, canary: Window, thresholds: Thresholds, min_requests: int) -> Analysis:
-    """Judge one window: fail on evidence, inconclusive on too little data, else pass."""
+def analyse(
+    stable: Window,
+    canary: Window,
+    thresholds: Thresholds,
+    min_requests: int,
+    tail_breached_before: bool = False,
+) -> Analysis:
+    """Judge one window: fail on evidence, inconclusive on too little data, suspect on a
+    first tail breach, else pass.
+
+    `tail_breached_before`: the previous window of this step was suspect, so a tail breach
+    now is the second in a row.
+    """
     figures = window_figures(stable, canary)
     failures = absolute_failures(canary, thresholds, min_requests)
     doubts = too_few_requests(stable, canary, min_requests)
+    tail = []
     if not doubts:
         failures += relative_failures(stable, canary, thresholds)
-    if failures:
-        return Analysis("fail", failures, figures)
+        tail = relative_tail_failure(stable, canary, thresholds)
+    if failures or (tail and tail_breached_before):
+        if tail and tail_breached_before:
+            tail = [f"{reason} (second window in a row)" for reason in tail]
+        return Analysis("fail", failures + tail, figures)
+    if tail:
+        return Analysis("suspect", [f"{tail[0]}: the window runs again to confirm"], figures)
     if doubts:
         return Analysis("inconclusive", doubts, figures)
     return Analysis("pass", [passed_summary(figures)], figures)
@@ -124,9 +147,10 @@ def absolute_failures(canary: Window, thresholds: Thresholds, min_requests: int)
 
 
 def relative_failures(stable: Window, canary: Window, thresholds: Thresholds) -> list[str]:
+    """The comparisons with stable that one window decides (the tail needs two)."""
     return [
         *relative_error_failure(stable, canary, thresholds),
-        *relative_latency_failure(stable, canary, thresholds),
+        *relative_median_failure(stable, canary, thresholds),
         *divergence_failures(stable, canary, thresholds),
     ]
 
@@ -158,25 +182,33 @@ def error_noise(stable: Window, canary: Window) -> float:
     return ERROR_NOISE_Z * math.sqrt(variance)
 
 
-def relative_latency_failure(stable: Window, canary: Window, thresholds: Thresholds) -> list[str]:
-    """The p99 against stable's, and the median too: under load, stable's own tail (queues,
-    garbage collection) can hide a canary that is slower on every single request."""
-    checks = (
-        ("p99", judged_p99_ms(stable), judged_p99_ms(canary), thresholds.latency_p99_ratio),
-        ("p50", median_ms(stable), median_ms(canary), thresholds.latency_p50_ratio),
+def relative_median_failure(stable: Window, canary: Window, thresholds: Thresholds) -> list[str]:
+    """The median against stable's: under load, stable's own tail (queues, garbage
+    collection) can hide a canary that is slower on every single request."""
+    return latency_ratio_failure(
+        "p50", median_ms(stable), median_ms(canary), thresholds.latency_p50_ratio
     )
-    failures = []
-    for name, stable_ms, canary_ms, limit in checks:
-        if stable_ms is None or canary_ms is None:
-            continue
-        baseline = max(stable_ms, LATENCY_FLOOR_MS)
-        if canary_ms > limit * baseline:
-            floor = f" (floor {LATENCY_FLOOR_MS:g} ms)" if stable_ms < LATENCY_FLOOR_MS else ""
-            failures.append(
-                f"canary {name} latency {canary_ms:.1f} ms > {limit:g} x stable {name} "
-                f"{baseline:.1f} ms{floor}"
-            )
-    return failures
+
+
+def relative_tail_failure(stable: Window, canary: Window, thresholds: Thresholds) -> list[str]:
+    return latency_ratio_failure(
+        "p99", judged_p99_ms(stable), judged_p99_ms(canary), thresholds.latency_p99_ratio
+    )
+
+
+def latency_ratio_failure(
+    name: str, stable_ms: float | None, canary_ms: float | None, limit: float
+) -> list[str]:
+    if stable_ms is None or canary_ms is None:
+        return []
+    baseline = max(stable_ms, LATENCY_FLOOR_MS)
+    if canary_ms <= limit * baseline:
+        return []
+    floor = f" (floor {LATENCY_FLOOR_MS:g} ms)" if stable_ms < LATENCY_FLOOR_MS else ""
+    return [
+        f"canary {name} latency {canary_ms:.1f} ms > {limit:g} x stable {name} "
+        f"{baseline:.1f} ms{floor}"
+    ]
 
 
 def median_ms(window: Window) -> float | None:

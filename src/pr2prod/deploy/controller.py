@@ -57,6 +57,14 @@ class Rollout:
     windows: list[dict[str, Any]] = field(default_factory=list)
 
 
+def tail_breached_before(rollout: Rollout) -> bool:
+    """Whether the last window judged was suspect (a first tail breach at this step).
+
+    Read from the saved windows, so a controller re-run mid-rollout remembers it.
+    """
+    return bool(rollout.windows) and rollout.windows[-1]["outcome"] == "suspect"
+
+
 class Controller:
     def __init__(
         self,
@@ -135,7 +143,7 @@ class Controller:
                 self.target.set_canary_weight(weight)
             except Pr2prodError as error:  # e.g. the canary died between two windows
                 return self._roll_back(rollout, f"canary unreachable: {error}")
-            window = self._analyse_window(weight, since)
+            window = self._analyse_window(weight, since, tail_breached_before(rollout))
             saved = {key: value for key, value in window.items() if key != "since"}
             rollout.windows.append({"step": rollout.step + 1, "weight": weight, **saved})
             outcome = window["outcome"]
@@ -159,6 +167,10 @@ class Controller:
                         f"{rollout.inconclusive_in_a_row} inconclusive windows in a row: "
                         "not enough traffic to judge the canary",
                     )
+            elif outcome == "suspect":
+                # Run the window again from scratch: the next one must show the breach by
+                # itself, not by carrying this window's slow requests along.
+                since = None
             else:
                 since = None
                 rollout.inconclusive_in_a_row = 0
@@ -169,7 +181,7 @@ class Controller:
         return self._finish(rollout, "promoted", "every step passed its analysis")
 
     def _analyse_window(
-        self, weight: int, since: tuple[Snapshot, Snapshot] | None
+        self, weight: int, since: tuple[Snapshot, Snapshot] | None, tail_breached_before: bool
     ) -> dict[str, Any]:
         running = self.target.running()
         stable, canary = running["stable"], running.get("canary")
@@ -190,6 +202,7 @@ class Controller:
             Window.between(before[1], after[1]),
             self.settings.thresholds,
             self.settings.min_requests,
+            tail_breached_before,
         )
         window: dict[str, Any] = {
             "outcome": analysis.outcome,

@@ -25,7 +25,7 @@ from starlette.routing import Route
 from pr2prod.serving.bundle import ModelBundle, probabilities_in_schema_order
 from pr2prod.serving.contract import Prediction, field_name, policy_warnings, record_model
 from pr2prod.serving.guards import RequestGuard, quiet_client_errors
-from pr2prod.serving.telemetry import PredictionMetrics
+from pr2prod.serving.telemetry import LATENCY_BUCKETS, PredictionMetrics
 
 logger = logging.getLogger("pr2prod.serving")
 
@@ -49,7 +49,12 @@ Records = Annotated[list[Record], Field(min_length=1, max_length=POLICY.max_reco
 quiet_client_errors()
 
 
-@bentoml.service(name="pr2prod", workers=POLICY.workers, traffic={"timeout": 30})
+@bentoml.service(
+    name="pr2prod",
+    workers=POLICY.workers,
+    traffic={"timeout": 30},
+    metrics={"duration": {"buckets": list(LATENCY_BUCKETS)}},
+)
 class Classifier:
     model_ref = MODEL
 

@@ -1,0 +1,175 @@
+"""The controller's step logic with a target and metrics that only exist in memory.
+
+The rollout tests run the real processes; these pin down what a sequence of windows
+leads to (a tail breach confirmed or not, a re-run controller remembering it) without
+depending on how a busy machine happens to schedule them.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from pr2prod.deploy import controller as controller_module
+from pr2prod.deploy.controller import Controller
+from pr2prod.deploy.history import History
+from pr2prod.deploy.observations import Snapshot
+from pr2prod.deploy.settings import CanarySettings
+from pr2prod.deploy.target import Deployed, Role
+
+REQUESTS = 100  # per version and window
+FAST = [0.01] * REQUESTS
+SLOW_TAIL = [0.01] * 95 + [0.1] * 5  # same median, a p99 ten times stable's
+
+
+class MemoryTarget:
+    """Two roles and a weight, nothing running."""
+
+    name = "memory"
+
+    def __init__(self, stable: str) -> None:
+        self.roles: dict[Role, Deployed] = {"stable": Deployed(stable, "http://stable")}
+        self.weights: list[int] = []
+
+    def running(self) -> dict[Role, Deployed]:
+        return dict(self.roles)
+
+    def start_canary(self, release: str) -> Deployed:
+        self.roles["canary"] = Deployed(release, "http://canary")
+        return self.roles["canary"]
+
+    def set_canary_weight(self, percent: int) -> None:
+        self.weights.append(percent)
+
+    def promote(self) -> None:
+        self.roles["stable"] = self.roles.pop("canary")
+
+    def abort_canary(self) -> None:
+        self.weights.append(0)
+        self.roles.pop("canary", None)
+
+    def entry_url(self) -> str:
+        return "http://router"
+
+
+class ScriptedMetrics:
+    """Each window, the latencies (seconds) the script gives each version.
+
+    Stable is observed twice a window, before and after, always just before the canary:
+    the number of stable observations says which windows are over.
+    """
+
+    def __init__(self, canary_windows: list[list[float]]) -> None:
+        self.canary_windows = canary_windows
+        self.stable_looks = 0
+
+    def __call__(self, role: str, deployed: Deployed) -> Snapshot:
+        if role == "stable":
+            self.stable_looks += 1
+        done = self.stable_looks // 2
+        if role == "stable":
+            return cumulative([FAST] * done)
+        return cumulative(self.canary_windows[:done])
+
+
+def cumulative(windows: list[list[float]]) -> Snapshot:
+    latencies = [latency for window in windows for latency in window]
+    bounds = (0.005, 0.01, 0.05, 0.1, 0.5, math.inf)
+    return Snapshot(
+        requests_by_status={"200": float(len(latencies))},
+        latency_buckets={bound: float(sum(x <= bound for x in latencies)) for bound in bounds},
+        predicted={"a": len(latencies) / 2, "b": len(latencies) / 2},
+    )
+
+
+@pytest.fixture(autouse=True)
+def checks_pass(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pre-traffic checks talk HTTP; here every canary is ready and answers as evaluated."""
+    monkeypatch.setattr(controller_module, "wait_until_ready", lambda url, timeout: True)
+    monkeypatch.setattr(
+        controller_module, "golden_rows_answered", lambda url: (True, "golden rows answered")
+    )
+
+
+SETTINGS = replace(CanarySettings(), steps=(25, 50, 100), window_seconds=0.01)
+
+
+def make_controller(tmp_path: Path, target: MemoryTarget, metrics: ScriptedMetrics) -> Controller:
+    return Controller(
+        target,
+        SETTINGS,
+        History(tmp_path / "history.jsonl"),
+        tmp_path / "rollout.json",
+        metrics,
+        early_check_seconds=0.005,
+        say=lambda line: None,
+    )
+
+
+def outcomes(tmp_path: Path) -> list[str]:
+    last = History(tmp_path / "history.jsonl").decisions()[-1]
+    return [window["outcome"] for window in last.windows]
+
+
+def test_a_single_tail_breach_is_run_again_and_the_clean_rerun_goes_on(tmp_path: Path) -> None:
+    target = MemoryTarget("v1")
+    metrics = ScriptedMetrics([SLOW_TAIL, FAST, FAST])
+
+    decision = make_controller(tmp_path, target, metrics).deploy("v2")
+
+    assert decision.decision == "promoted"
+    assert outcomes(tmp_path) == ["suspect", "pass", "pass"]
+    assert target.weights == [25, 25, 50, 100]  # the suspect step was held, not advanced
+
+
+def test_a_tail_breach_in_two_windows_in_a_row_rolls_back(tmp_path: Path) -> None:
+    target = MemoryTarget("v1")
+    metrics = ScriptedMetrics([FAST, SLOW_TAIL, SLOW_TAIL])
+
+    decision = make_controller(tmp_path, target, metrics).deploy("v2")
+
+    assert decision.decision == "rolled-back"
+    assert decision.reason.endswith("(second window in a row)")
+    assert outcomes(tmp_path) == ["pass", "suspect", "fail"]
+    assert target.running()["stable"].release == "v1" and "canary" not in target.running()
+
+
+def test_breaches_apart_are_each_a_first(tmp_path: Path) -> None:
+    metrics = ScriptedMetrics([SLOW_TAIL, FAST, SLOW_TAIL, FAST])
+
+    decision = make_controller(tmp_path, MemoryTarget("v1"), metrics).deploy("v2")
+
+    assert decision.decision == "promoted"
+    assert outcomes(tmp_path) == ["suspect", "pass", "suspect", "pass"]
+
+
+class Killed(Exception):
+    """The controller process dying: nothing after it runs."""
+
+
+class DyingTarget(MemoryTarget):
+    """While `dying`, kills the controller when it sets the weight for its second window."""
+
+    dying = True
+
+    def set_canary_weight(self, percent: int) -> None:
+        if self.dying and len(self.weights) == 1:
+            raise Killed
+        super().set_canary_weight(percent)
+
+
+def test_a_re_run_controller_remembers_the_suspect_window(tmp_path: Path) -> None:
+    target = DyingTarget("v1")
+    metrics = ScriptedMetrics([SLOW_TAIL, SLOW_TAIL])
+    with pytest.raises(Killed):
+        make_controller(tmp_path, target, metrics).deploy("v2")
+    target.dying = False  # the canary still runs; the next controller lives
+
+    decision = make_controller(tmp_path, target, metrics).deploy("v2")
+
+    # The re-run judges its own first window, and knows the one before was suspect.
+    assert decision.decision == "rolled-back"
+    assert outcomes(tmp_path) == ["suspect", "fail"]
