@@ -120,6 +120,11 @@ def own_process(record: Record) -> psutil.Process | None:
             reap(record.pid)
             return None
         arguments = process.cmdline()
+        if not arguments and process.ppid() == os.getpid():
+            # Our child, just spawned: the kernel lets its exec finish after Popen returns,
+            # and until then the new command line reads empty (seen as a "process exited
+            # before listening" with an empty log).
+            return process
     except psutil.Error:
         return None
     return process if has_signature(arguments, record) else None

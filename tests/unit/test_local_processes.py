@@ -1,0 +1,47 @@
+"""How the local target recognises the processes it started, by PID and command line."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import psutil
+import pytest
+
+from pr2prod.deploy.local import RouterRecord, own_process
+from pr2prod.processes import stop_process
+
+
+@pytest.fixture
+def child() -> Iterator[subprocess.Popen]:
+    process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    yield process
+    stop_process(process)
+
+
+def record_of(pid: int) -> RouterRecord:
+    return RouterRecord(pid, 8123, "http://127.0.0.1:8123", "router.log")
+
+
+def test_a_process_without_our_command_line_is_not_ours(child: subprocess.Popen) -> None:
+    assert own_process(record_of(child.pid)) is None  # same PID, another program
+
+
+def test_our_child_whose_command_line_is_not_readable_yet_is_ours(
+    child: subprocess.Popen, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Right after Popen returns, the kernel may still be setting up the exec'd program:
+    # its command line reads empty for that instant.
+    monkeypatch.setattr(psutil.Process, "cmdline", lambda self: [])
+
+    assert own_process(record_of(child.pid)) is not None
+    assert own_process(record_of(os.getppid())) is None  # empty, and not our child
+
+
+def test_a_finished_child_is_gone(child: subprocess.Popen) -> None:
+    child.kill()
+    child.wait()
+
+    assert own_process(record_of(child.pid)) is None
