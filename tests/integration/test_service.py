@@ -95,14 +95,15 @@ def test_prediction_metrics_are_exported(client: httpx.Client, record: dict) -> 
     assert f'model_version="{version}"' in metrics
 
 
-def test_request_latency_is_recorded_in_the_fine_buckets_the_canary_analysis_reads(
+def test_request_and_model_times_are_recorded_in_the_buckets_the_canary_analysis_reads(
     client: httpx.Client, record: dict
 ) -> None:
     post(client, {"records": [record]})
     snapshot = parse_metrics(client.get("/metrics").text)
 
-    assert sorted(snapshot.latency_buckets) == [*LATENCY_BUCKETS, math.inf]
-    assert snapshot.latency_buckets[math.inf] >= 1
+    for buckets in (snapshot.latency_buckets, snapshot.model_seconds_buckets):
+        assert sorted(buckets) == [*LATENCY_BUCKETS, math.inf]
+        assert buckets[math.inf] >= 1
 
 
 def change(record: dict, **fields: Any) -> dict:

@@ -363,12 +363,19 @@ def version(
     latency: dict[float, float] | None = None,
     predicted: dict[str, float] | None = None,
     probabilities: dict[str, dict[float, float]] | None = None,
+    model: dict[float, float] | None = None,
 ) -> Window:
-    """A window with hand-made figures; by default 200 fine, fast requests, balanced classes."""
+    """A window with hand-made figures; by default 200 fine, fast requests, balanced classes,
+    and no model calls recorded."""
     latency = latency or {0.005: 0.0, 0.01: requests, INF: requests}
     predicted = predicted if predicted is not None else {"a": requests / 2, "b": requests / 2}
     statuses = {"200": float(requests - errors), "500": float(errors)}
-    return Window(Snapshot(statuses, latency, predicted, probabilities or {}))
+    return Window(Snapshot(statuses, latency, predicted, probabilities or {}, model or {}))
+
+
+def model_calls_at(ms: float, calls: int = 100) -> dict[float, float]:
+    """Model-time buckets whose median is exactly `ms`."""
+    return {ms / 2000: 0.0, ms / 1000: calls / 2, 2 * ms / 1000: calls, INF: calls}
 
 
 def p99_at(ms: float, requests: int = 200) -> dict[float, float]:
@@ -407,6 +414,8 @@ def test_a_canary_like_stable_passes_with_figures_for_the_history() -> None:
         "canary_p99_ms": pytest.approx(9.95),
         "stable_p50_ms": pytest.approx(7.5),
         "canary_p50_ms": pytest.approx(7.5),
+        "stable_model_p50_ms": None,
+        "canary_model_p50_ms": None,
         "class_divergence": 0.0,
         "probability_divergence": None,
     }
@@ -523,6 +532,28 @@ def test_a_canary_slower_on_every_request_fails_on_the_median_under_a_noisy_stab
     assert result.outcome == "fail"
     assert [reason.split(" ms")[0] for reason in result.reasons] == ["canary p50 latency 175.0"]
     assert result.figures["canary_p99_ms"] < 2 * result.figures["stable_p99_ms"]
+
+
+@pytest.mark.parametrize(("canary_ms", "outcome"), [(60.0, "pass"), (60.5, "fail")])
+def test_model_time_ratio_boundary(canary_ms: float, outcome: str) -> None:
+    # Requests answer as fast as stable's: only the model's own time tells.
+    stable = version(model=model_calls_at(20.0))
+    result = verdict(stable, version(model=model_calls_at(canary_ms)))
+
+    assert result.outcome == outcome
+    assert result.figures["stable_model_p50_ms"] == pytest.approx(20.0)
+    if outcome == "fail":
+        assert result.reasons == ["canary model p50 latency 60.5 ms > 3 x stable model p50 20.0 ms"]
+
+
+def test_model_time_of_too_few_calls_is_not_compared() -> None:
+    stable = version(model=model_calls_at(20.0))
+    few = version(model=model_calls_at(200.0, calls=analysis.MIN_MODEL_CALLS - 1))
+
+    result = verdict(stable, few)
+
+    assert result.outcome == "pass"
+    assert result.figures["canary_model_p50_ms"] is None
 
 
 def test_two_stragglers_do_not_decide_the_p99_of_a_small_window() -> None:

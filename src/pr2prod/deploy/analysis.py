@@ -6,6 +6,10 @@ Each check compares the canary with stable (relative) and holds it to an absolut
   <= `error_rate_max`.
 - p99 latency: canary <= `latency_p99_ratio` x stable, and <= `latency_p99_max_ms`;
   median latency: canary <= `latency_p50_ratio` x stable.
+- Model time: the median time the model itself takes per call (no queueing, batching or
+  HTTP), canary <= `model_time_ratio` x stable. Request latency depends on load, and a
+  canary given 10% of the traffic waits in no queue: a model five times slower than
+  stable's answered requests only 1.7-1.8x slower than busy stable in the first step.
 - Predictions: the Jensen-Shannon divergence (base 2, 0..1) of the predicted-class shares,
   and of each class's predicted-probability histogram (the largest over classes), at most
   `prediction_divergence_max`.
@@ -52,6 +56,9 @@ ERROR_NOISE_Z = 2.0
 # a histogram of 50 predictions over 10 buckets is mostly empty buckets, and a JS
 # divergence over them is noise (identical models gave up to 0.25 before merging).
 MIN_EXPECTED_PER_BUCKET = 10.0
+# A median of fewer model calls than this is not compared (request latency still is): with
+# adaptive batching, a version with many requests may still make few calls.
+MIN_MODEL_CALLS = 20
 
 
 @dataclass(frozen=True)
@@ -105,6 +112,8 @@ def window_figures(stable: Window, canary: Window) -> dict[str, float | None]:
         "canary_p99_ms": judged_p99_ms(canary),
         "stable_p50_ms": median_ms(stable),
         "canary_p50_ms": median_ms(canary),
+        "stable_model_p50_ms": model_median_ms(stable),
+        "canary_model_p50_ms": model_median_ms(canary),
         "class_divergence": js_divergence(stable.counts.predicted, canary.counts.predicted),
         "probability_divergence": probability,
     }
@@ -151,6 +160,7 @@ def relative_failures(stable: Window, canary: Window, thresholds: Thresholds) ->
     return [
         *relative_error_failure(stable, canary, thresholds),
         *relative_median_failure(stable, canary, thresholds),
+        *relative_model_time_failure(stable, canary, thresholds),
         *divergence_failures(stable, canary, thresholds),
     ]
 
@@ -190,6 +200,14 @@ def relative_median_failure(stable: Window, canary: Window, thresholds: Threshol
     )
 
 
+def relative_model_time_failure(
+    stable: Window, canary: Window, thresholds: Thresholds
+) -> list[str]:
+    return latency_ratio_failure(
+        "model p50", model_median_ms(stable), model_median_ms(canary), thresholds.model_time_ratio
+    )
+
+
 def relative_tail_failure(stable: Window, canary: Window, thresholds: Thresholds) -> list[str]:
     return latency_ratio_failure(
         "p99", judged_p99_ms(stable), judged_p99_ms(canary), thresholds.latency_p99_ratio
@@ -213,6 +231,15 @@ def latency_ratio_failure(
 
 def median_ms(window: Window) -> float | None:
     seconds = histogram_quantile(0.5, window.counts.latency_buckets)
+    return None if seconds is None else seconds * 1000
+
+
+def model_median_ms(window: Window) -> float | None:
+    """The model's median time per call, when it made at least MIN_MODEL_CALLS calls."""
+    buckets = window.counts.model_seconds_buckets
+    if buckets.get(math.inf, 0.0) < MIN_MODEL_CALLS:
+        return None
+    seconds = histogram_quantile(0.5, buckets)
     return None if seconds is None else seconds * 1000
 
 

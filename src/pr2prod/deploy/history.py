@@ -92,14 +92,15 @@ def windows_table(windows: list[dict[str, Any]]) -> str:
             _pair(window, "canary_error_rate", "stable_error_rate", "{:.1%}"),
             _pair(window, "canary_p50_ms", "stable_p50_ms", "{:.0f} ms"),
             _pair(window, "canary_p99_ms", "stable_p99_ms", "{:.0f} ms"),
+            _pair(window, "canary_model_p50_ms", "stable_model_p50_ms", "{:.0f} ms"),
             _figure(window, "class_divergence", "{:.3f}"),
             _figure(window, "probability_divergence", "{:.3f}"),
         ]
         for window in windows
     ]
     headers = [
-        "step", "canary share", "outcome", "requests", "5xx", "p50", "p99", "class JS",
-        "probability JS",
+        "step", "canary share", "outcome", "requests", "5xx", "p50", "p99", "model p50",
+        "class JS", "probability JS",
     ]  # fmt: skip
     note = "(figures read canary / stable)"
     return f"{tabulate(rows, headers=headers)}\n{note}" if rows else "no analysis windows"

@@ -11,6 +11,7 @@ Series used (BentoML's and ours, see pr2prod.serving.telemetry):
 - `bentoml_service_request_duration_seconds_bucket{endpoint, le}`: request latency.
 - `pr2prod_predictions_total{predicted_class}`: records predicted, per class.
 - `pr2prod_predicted_probability_bucket{class_name, le}`: each class's predicted probability.
+- `pr2prod_model_seconds_bucket{le}`: the model's own time per call (one batch).
 
 Only `endpoint="/predict"` counts: BentoML also counts health probes, /metrics itself and
 every unknown path. Every other label (service_version, model_version, runner_name, and
@@ -36,7 +37,8 @@ REQUESTS = "bentoml_service_request_total"
 LATENCY_BUCKETS = "bentoml_service_request_duration_seconds_bucket"
 PREDICTIONS = "pr2prod_predictions_total"
 PROBABILITY_BUCKETS = "pr2prod_predicted_probability_bucket"
-SERIES = (REQUESTS, LATENCY_BUCKETS, PREDICTIONS, PROBABILITY_BUCKETS)
+MODEL_SECONDS_BUCKETS = "pr2prod_model_seconds_bucket"
+SERIES = (REQUESTS, LATENCY_BUCKETS, PREDICTIONS, PROBABILITY_BUCKETS, MODEL_SECONDS_BUCKETS)
 
 Sample = tuple[str, Mapping[str, str], float]  # series name, its labels, its value
 
@@ -71,6 +73,7 @@ class Snapshot:
     latency_buckets: dict[float, float] = field(default_factory=dict)
     predicted: dict[str, float] = field(default_factory=dict)
     probability_buckets: dict[str, dict[float, float]] = field(default_factory=dict)
+    model_seconds_buckets: dict[float, float] = field(default_factory=dict)
 
 
 def snapshot_from_samples(samples: Iterable[Sample]) -> Snapshot:
@@ -79,6 +82,7 @@ def snapshot_from_samples(samples: Iterable[Sample]) -> Snapshot:
     latency: dict[float, float] = defaultdict(float)
     predicted: dict[str, float] = defaultdict(float)
     probabilities: dict[str, dict[float, float]] = defaultdict(lambda: defaultdict(float))
+    model_seconds: dict[float, float] = defaultdict(float)
     for name, labels, value in samples:
         on_predict = labels.get("endpoint") == PREDICT_ENDPOINT
         if name == REQUESTS and on_predict:
@@ -89,11 +93,14 @@ def snapshot_from_samples(samples: Iterable[Sample]) -> Snapshot:
             predicted[labels["predicted_class"]] += value
         elif name == PROBABILITY_BUCKETS:
             probabilities[labels["class_name"]][float(labels["le"])] += value
+        elif name == MODEL_SECONDS_BUCKETS:
+            model_seconds[float(labels["le"])] += value
     return Snapshot(
         requests_by_status=dict(requests),
         latency_buckets=dict(latency),
         predicted=dict(predicted),
         probability_buckets={name: dict(buckets) for name, buckets in probabilities.items()},
+        model_seconds_buckets=dict(model_seconds),
     )
 
 
@@ -217,6 +224,9 @@ class Window:
                     name: subtract(buckets, before.probability_buckets.get(name, {}))
                     for name, buckets in after.probability_buckets.items()
                 },
+                model_seconds_buckets=subtract(
+                    after.model_seconds_buckets, before.model_seconds_buckets
+                ),
             )
         )
 
@@ -267,6 +277,7 @@ def went_down(before: Snapshot, after: Snapshot) -> bool:
         (before.requests_by_status, after.requests_by_status),
         (before.latency_buckets, after.latency_buckets),
         (before.predicted, after.predicted),
+        (before.model_seconds_buckets, after.model_seconds_buckets),
     ]
     pairs += [
         (buckets, after.probability_buckets.get(name, {}))

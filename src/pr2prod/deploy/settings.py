@@ -20,6 +20,7 @@ class Thresholds:
     latency_p99_ratio: float = 2.0  # canary p99 <= this x stable's p99
     latency_p99_max_ms: float = 500.0  # ... and never above this
     latency_p50_ratio: float = 2.0  # canary median <= this x stable's median
+    model_time_ratio: float = 3.0  # canary model time per call (median) <= this x stable's
     prediction_divergence_max: float = 0.1  # Jensen-Shannon divergence (base 2) of predictions
 
 

@@ -95,7 +95,8 @@ class Classifier:
         rows = [record.model_dump(by_alias=True) for record in records]
         self._count_policy_warnings(rows)
         frame = self._frame(rows)
-        probabilities = probabilities_in_schema_order(self.model, frame, BUNDLE.schema)
+        with self.metrics.model_seconds.labels(self.version).time():
+            probabilities = probabilities_in_schema_order(self.model, frame, BUNDLE.schema)
         return [self._prediction(row) for row in probabilities]
 
     def _frame(self, rows: list[dict]) -> pd.DataFrame:

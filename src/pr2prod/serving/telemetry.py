@@ -27,6 +27,7 @@ class PredictionMetrics:
     predicted_classes: Counter
     probabilities: Histogram
     input_warnings: Counter
+    model_seconds: Histogram
 
     @classmethod
     @functools.cache
@@ -47,5 +48,11 @@ class PredictionMetrics:
                 "pr2prod_input_warnings",
                 "Records accepted with a warning (serving policy 'warn'), by field",
                 ["field", "model_version"],
+            ),
+            model_seconds=Histogram(
+                "pr2prod_model_seconds",
+                "Time the model took per call (one batch), without queueing, batching or HTTP",
+                ["model_version"],
+                buckets=LATENCY_BUCKETS,
             ),
         )
