@@ -22,7 +22,6 @@ import dataclasses
 import json
 import os
 import shutil
-import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -221,7 +220,7 @@ def _crash_after(target: LocalTarget, seconds: float) -> Iterator[Callable[[], f
             if state.canary and state.canary_weight > 0:
                 if stop.wait(seconds):
                     return  # the rollout ended first
-                os.killpg(state.canary.pid, signal.SIGKILL)  # started in its own session
+                faults.crash(state.canary)
                 killed.append(time.time())
                 return
 
