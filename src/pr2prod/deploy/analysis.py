@@ -88,10 +88,12 @@ def analyse(
     if not doubts:
         failures += relative_failures(stable, canary, thresholds)
         tail = relative_tail_failure(stable, canary, thresholds)
-    if failures or (tail and tail_breached_before):
-        if tail and tail_breached_before:
-            tail = [f"{reason} (second window in a row)" for reason in tail]
-        return Analysis("fail", failures + tail, figures)
+    if tail and tail_breached_before:
+        failures += [f"{reason} (second window in a row)" for reason in tail]
+    elif failures:
+        failures += tail  # failing anyway: name the tail too
+    if failures:
+        return Analysis("fail", failures, figures)
     if tail:
         return Analysis("suspect", [f"{tail[0]}: the window runs again to confirm"], figures)
     if doubts:
