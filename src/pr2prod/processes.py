@@ -47,7 +47,9 @@ def stop_process(process: subprocess.Popen, timeout: float = STOP_TIMEOUT_S) -> 
         process.wait(timeout=timeout)
 
 
-def log_tail(log: Path, lines: int = 20) -> str:
-    if not log.is_file():
+def log_tail(log: str | Path, lines: int = 30) -> str:
+    """The last `lines` lines of a server's log ("" when there is none yet)."""
+    path = Path(log)
+    if not path.is_file():
         return ""
-    return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])

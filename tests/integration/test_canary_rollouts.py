@@ -22,7 +22,7 @@ from conftest import QUICK_CANARY, free_port, run, set_canary_profile
 
 from pr2prod.deploy import faults
 from pr2prod.deploy.load import LoadCounts, SteadyLoad
-from pr2prod.deploy.local import LocalTarget
+from pr2prod.deploy.local import LocalTarget, crash
 from pr2prod.deploy.releases import release_of_model, retrained_release
 
 pytestmark = pytest.mark.integration
@@ -153,7 +153,7 @@ def test_a_canary_that_crashes_mid_rollout_is_rolled_back(
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
             if _windows_done(deployment) >= 1:
-                faults.crash(target(deployment).load().canary)
+                crash(target(deployment).load().canary)
                 return
             time.sleep(0.2)
 

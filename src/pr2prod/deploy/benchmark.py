@@ -38,7 +38,7 @@ from pr2prod import paths
 from pr2prod.deploy import faults
 from pr2prod.deploy.assembly import standalone_controller, synthetic_records
 from pr2prod.deploy.load import SteadyLoad
-from pr2prod.deploy.local import LocalTarget
+from pr2prod.deploy.local import LocalTarget, crash
 from pr2prod.deploy.releases import release_of_model
 from pr2prod.deploy.settings import CanarySettings
 from pr2prod.serving.benchmark import Server, measure_served, percentile, request_bodies
@@ -220,7 +220,7 @@ def _crash_after(target: LocalTarget, seconds: float) -> Iterator[Callable[[], f
             if state.canary and state.canary_weight > 0:
                 if stop.wait(seconds):
                     return  # the rollout ended first
-                faults.crash(state.canary)
+                crash(state.canary)
                 killed.append(time.time())
                 return
 

@@ -151,8 +151,11 @@ class Controller:
                 f"deploy: step {rollout.step + 1}/{len(steps)} at {weight}%: {outcome}"
                 + (f" ({'; '.join(window['reasons'])})" if window["reasons"] else "")
             )
+            # Only an inconclusive window is extended; any other starts the next one afresh
+            # (after a suspect window, the breach must show again by itself, not by carrying
+            # this window's slow requests along).
+            since = None
             if outcome == "fail":
-                since = None
                 rollout.failures += 1
                 if rollout.failures >= self.settings.max_failures:
                     return self._roll_back(rollout, "; ".join(window["reasons"]))
@@ -167,12 +170,7 @@ class Controller:
                         f"{rollout.inconclusive_in_a_row} inconclusive windows in a row: "
                         "not enough traffic to judge the canary",
                     )
-            elif outcome == "suspect":
-                # Run the window again from scratch: the next one must show the breach by
-                # itself, not by carrying this window's slow requests along.
-                since = None
-            else:
-                since = None
+            elif outcome == "pass":
                 rollout.inconclusive_in_a_row = 0
                 rollout.step += 1
             self._save(rollout)

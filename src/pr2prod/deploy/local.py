@@ -38,10 +38,10 @@ from pr2prod.deploy.settings import CanarySettings
 from pr2prod.deploy.target import Deployed, Role
 from pr2prod.errors import Pr2prodError
 from pr2prod.ports import free_port
+from pr2prod.processes import log_tail
 
 DEFAULT_STATE_DIR = Path(".deploy") / "local"
 HOST = "127.0.0.1"
-LOG_TAIL_LINES = 30
 ROUTER_MODULE = "pr2prod.deploy.router"
 
 
@@ -167,12 +167,6 @@ def listens(process: psutil.Process, port: int) -> bool:
     return any(s.status == psutil.CONN_LISTEN and s.laddr.port == port for s in sockets)
 
 
-def log_tail(log: str | Path) -> str:
-    path = Path(log)
-    lines = path.read_text(errors="replace").splitlines() if path.is_file() else []
-    return "\n".join(lines[-LOG_TAIL_LINES:])
-
-
 def wait_listening(record: Record, timeout: float) -> None:
     """Until our process itself listens on its port (not some other process that took it)."""
     deadline = time.monotonic() + timeout
@@ -240,6 +234,19 @@ def version_processes(record: VersionRecord) -> ProcessGroup:
             if mine and process != root and process not in workers:
                 workers.append(process)
     return root, workers
+
+
+def crash(version: VersionRecord) -> None:
+    """Kill a version as a crash would: all its processes at once, no cleanup (for the
+    canary benchmark and tests).
+
+    Killing the `bentoml serve` process alone is no crash: its worker runs in a session of
+    its own and goes on serving.
+    """
+    root, workers = version_processes(version)
+    for process in [*workers, *([root] if root else [])]:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            process.kill()
 
 
 def stop_groups(groups: list[ProcessGroup], timeout: float) -> None:
