@@ -132,3 +132,13 @@ def test_verify_fails_and_names_what_differs_from_the_commit(project: Path) -> N
 
     assert result.returncode != 0
     assert "accuracy: committed 0.5" in result.stderr
+
+
+def test_editing_code_a_stage_imports_reruns_that_stage_and_every_later_one(
+    project: Path,
+) -> None:
+    """A stage depends on the modules it imports, not only on its own file."""
+    validation = project / "src" / "pr2prod" / "data" / "validation.py"
+    validation.write_text(validation.read_text() + "\n# a change DVC must notice\n")
+
+    assert stages_run(run("dvc", "repro", cwd=project).stdout) == list(STAGES)

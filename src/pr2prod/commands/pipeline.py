@@ -1,0 +1,65 @@
+"""Subcommands around the DVC pipeline: its data, `dvc repro`, checking and summing up results.
+
+The stages themselves are in pr2prod.commands.stages.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from pr2prod import paths
+from pr2prod.commands import command
+from pr2prod.errors import Pr2prodError
+
+
+@command("data", "put the data recorded in data.dvc into data/ (pull or embedded sample)")
+def data(_: argparse.Namespace) -> int:
+    from pr2prod.data.fetch import fetch_data
+
+    print(fetch_data())
+    return 0
+
+
+@command("repro", "dvc repro, recording which stages ran (for the report)")
+def repro(_: argparse.Namespace) -> int:
+    from pr2prod.repro import reproduce
+
+    return reproduce(paths.REPRO_RECORD)
+
+
+@command("verify", "fail when the reproduced dvc.lock or metrics differ from HEAD's")
+def verify(_: argparse.Namespace) -> int:
+    from pr2prod.report.reproducibility import check_reproducibility
+
+    result = check_reproducibility(paths.REPRO_RECORD)
+    if not result.committed:
+        raise Pr2prodError("HEAD has no dvc.lock to compare with", hint="commit dvc.lock")
+    if result.matches:
+        print("verify: the reproduced dvc.lock and metrics are exactly the committed ones")
+        return 0
+    differences = "\n".join(
+        f"  {line}" for line in [*result.lock_differences, *result.metric_differences]
+    )
+    print(
+        f"verify: what was reproduced differs from what was committed:\n{differences}\n"
+        "The commit does not hold the results of its own pipeline: run `make repro` and "
+        "commit dvc.lock and results/.",
+        file=sys.stderr,
+    )
+    return 1
+
+
+@command("summary", "print the latest metrics and where the results are")
+def summary(_: argparse.Namespace) -> int:
+    from pr2prod.console import describe_metrics
+
+    if not paths.METRICS.is_file():
+        raise Pr2prodError(f"{paths.METRICS} not found", hint="run `make run` first")
+    print(describe_metrics(paths.METRICS))
+    print(
+        f"\nResults: {paths.METRICS} (metrics), {paths.PREDICTIONS} (per-row test predictions),"
+        f" {paths.RESULTS}/plots/ (ROC and precision-recall data), {paths.MODEL} (the model)."
+        "\nPlots: `dvc plots show` writes them to dvc_plots/index.html."
+    )
+    return 0

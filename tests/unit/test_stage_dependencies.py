@@ -1,0 +1,142 @@
+"""dvc.yaml's stage dependencies are the code each stage runs: no fewer files, no more.
+
+A stage's command is `pr2prod <subcommand>`. What it runs is the CLI's dispatch (cli.py and
+the command registry), the module that declares the subcommand, the imports inside the
+subcommand's own handler, and everything those import in turn. A module the stage runs but
+dvc.yaml omits would let `dvc repro` call a stale model up to date; a module dvc.yaml lists
+but the stage never runs makes it re-train for nothing.
+"""
+
+from __future__ import annotations
+
+import ast
+import inspect
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import REPO_ROOT
+
+from pr2prod.cli import build_parser
+from pr2prod.commands import REGISTRY
+
+PACKAGE = "pr2prod"
+SOURCES = REPO_ROOT / "src"
+# Run by every subcommand before its handler: parsing arguments and dispatching.
+DISPATCH = ("pr2prod.cli", "pr2prod.commands")
+
+
+def module_file(module: str) -> Path | None:
+    """The source file of one of the package's modules, or None for anything else."""
+    if module != PACKAGE and not module.startswith(f"{PACKAGE}."):
+        return None
+    base = SOURCES.joinpath(*module.split("."))
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None  # a name inside a module (`from pr2prod.errors import Pr2prodError`)
+
+
+def imported_modules(nodes: list[ast.AST], package: str) -> set[str]:
+    """Every module named by the import statements in `nodes` (at any depth)."""
+    found: set[str] = set()
+    for node in (child for top in nodes for child in ast.walk(top)):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:  # relative: resolve against the importing package
+                parent = package.rsplit(".", node.level - 1)[0]
+                base = f"{parent}.{base}" if base else parent
+            found.add(base)
+            # `from pr2prod import paths` imports the module pr2prod.paths.
+            found.update(
+                f"{base}.{alias.name}"
+                for alias in node.names
+                if module_file(f"{base}.{alias.name}") is not None
+            )
+    return found
+
+
+def with_parents(module: str) -> set[str]:
+    """Importing a.b.c runs a/__init__.py and a/b/__init__.py first."""
+    parts = module.split(".")
+    return {".".join(parts[:end]) for end in range(1, len(parts) + 1)}
+
+
+def closure(roots: set[str], walked: dict[str, list[ast.AST]]) -> set[Path]:
+    """The package's source files that importing `roots` runs, transitively.
+
+    Imports inside functions count too: a stage's code may import lazily, and a lazy import
+    of a module is still code the stage may run. `walked` gives the statements to follow
+    for modules of which only a part runs (the module declaring the subcommand).
+    """
+    seen: set[str] = set()
+    pending = {parent for root in roots for parent in with_parents(root)}
+    while pending:
+        module = pending.pop()
+        path = module_file(module)
+        if module in seen or path is None:
+            continue
+        seen.add(module)
+        package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+        statements = walked.get(module) or [ast.parse(path.read_text())]
+        for name in imported_modules(statements, package):
+            pending.update(with_parents(name))
+    return {file for file in map(module_file, seen) if file is not None}
+
+
+def stage_code(subcommand: str) -> set[Path]:
+    """The files `pr2prod <subcommand>` runs: dispatch, its handler and all it imports."""
+    build_parser()  # registers every subcommand
+    handler = REGISTRY[subcommand].handler
+    declaring = handler.__module__
+    # Of the declaring module, its module-level imports and this handler run; the other
+    # handlers it declares do not.
+    tree = ast.parse(Path(inspect.getfile(handler)).read_text())
+    module_level = [node for node in tree.body if isinstance(node, ast.Import | ast.ImportFrom)]
+    handler_body = ast.parse(inspect.getsource(handler))
+    return closure({*DISPATCH, declaring}, {declaring: [*module_level, handler_body]})
+
+
+def dvc_stages() -> dict[str, dict]:
+    return yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text())["stages"]
+
+
+def source_deps(stage: dict) -> set[Path]:
+    """The stage's dependencies under src/, as files (a folder stands for every file in it)."""
+    files: set[Path] = set()
+    for dep in stage.get("deps", []):
+        path = REPO_ROOT / dep
+        if path.is_relative_to(SOURCES):
+            files.update(path.rglob("*.py") if path.is_dir() else {path})
+    return files
+
+
+@pytest.mark.parametrize("name", sorted(dvc_stages()))
+def test_a_stage_depends_on_exactly_the_code_it_runs(name: str) -> None:
+    stage = dvc_stages()[name]
+    program, subcommand = stage["cmd"].split()
+    assert program == "pr2prod", f"stage {name}: expected a `pr2prod` subcommand"
+    runs = {path.resolve() for path in stage_code(subcommand)}
+    listed = {path.resolve() for path in source_deps(stage)}
+
+    def relative(paths: set[Path]) -> str:
+        return "\n".join(f"      - {path.relative_to(REPO_ROOT)}" for path in sorted(paths))
+
+    assert not runs - listed, (
+        f"dvc.yaml stage {name} runs code it does not depend on; add to its deps:\n"
+        f"{relative(runs - listed)}"
+    )
+    assert not listed - runs, (
+        f"dvc.yaml stage {name} depends on code it never runs; remove:\n{relative(listed - runs)}"
+    )
+
+
+def test_the_closure_follows_lazy_and_package_imports() -> None:
+    """The analysis itself: a handler's lazy import and the packages above a module count."""
+    files = {path.relative_to(SOURCES).as_posix() for path in stage_code("train")}
+    assert "pr2prod/model/train.py" in files  # imported inside the handler
+    assert "pr2prod/model/__init__.py" in files  # runs before pr2prod.model.train
+    assert "pr2prod/commands/stages.py" in files  # declares `train`
+    assert "pr2prod/deploy/controller.py" not in files  # another subcommand's code
