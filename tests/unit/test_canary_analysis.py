@@ -34,6 +34,7 @@ from pr2prod.deploy.observations import (
     Window,
     histogram_quantile,
     parse_metrics,
+    parse_samples,
     scrape,
 )
 from pr2prod.deploy.settings import Thresholds
@@ -159,6 +160,22 @@ def test_parse_metrics_rejects_what_is_not_prometheus_text() -> None:
         parse_metrics("<html>Bad gateway</html>")
 
 
+def test_parse_samples_reads_every_series_by_its_whole_name() -> None:
+    samples = parse_samples(METRICS_TEXT)
+
+    def values(name: str, **labels: str) -> list[float]:
+        return [
+            value
+            for sample_name, sample_labels, value in samples
+            if sample_name == name and labels.items() <= sample_labels.items()
+        ]
+
+    assert values("bentoml_service_request_total", endpoint="/readyz") == [1.0]
+    assert values("bentoml_service_request_duration_seconds_count") == [3.0, 1.0]
+    assert values("bentoml_service_request_duration_seconds") == []  # no sample of that name
+    assert values("bentoml_service_last_request_timestamp_seconds") == [1.7956909768143454e9]
+
+
 @contextmanager
 def http_server(
     answer: Callable[[str], tuple[int, str]],
@@ -257,7 +274,6 @@ def test_window_is_after_minus_before() -> None:
 
     window = Window.between(before, after)
 
-    assert not window.restarted
     assert window.counts == Snapshot(
         {"200": 6.0, "503": 4.0}, {0.01: 2.0, INF: 10.0}, {"a": 2.0, "b": 4.0},
         {"a": {1.0: 2.0}, "b": {1.0: 4.0}},
@@ -270,34 +286,32 @@ def test_a_counter_going_down_means_a_restart_and_the_window_is_after_alone() ->
     before = parse_metrics(METRICS_TEXT)
     after = Snapshot({"200": 2.0}, {0.01: 2.0, INF: 2.0}, {"benign": 2.0}, {})
 
-    window = Window.between(before, after)
-
-    assert window.restarted
-    assert window.counts == after
+    assert Window.between(before, after).counts == after
 
 
 def test_a_vanished_series_also_means_a_restart() -> None:
     before = Snapshot({"200": 5.0, "500": 1.0})
     after = Snapshot({"200": 9.0})  # the 500 series is gone: a fresh process
 
-    assert Window.between(before, after).restarted
+    assert Window.between(before, after).counts == after
 
 
 def test_an_unchanged_version_gives_an_empty_window() -> None:
     snapshot = parse_metrics(METRICS_TEXT)
     window = Window.between(snapshot, snapshot)
 
-    assert (window.requests, window.error_rate, window.p99_ms) == (0.0, None, None)
+    assert (window.requests, window.error_rate) == (0.0, None)
+    assert histogram_quantile(0.99, window.counts.latency_buckets) is None
     assert window.class_shares == {}
 
 
-def test_probability_histogram_is_per_bucket_shares() -> None:
+def test_probability_counts_are_per_bucket_not_cumulative() -> None:
     window = Window(parse_metrics(METRICS_TEXT))
 
-    histogram = window.probability_histogram["malignant"]
+    counts = window.probability_counts["malignant"]
 
-    assert histogram[0.1] == 0.5 and histogram[1.0] == 0.5
-    assert sum(histogram.values()) == 1.0 and histogram[INF] == 0.0
+    assert counts[0.1] == 3.0 and counts[1.0] == 3.0
+    assert sum(counts.values()) == 6.0 and counts[INF] == 0.0
 
 
 @pytest.mark.parametrize(
@@ -316,7 +330,7 @@ def test_probability_histogram_is_per_bucket_shares() -> None:
 def test_p99_interpolates_linearly_within_the_bucket(
     buckets: dict[float, float], expected_ms: float
 ) -> None:
-    assert Window(Snapshot(latency_buckets=buckets)).p99_ms == pytest.approx(expected_ms)
+    assert histogram_quantile(0.99, buckets) * 1000 == pytest.approx(expected_ms)
 
 
 def test_quantile_of_nothing_is_none() -> None:

@@ -56,23 +56,26 @@ class MemoryTarget:
 
 
 class ScriptedMetrics:
-    """Each window, the latencies (seconds) the script gives each version.
+    """Each window, the latencies (seconds) the script gives the canary; stable gets FAST.
 
-    Stable is observed twice a window, before and after, always just before the canary:
-    the number of stable observations says which windows are over.
+    A window's requests arrive while the controller waits the window out: every window
+    starts by setting the canary's weight, so after the first wait in it, as many windows
+    are over as weights were set. (Counting the controller's looks instead would break on
+    a held window, which starts from the looks of the window before.)
     """
 
-    def __init__(self, canary_windows: list[list[float]]) -> None:
+    def __init__(self, target: MemoryTarget, canary_windows: list[list[float]]) -> None:
+        self.target = target
         self.canary_windows = canary_windows
-        self.stable_looks = 0
+        self.done = 0
+
+    def wait(self, seconds: float) -> None:
+        self.done = len(self.target.weights)
 
     def __call__(self, role: str, deployed: Deployed) -> Snapshot:
         if role == "stable":
-            self.stable_looks += 1
-        done = self.stable_looks // 2
-        if role == "stable":
-            return cumulative([FAST] * done)
-        return cumulative(self.canary_windows[:done])
+            return cumulative([FAST] * self.done)
+        return cumulative(self.canary_windows[: self.done])
 
 
 def cumulative(windows: list[list[float]]) -> Snapshot:
@@ -97,9 +100,12 @@ def checks_pass(monkeypatch: pytest.MonkeyPatch) -> None:
 SETTINGS = replace(CanarySettings(), steps=(25, 50, 100), window_seconds=0.01)
 
 
-def make_controller(tmp_path: Path, target: MemoryTarget, metrics: ScriptedMetrics) -> Controller:
+def make_controller(
+    tmp_path: Path, metrics: ScriptedMetrics, monkeypatch: pytest.MonkeyPatch
+) -> Controller:
+    monkeypatch.setattr(controller_module.time, "sleep", metrics.wait)
     return Controller(
-        target,
+        metrics.target,
         SETTINGS,
         History(tmp_path / "history.jsonl"),
         tmp_path / "rollout.json",
@@ -111,25 +117,29 @@ def make_controller(tmp_path: Path, target: MemoryTarget, metrics: ScriptedMetri
 
 def outcomes(tmp_path: Path) -> list[str]:
     last = History(tmp_path / "history.jsonl").decisions()[-1]
-    return [window["outcome"] for window in last.windows]
+    return [window.outcome for window in last.windows]
 
 
-def test_a_single_tail_breach_is_run_again_and_the_clean_rerun_goes_on(tmp_path: Path) -> None:
+def test_a_single_tail_breach_is_run_again_and_the_clean_rerun_goes_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     target = MemoryTarget("v1")
-    metrics = ScriptedMetrics([SLOW_TAIL, FAST, FAST])
+    metrics = ScriptedMetrics(target, [SLOW_TAIL, FAST, FAST])
 
-    decision = make_controller(tmp_path, target, metrics).deploy("v2")
+    decision = make_controller(tmp_path, metrics, monkeypatch).deploy("v2")
 
     assert decision.decision == "promoted"
     assert outcomes(tmp_path) == ["suspect", "pass", "pass"]
     assert target.weights == [25, 25, 50, 100]  # the suspect step was held, not advanced
 
 
-def test_a_tail_breach_in_two_windows_in_a_row_rolls_back(tmp_path: Path) -> None:
+def test_a_tail_breach_in_two_windows_in_a_row_rolls_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     target = MemoryTarget("v1")
-    metrics = ScriptedMetrics([FAST, SLOW_TAIL, SLOW_TAIL])
+    metrics = ScriptedMetrics(target, [FAST, SLOW_TAIL, SLOW_TAIL])
 
-    decision = make_controller(tmp_path, target, metrics).deploy("v2")
+    decision = make_controller(tmp_path, metrics, monkeypatch).deploy("v2")
 
     assert decision.decision == "rolled-back"
     assert decision.reason.endswith("(second window in a row)")
@@ -137,10 +147,10 @@ def test_a_tail_breach_in_two_windows_in_a_row_rolls_back(tmp_path: Path) -> Non
     assert target.running()["stable"].release == "v1" and "canary" not in target.running()
 
 
-def test_breaches_apart_are_each_a_first(tmp_path: Path) -> None:
-    metrics = ScriptedMetrics([SLOW_TAIL, FAST, SLOW_TAIL, FAST])
+def test_breaches_apart_are_each_a_first(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    metrics = ScriptedMetrics(MemoryTarget("v1"), [SLOW_TAIL, FAST, SLOW_TAIL, FAST])
 
-    decision = make_controller(tmp_path, MemoryTarget("v1"), metrics).deploy("v2")
+    decision = make_controller(tmp_path, metrics, monkeypatch).deploy("v2")
 
     assert decision.decision == "promoted"
     assert outcomes(tmp_path) == ["suspect", "pass", "suspect", "pass"]
@@ -161,15 +171,35 @@ class DyingTarget(MemoryTarget):
         super().set_canary_weight(percent)
 
 
-def test_a_re_run_controller_remembers_the_suspect_window(tmp_path: Path) -> None:
+def test_a_re_run_controller_remembers_the_suspect_window(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     target = DyingTarget("v1")
-    metrics = ScriptedMetrics([SLOW_TAIL, SLOW_TAIL])
+    metrics = ScriptedMetrics(target, [SLOW_TAIL, SLOW_TAIL])
     with pytest.raises(Killed):
-        make_controller(tmp_path, target, metrics).deploy("v2")
+        make_controller(tmp_path, metrics, monkeypatch).deploy("v2")
     target.dying = False  # the canary still runs; the next controller lives
 
-    decision = make_controller(tmp_path, target, metrics).deploy("v2")
+    decision = make_controller(tmp_path, metrics, monkeypatch).deploy("v2")
 
     # The re-run judges its own first window, and knows the one before was suspect.
     assert decision.decision == "rolled-back"
     assert outcomes(tmp_path) == ["suspect", "fail"]
+
+
+def test_a_held_step_judges_its_windows_together(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    few, more = [0.01] * 20, [0.01] * 40  # min_requests is 50
+    target = MemoryTarget("v1")
+    metrics = ScriptedMetrics(target, [few, more, FAST])
+
+    decision = make_controller(tmp_path, metrics, monkeypatch).deploy("v2")
+
+    assert decision.decision == "promoted"
+    assert [window.outcome for window in decision.windows] == ["inconclusive", "pass", "pass"]
+    held, extended, fresh = (window.figures for window in decision.windows)
+    assert (held["canary_requests"], held["stable_requests"]) == (20, REQUESTS)
+    assert (extended["canary_requests"], extended["stable_requests"]) == (60, 2 * REQUESTS)
+    assert (fresh["canary_requests"], fresh["stable_requests"]) == (REQUESTS, REQUESTS)
+    assert target.weights == [25, 25, 50, 100]

@@ -11,15 +11,15 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from pr2prod.deploy.analysis import absolute_failures, analyse
+from pr2prod.deploy.analysis import Analysis, absolute_failures, analyse
 from pr2prod.deploy.checks import golden_rows_answered, wait_until_ready
-from pr2prod.deploy.history import Decision, History
+from pr2prod.deploy.history import Decision, History, WindowRecord
 from pr2prod.deploy.load import SteadyLoad
 from pr2prod.deploy.observations import (
     MetricsUnavailable,
@@ -40,11 +40,13 @@ EARLY_CHECK_SECONDS_PROMETHEUS = 5.0
 
 # Reads one running version's cumulative metrics: (role, where it runs) -> figures.
 Observe = Callable[[str, Deployed], Snapshot]
+# Stable's and the canary's snapshots where a window's evidence starts.
+Start = tuple[Snapshot, Snapshot]
 
 
 @dataclass
 class Rollout:
-    """A rollout in progress, as saved between windows."""
+    """A rollout in progress, as saved between windows (its windows as in the history)."""
 
     release: str
     previous: str | None
@@ -54,7 +56,16 @@ class Rollout:
     step: int = 0  # index into settings.steps
     failures: int = 0
     inconclusive_in_a_row: int = 0
-    windows: list[dict[str, Any]] = field(default_factory=list)
+    windows: list[WindowRecord] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        saved = {item.name: getattr(self, item.name) for item in fields(self)}
+        return saved | {"windows": [window.to_json() for window in self.windows]}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Rollout:
+        windows = [WindowRecord.from_json(window) for window in data.get("windows", ())]
+        return cls(**{**data, "windows": windows})
 
 
 def tail_breached_before(rollout: Rollout) -> bool:
@@ -62,7 +73,7 @@ def tail_breached_before(rollout: Rollout) -> bool:
 
     Read from the saved windows, so a controller re-run mid-rollout remembers it.
     """
-    return bool(rollout.windows) and rollout.windows[-1]["outcome"] == "suspect"
+    return bool(rollout.windows) and rollout.windows[-1].outcome == "suspect"
 
 
 class Controller:
@@ -114,9 +125,9 @@ class Controller:
                 self.say(f"deploy: stopping a leftover canary {canary.release}")
                 self.target.abort_canary()
             rollout = Rollout(release, stable.release, git_sha, model_version, time.time())
-            self._save(rollout)
-            self.say(f"deploy: starting {release} next to {stable.release}, with no traffic")
-            canary = self.target.start_canary(release)
+            canary = self._start(
+                rollout, f"deploy: starting {release} next to {stable.release}, with no traffic"
+            )
         problem = self._pre_traffic_problem(canary)
         if problem:
             return self._roll_back(rollout, problem)
@@ -129,11 +140,18 @@ class Controller:
         self.say(f"deploy: canary ready; {detail}")
         return None if passed else detail
 
+    def _start(self, rollout: Rollout, announcement: str) -> Deployed:
+        """Start the rollout's release with no traffic, saving the rollout first: a
+        controller killed while the canary starts finds it on its next run."""
+        self._save(rollout)
+        self.say(announcement)
+        return self.target.start_canary(rollout.release)
+
     def _step_through(self, rollout: Rollout) -> Decision:
         # The last step (100%) is the promotion itself: with no traffic left on stable there
         # is nothing to compare the canary with, so every step before it must have passed.
         steps = [step for step in self.settings.steps if step < 100]
-        since: tuple[Snapshot, Snapshot] | None = None  # evidence kept while a step holds
+        since: Start | None = None  # evidence kept while a step holds
         while rollout.step < len(steps):
             if time.time() - rollout.started > self.settings.progress_deadline_seconds:
                 deadline = self.settings.progress_deadline_seconds
@@ -143,13 +161,13 @@ class Controller:
                 self.target.set_canary_weight(weight)
             except Pr2prodError as error:  # e.g. the canary died between two windows
                 return self._roll_back(rollout, f"canary unreachable: {error}")
-            window = self._analyse_window(weight, since, tail_breached_before(rollout))
-            saved = {key: value for key, value in window.items() if key != "since"}
-            rollout.windows.append({"step": rollout.step + 1, "weight": weight, **saved})
-            outcome = window["outcome"]
+            analysis, start = self._analyse_window(weight, since, tail_breached_before(rollout))
+            window = WindowRecord.judged(rollout.step + 1, weight, analysis)
+            rollout.windows.append(window)
+            outcome = window.outcome
             self.say(
-                f"deploy: step {rollout.step + 1}/{len(steps)} at {weight}%: {outcome}"
-                + (f" ({'; '.join(window['reasons'])})" if window["reasons"] else "")
+                f"deploy: step {window.step}/{len(steps)} at {weight}%: {outcome}"
+                + (f" ({'; '.join(window.reasons)})" if window.reasons else "")
             )
             # Only an inconclusive window is extended; any other starts the next one afresh
             # (after a suspect window, the breach must show again by itself, not by carrying
@@ -158,11 +176,11 @@ class Controller:
             if outcome == "fail":
                 rollout.failures += 1
                 if rollout.failures >= self.settings.max_failures:
-                    return self._roll_back(rollout, "; ".join(window["reasons"]))
+                    return self._roll_back(rollout, "; ".join(window.reasons))
             elif outcome == "inconclusive":
                 # Hold the step and keep counting from the same start: evidence adds up
                 # until there is enough to judge (e.g. a slow canary that gets few requests).
-                since = window.pop("since", None)
+                since = start
                 rollout.inconclusive_in_a_row += 1
                 if rollout.inconclusive_in_a_row > self.settings.max_inconclusive:
                     return self._roll_back(
@@ -174,13 +192,16 @@ class Controller:
                 rollout.inconclusive_in_a_row = 0
                 rollout.step += 1
             self._save(rollout)
-        self.target.set_canary_weight(100)
-        self.target.promote()
-        return self._finish(rollout, "promoted", "every step passed its analysis")
+        return self._promote(rollout, "promoted", "every step passed its analysis")
 
     def _analyse_window(
-        self, weight: int, since: tuple[Snapshot, Snapshot] | None, tail_breached_before: bool
-    ) -> dict[str, Any]:
+        self, weight: int, since: Start | None, tail_breached_before: bool
+    ) -> tuple[Analysis, Start | None]:
+        """Judge one window at `weight`, counting from `since` when the step is held.
+
+        With the judgement comes where the window's evidence started, when it was read to
+        the end: an inconclusive window is extended from there.
+        """
         running = self.target.running()
         stable, canary = running["stable"], running.get("canary")
         try:
@@ -188,13 +209,13 @@ class Controller:
             with self._synthetic_load():
                 early = self._watch(before[1], canary)
             if early:
-                return {"outcome": "fail", "reasons": [early], "figures": {}}
+                return Analysis("fail", [early], {}), None
             canary_now = self.target.running().get("canary")
             after = (self.observe("stable", stable), self._observe_canary(canary_now))
         except VersionUnreachable as error:
-            return {"outcome": "fail", "reasons": [f"canary unreachable: {error}"], "figures": {}}
+            return Analysis("fail", [f"canary unreachable: {error}"], {}), None
         except MetricsUnavailable as error:  # the metrics source is down, not the canary
-            return {"outcome": "inconclusive", "reasons": [str(error)], "figures": {}}
+            return Analysis("inconclusive", [str(error)], {}), None
         analysis = analyse(
             Window.between(before[0], after[0]),
             Window.between(before[1], after[1]),
@@ -202,14 +223,7 @@ class Controller:
             self.settings.min_requests,
             tail_breached_before,
         )
-        window: dict[str, Any] = {
-            "outcome": analysis.outcome,
-            "reasons": analysis.reasons,
-            "figures": analysis.figures,
-        }
-        if analysis.outcome == "inconclusive":
-            window["since"] = before  # kept in memory only, to extend the held window
-        return window
+        return analysis, before
 
     def _watch(self, canary_before: Snapshot, canary: Deployed | None) -> str | None:
         """Wait out the window, stopping early once the canary's failure is certain.
@@ -252,15 +266,19 @@ class Controller:
     def _first_deploy(self, release: str, git_sha: str | None, model: str | None) -> Decision:
         """No stable version yet: check the release, then give it all traffic."""
         rollout = Rollout(release, None, git_sha, model, time.time())
-        self._save(rollout)
-        self.say(f"deploy: no stable version yet: {release} becomes stable after its checks")
-        canary = self.target.start_canary(release)
+        canary = self._start(
+            rollout, f"deploy: no stable version yet: {release} becomes stable after its checks"
+        )
         problem = self._pre_traffic_problem(canary)
         if problem:
             return self._roll_back(rollout, problem)
+        return self._promote(rollout, "first-deploy", "first version: nothing to compare with")
+
+    def _promote(self, rollout: Rollout, outcome: str, reason: str) -> Decision:
+        """Give the canary all the traffic and make it stable."""
         self.target.set_canary_weight(100)
         self.target.promote()
-        return self._finish(rollout, "first-deploy", "first version: nothing to compare with")
+        return self._finish(rollout, outcome, reason)
 
     def _finish(self, rollout: Rollout, outcome: str, reason: str) -> Decision:
         decision = Decision(
@@ -271,7 +289,7 @@ class Controller:
             git_sha=rollout.git_sha,
             model_version=rollout.model_version,
             target=self.target.name,
-            windows=rollout.windows,
+            windows=tuple(rollout.windows),
         )
         self.history.append(decision)
         self.state_path.unlink(missing_ok=True)
@@ -318,19 +336,17 @@ class Controller:
         if problem:
             self.target.abort_canary()
             raise Pr2prodError(f"{to} cannot be brought back: {problem}; {current} still serves")
-        self.target.set_canary_weight(100)
-        self.target.promote()
-        return self._finish(rollout, "manual-rollback", f"requested: back to {to}")
+        return self._promote(rollout, "manual-rollback", f"requested: back to {to}")
 
     # -- state -------------------------------------------------------------------------------
 
     def _load(self) -> Rollout | None:
         if not self.state_path.is_file():
             return None
-        return Rollout(**json.loads(self.state_path.read_text()))
+        return Rollout.from_json(json.loads(self.state_path.read_text()))
 
     def _save(self, rollout: Rollout) -> None:
         self.state_path.parent.mkdir(parents=True, exist_ok=True)
         scratch = self.state_path.with_suffix(".tmp")
-        scratch.write_text(json.dumps(asdict(rollout), indent=2))
+        scratch.write_text(json.dumps(rollout.to_json(), indent=2))
         os.replace(scratch, self.state_path)  # atomic: a kill never leaves half a file

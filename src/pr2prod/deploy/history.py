@@ -1,14 +1,63 @@
-"""The deployment history: one JSON line per decision, printed as a table by deploy-status."""
+"""The deployment history: one JSON line per decision, printed as a table by deploy-status.
+
+The format is described in docs/deploy-history.md. A history outlives the code that
+wrote it (CI carries it from one workflow run to the next), so reading is tolerant: a key
+this version does not know is ignored, and a figure an older version did not measure is
+simply absent from `figures`.
+"""
 
 from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from tabulate import tabulate
+
+from pr2prod.deploy.analysis import Analysis, Outcome
+from pr2prod.errors import Pr2prodError
+
+# Decisions that leave their release serving as stable: what `make rollback` may return to.
+SUCCESSFUL = ("promoted", "first-deploy", "manual-rollback")
+
+
+@dataclass(frozen=True)
+class WindowRecord:
+    """One analysis window of a rollout, as judged."""
+
+    step: int  # 1-based, counting the steps before 100% only
+    weight: int  # the canary's share of the traffic, in percent
+    outcome: Outcome
+    reasons: tuple[str, ...]  # human sentences: why it failed, held, or passed
+    # analysis.window_figures (None where there was nothing to measure); empty when the
+    # window ended before its figures were read (an early failure, an unreachable version)
+    figures: Mapping[str, float | None]
+
+    @classmethod
+    def judged(cls, step: int, weight: int, analysis: Analysis) -> WindowRecord:
+        return cls(step, weight, analysis.outcome, tuple(analysis.reasons), analysis.figures)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "step": self.step,
+            "weight": self.weight,
+            "outcome": self.outcome,
+            "reasons": list(self.reasons),
+            "figures": dict(self.figures),
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> WindowRecord:
+        return cls(
+            step=int(data["step"]),
+            weight=int(data["weight"]),
+            outcome=data["outcome"],
+            reasons=tuple(data.get("reasons", ())),
+            figures=dict(data.get("figures") or {}),
+        )
 
 
 @dataclass(frozen=True)
@@ -21,12 +70,39 @@ class Decision:
     model_version: str | None = None
     target: str = ""
     time: float = field(default_factory=time.time)
-    windows: list[dict[str, Any]] = field(default_factory=list)  # the analyses that decided
+    windows: tuple[WindowRecord, ...] = ()  # the analyses that decided, in order
 
     @property
     def successful(self) -> bool:
         """Did this decision leave `release` serving as stable?"""
-        return self.decision in ("promoted", "first-deploy", "manual-rollback")
+        return self.decision in SUCCESSFUL
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "release": self.release,
+            "decision": self.decision,
+            "reason": self.reason,
+            "previous": self.previous,
+            "git_sha": self.git_sha,
+            "model_version": self.model_version,
+            "target": self.target,
+            "time": self.time,
+            "windows": [window.to_json() for window in self.windows],
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Decision:
+        return cls(
+            release=data["release"],
+            decision=data["decision"],
+            reason=data["reason"],
+            previous=data["previous"],
+            git_sha=data.get("git_sha"),
+            model_version=data.get("model_version"),
+            target=data.get("target", ""),
+            time=float(data["time"]),
+            windows=tuple(WindowRecord.from_json(window) for window in data.get("windows", ())),
+        )
 
 
 class History:
@@ -36,12 +112,24 @@ class History:
     def append(self, decision: Decision) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self.path.open("a") as handle:
-            handle.write(json.dumps(asdict(decision), sort_keys=True) + "\n")
+            handle.write(json.dumps(decision.to_json(), sort_keys=True) + "\n")
 
     def decisions(self) -> list[Decision]:
         if not self.path.is_file():
             return []
-        return [Decision(**json.loads(line)) for line in self.path.read_text().splitlines() if line]
+        decisions = []
+        for number, line in enumerate(self.path.read_text().splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                decisions.append(Decision.from_json(json.loads(line)))
+            except (ValueError, KeyError, TypeError, AttributeError) as error:
+                raise Pr2prodError(
+                    f"{self.path}:{number} is not a deployment decision ({error!r})",
+                    hint="`make deploy`, `make rollback` and `make up` write one JSON object a "
+                    "line (see docs/deploy-history.md): repair or delete that line",
+                ) from error
+        return decisions
 
     def good_releases(self) -> list[str]:
         """Releases that once served as stable after a successful decision, oldest first."""
@@ -54,7 +142,7 @@ class History:
     def table(self) -> str:
         rows = []
         for d in self.decisions():
-            last = d.windows[-1] if d.windows else {}
+            last = d.windows[-1].figures if d.windows else {}
             rows.append(
                 [
                     time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(d.time)),
@@ -76,25 +164,25 @@ class History:
         return tabulate(rows, headers=headers) if rows else "no deployments yet"
 
 
-def _figure(window: dict[str, Any], name: str, template: str) -> str:
-    value = (window.get("figures") or {}).get(name)
+def _figure(figures: Mapping[str, float | None], name: str, template: str) -> str:
+    value = figures.get(name)
     return "" if value is None else template.format(value)
 
 
-def windows_table(windows: list[dict[str, Any]]) -> str:
+def windows_table(windows: Sequence[WindowRecord]) -> str:
     """The analysis windows of one rollout, canary against stable, one row per window."""
     rows = [
         [
-            window.get("step", ""),
-            f"{window.get('weight', '')}%",
-            window.get("outcome", ""),
-            _pair(window, "canary_requests", "stable_requests", "{:.0f}"),
-            _pair(window, "canary_error_rate", "stable_error_rate", "{:.1%}"),
-            _pair(window, "canary_p50_ms", "stable_p50_ms", "{:.0f} ms"),
-            _pair(window, "canary_p99_ms", "stable_p99_ms", "{:.0f} ms"),
-            _pair(window, "canary_model_p50_ms", "stable_model_p50_ms", "{:.0f} ms"),
-            _figure(window, "class_divergence", "{:.3f}"),
-            _figure(window, "probability_divergence", "{:.3f}"),
+            window.step,
+            f"{window.weight}%",
+            window.outcome,
+            _pair(window.figures, "canary_requests", "stable_requests", "{:.0f}"),
+            _pair(window.figures, "canary_error_rate", "stable_error_rate", "{:.1%}"),
+            _pair(window.figures, "canary_p50_ms", "stable_p50_ms", "{:.0f} ms"),
+            _pair(window.figures, "canary_p99_ms", "stable_p99_ms", "{:.0f} ms"),
+            _pair(window.figures, "canary_model_p50_ms", "stable_model_p50_ms", "{:.0f} ms"),
+            _figure(window.figures, "class_divergence", "{:.3f}"),
+            _figure(window.figures, "probability_divergence", "{:.3f}"),
         ]
         for window in windows
     ]
@@ -106,6 +194,6 @@ def windows_table(windows: list[dict[str, Any]]) -> str:
     return f"{tabulate(rows, headers=headers)}\n{note}" if rows else "no analysis windows"
 
 
-def _pair(window: dict[str, Any], canary: str, stable: str, template: str) -> str:
-    first, second = _figure(window, canary, template), _figure(window, stable, template)
+def _pair(figures: Mapping[str, float | None], canary: str, stable: str, template: str) -> str:
+    first, second = _figure(figures, canary, template), _figure(figures, stable, template)
     return f"{first} / {second}" if first or second else ""

@@ -104,17 +104,25 @@ def snapshot_from_samples(samples: Iterable[Sample]) -> Snapshot:
     )
 
 
-def parse_metrics(text: str) -> Snapshot:
-    """The Snapshot in a Prometheus text exposition (what GET /metrics answers)."""
+def parse_samples(text: str) -> list[Sample]:
+    """Every sample of a Prometheus text exposition (what GET /metrics answers).
+
+    The one reader of /metrics text in pr2prod, by prometheus_client's own parser: a
+    series name is matched whole, never by prefix, and labels are unescaped.
+    """
     try:
-        samples = [
+        return [
             (sample.name, sample.labels, sample.value)
             for family in text_string_to_metric_families(text)
             for sample in family.samples
         ]
     except ValueError as error:
         raise ObservationError(f"not Prometheus text format: {error}") from error
-    return snapshot_from_samples(samples)
+
+
+def parse_metrics(text: str) -> Snapshot:
+    """The Snapshot in a Prometheus text exposition."""
+    return snapshot_from_samples(parse_samples(text))
 
 
 def scrape(base_url: str, timeout: float = 2.0) -> Snapshot:
@@ -203,18 +211,17 @@ class Window:
     """What one version did between two snapshots: counts, not cumulative totals.
 
     `counts` is itself a Snapshot (cumulative within each histogram, as exposed) holding
-    the differences. `restarted` says the version restarted in between (some counter went
-    down), in which case `counts` is everything since the restart.
+    the differences; when the version restarted in between (some counter went down), it
+    is everything since the restart.
     """
 
     counts: Snapshot
-    restarted: bool = False
 
     @classmethod
     def between(cls, before: Snapshot, after: Snapshot) -> Window:
         if went_down(before, after):
             # Counters only fall when the process restarted: all it did since is in `after`.
-            return cls(after, restarted=True)
+            return cls(after)
         return cls(
             Snapshot(
                 requests_by_status=subtract(after.requests_by_status, before.requests_by_status),
@@ -245,15 +252,6 @@ class Window:
         return self.errors / self.requests if self.requests else None
 
     @property
-    def p99_ms(self) -> float | None:
-        return self.latency_quantile_ms(0.99)
-
-    def latency_quantile_ms(self, q: float) -> float | None:
-        """Latency quantile in milliseconds, estimated like Prometheus's histogram_quantile."""
-        seconds = histogram_quantile(q, self.counts.latency_buckets)
-        return None if seconds is None else seconds * 1000
-
-    @property
     def class_shares(self) -> dict[str, float]:
         """Share of the records predicted as each class."""
         return shares(self.counts.predicted)
@@ -264,11 +262,6 @@ class Window:
         return {
             name: decumulate(buckets) for name, buckets in self.counts.probability_buckets.items()
         }
-
-    @property
-    def probability_histogram(self) -> dict[str, dict[float, float]]:
-        """Per class, the share of its predicted probabilities in each bucket (not cumulative)."""
-        return {name: shares(counts) for name, counts in self.probability_counts.items()}
 
 
 def went_down(before: Snapshot, after: Snapshot) -> bool:
