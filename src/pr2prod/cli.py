@@ -10,10 +10,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from pr2prod import paths
-from pr2prod.config import load_params
 from pr2prod.console import describe_metrics, describe_validation
 from pr2prod.errors import Pr2prodError
 from pr2prod.schema import load_schema
+from pr2prod.settings import load_settings
 
 
 def cmd_data(_: argparse.Namespace) -> int:
@@ -26,8 +26,8 @@ def cmd_data(_: argparse.Namespace) -> int:
 def cmd_validate(_: argparse.Namespace) -> int:
     from pr2prod.data.validation import validate_file
 
-    params, schema = load_params(paths.PARAMS), load_schema(paths.SCHEMA)
-    report = validate_file(params.data_file, schema)
+    params, schema = load_settings(), load_schema(paths.SCHEMA)
+    report = validate_file(params.data.file, schema)
     paths.VALIDATION_REPORT.parent.mkdir(parents=True, exist_ok=True)
     paths.VALIDATION_REPORT.write_text(report.to_json())
     print(describe_validation(report), file=sys.stdout if report.valid else sys.stderr)
@@ -37,7 +37,7 @@ def cmd_validate(_: argparse.Namespace) -> int:
 def cmd_prepare(_: argparse.Namespace) -> int:
     from pr2prod.model.split import split_dataset
 
-    params, schema = load_params(paths.PARAMS), load_schema(paths.SCHEMA)
+    params, schema = load_settings(), load_schema(paths.SCHEMA)
     train_rows, test_rows = split_dataset(params, schema, paths.TRAIN_SPLIT, paths.TEST_SPLIT)
     print(f"prepare: {train_rows} training rows, {test_rows} test rows (seed {params.seed})")
     return 0
@@ -46,7 +46,7 @@ def cmd_prepare(_: argparse.Namespace) -> int:
 def cmd_train(_: argparse.Namespace) -> int:
     from pr2prod.model.train import train_model
 
-    params, schema = load_params(paths.PARAMS), load_schema(paths.SCHEMA)
+    params, schema = load_settings(), load_schema(paths.SCHEMA)
     print(f"train: fitting {params.train.estimator} ...", flush=True)
     rows = train_model(params, schema, paths.TRAIN_SPLIT, paths.MODEL, paths.MODEL_CARD)
     print(f"train: fitted on {rows} rows, saved {paths.MODEL}")
@@ -101,7 +101,7 @@ def cmd_gate(_: argparse.Namespace) -> int:
 def cmd_bento(_: argparse.Namespace) -> int:
     from pr2prod.serving.build import build_bento
 
-    params, schema = load_params(paths.PARAMS), load_schema(paths.SCHEMA)
+    params, schema = load_settings(), load_schema(paths.SCHEMA)
     info = build_bento(params, schema)
     model_state = "stored" if info.model_created else "already stored"
     bento_state = "built" if info.bento_created else "already built (nothing changed)"
@@ -200,13 +200,12 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     import dataclasses
 
     from pr2prod.deploy.assembly import make_controller
-    from pr2prod.deploy.settings import CanarySettings
     from pr2prod.report.revisions import head_sha
     from pr2prod.serving.build import expected_tags
 
     release = _release(args)
     model = expected_tags()[0].split(":")[1] if args.release is None else None
-    settings = CanarySettings.from_params(paths.PARAMS)
+    settings = load_settings().canary
     if args.synthetic_load is not None:
         settings = dataclasses.replace(settings, synthetic_load_rps=args.synthetic_load)
     controller = make_controller(settings)
@@ -217,12 +216,11 @@ def cmd_deploy(args: argparse.Namespace) -> int:
 def cmd_rehearse(args: argparse.Namespace) -> int:
     from pr2prod.deploy.history import windows_table
     from pr2prod.deploy.rehearsal import rehearse
-    from pr2prod.deploy.settings import CanarySettings
     from pr2prod.report.revisions import head_sha
     from pr2prod.serving.build import built_bento_tag, expected_tags
 
     release, model = built_bento_tag(), expected_tags()[0]
-    settings = CanarySettings.from_params(paths.PARAMS)
+    settings = load_settings()
     result = rehearse(release, settings, git_sha=head_sha(), model_version=model.split(":")[1],
                       rate=args.rate)  # fmt: skip
     decision, clients = result.decision, result.clients
@@ -268,9 +266,8 @@ def cmd_deploy_status(_: argparse.Namespace) -> int:
 
 def local_target(router_port: int | None = None):
     from pr2prod.deploy.assembly import make_target
-    from pr2prod.deploy.settings import CanarySettings
 
-    settings = CanarySettings.from_params(paths.PARAMS)
+    settings = load_settings().canary
     return make_target(settings, "local", router_port=router_port)
 
 
