@@ -23,9 +23,9 @@ from conftest import free_port, stop_server
 
 from pr2prod.deploy.checks import wait_until_ready
 from pr2prod.deploy.local import LocalTarget
-from pr2prod.deploy.settings import CanarySettings
 from pr2prod.deploy.target import Deployed
 from pr2prod.errors import Pr2prodError
+from pr2prod.settings import CanarySettings
 
 pytestmark = pytest.mark.integration
 

@@ -37,8 +37,8 @@ from pr2prod.deploy.observations import (
     parse_samples,
     scrape,
 )
-from pr2prod.deploy.settings import Thresholds
 from pr2prod.serving.telemetry import LATENCY_BUCKETS, PROBABILITY_BUCKETS
+from pr2prod.settings import Thresholds
 
 INF = math.inf
 DEFAULTS = Thresholds()

@@ -17,8 +17,8 @@ from pr2prod.deploy import controller as controller_module
 from pr2prod.deploy.controller import Controller
 from pr2prod.deploy.history import History
 from pr2prod.deploy.observations import Snapshot
-from pr2prod.deploy.settings import CanarySettings
 from pr2prod.deploy.target import Deployed, Role
+from pr2prod.settings import CanarySettings
 
 REQUESTS = 100  # per version and window
 FAST = [0.01] * REQUESTS

@@ -11,9 +11,9 @@ import yaml
 from conftest import FIXTURES, REPO_ROOT
 from pydantic import ValidationError
 
-from pr2prod.config import ServingPolicy
 from pr2prod.schema import load_schema
 from pr2prod.serving.contract import field_name, policy_warnings, record_model
+from pr2prod.settings import ServingPolicy
 
 MIXED = load_schema(FIXTURES / "mixed" / "schema.yaml")
 GOOD = {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import joblib
@@ -13,18 +14,24 @@ import yaml
 from conftest import FIXTURES
 from sklearn.datasets import load_iris
 
-from pr2prod.config import Params, SplitParams, TrainParams, load_params
 from pr2prod.errors import Pr2prodError
 from pr2prod.model.estimator import make_estimator
 from pr2prod.model.evaluate import evaluate_model, write_evaluation
 from pr2prod.model.split import split_dataset
 from pr2prod.model.train import train_model
 from pr2prod.schema import load_schema
+from pr2prod.settings import (
+    DataSettings,
+    Settings,
+    SplitSettings,
+    TrainSettings,
+    load_settings,
+)
 
 MIXED = FIXTURES / "mixed"
 
 
-def run_pipeline(params: Params, schema_path: Path, workdir: Path) -> dict:
+def run_pipeline(params: Settings, schema_path: Path, workdir: Path) -> dict:
     """prepare -> train -> evaluate in `workdir`, as the DVC stages would; returns the metrics."""
     schema = load_schema(schema_path)
     train, test = workdir / "train.csv", workdir / "test.csv"
@@ -42,13 +49,13 @@ def run_pipeline(params: Params, schema_path: Path, workdir: Path) -> dict:
 
 
 @pytest.fixture
-def mixed_params() -> Params:
-    params = load_params(MIXED / "params.yaml")
-    return Params(params.seed, MIXED / "loans.csv", params.split, params.train)
+def mixed_params() -> Settings:
+    params = load_settings(MIXED / "params.yaml")
+    return replace(params, data=DataSettings(MIXED / "loans.csv"))
 
 
 def test_mixed_types_with_missing_values_train_and_evaluate(
-    mixed_params: Params, tmp_path: Path
+    mixed_params: Settings, tmp_path: Path
 ) -> None:
     metrics = run_pipeline(mixed_params, MIXED / "schema.yaml", tmp_path)
 
@@ -62,7 +69,7 @@ def test_mixed_types_with_missing_values_train_and_evaluate(
 
 
 def test_the_model_predicts_rows_with_gaps_and_unseen_categories(
-    mixed_params: Params, tmp_path: Path
+    mixed_params: Settings, tmp_path: Path
 ) -> None:
     run_pipeline(mixed_params, MIXED / "schema.yaml", tmp_path)
     model = joblib.load(tmp_path / "model.joblib")
@@ -83,7 +90,7 @@ def test_the_model_predicts_rows_with_gaps_and_unseen_categories(
     assert not np.isnan(probabilities).any()
 
 
-def test_the_split_is_stratified_and_repeatable(mixed_params: Params, tmp_path: Path) -> None:
+def test_the_split_is_stratified_and_repeatable(mixed_params: Settings, tmp_path: Path) -> None:
     schema = load_schema(MIXED / "schema.yaml")
     first = split_dataset(mixed_params, schema, tmp_path / "a.csv", tmp_path / "b.csv")
     second = split_dataset(mixed_params, schema, tmp_path / "c.csv", tmp_path / "d.csv")
@@ -109,11 +116,11 @@ def test_multiclass_metrics_are_macro_averaged(tmp_path: Path) -> None:
             }
         )
     )
-    params = Params(
+    params = Settings(
         seed=1,
-        data_file=tmp_path / "iris.csv",
-        split=SplitParams(test_size=0.3),
-        train=TrainParams("sklearn.linear_model.LogisticRegression", {"max_iter": 500}),
+        data=DataSettings(tmp_path / "iris.csv"),
+        split=SplitSettings(test_size=0.3),
+        train=TrainSettings("sklearn.linear_model.LogisticRegression", {"max_iter": 500}),
     )
 
     metrics = run_pipeline(params, schema_path, tmp_path)
@@ -128,8 +135,8 @@ def test_multiclass_metrics_are_macro_averaged(tmp_path: Path) -> None:
 
 def test_the_seed_becomes_the_random_state_unless_set() -> None:
     forest = "sklearn.ensemble.RandomForestClassifier"
-    assert make_estimator(TrainParams(forest, {}), seed=5).random_state == 5
-    assert make_estimator(TrainParams(forest, {"random_state": 9}), seed=5).random_state == 9
+    assert make_estimator(TrainSettings(forest, {}), seed=5).random_state == 5
+    assert make_estimator(TrainSettings(forest, {"random_state": 9}), seed=5).random_state == 9
 
 
 @pytest.mark.parametrize(
@@ -143,4 +150,4 @@ def test_the_seed_becomes_the_random_state_unless_set() -> None:
 )
 def test_estimator_mistakes_are_explained(estimator: str, hyperparameters: dict, message: str):
     with pytest.raises(Pr2prodError, match=message):
-        make_estimator(TrainParams(estimator, hyperparameters), seed=0)
+        make_estimator(TrainSettings(estimator, hyperparameters), seed=0)

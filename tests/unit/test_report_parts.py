@@ -6,16 +6,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pr2prod.config import GateRule
 from pr2prod.report.bootstrap import Predictions, delta_intervals
 from pr2prod.report.comparison import MetricRow, compare_metrics, direction
 from pr2prod.report.drift import feature_drift
 from pr2prod.report.gate import check_gate
 from pr2prod.report.params_diff import diff_params
 from pr2prod.schema import DatasetRules, Feature, FeatureSchema, Target
+from pr2prod.settings import GateRule
 
-HIGHER = GateRule("accuracy", higher_is_better=True, limit=0.9, max_regression=0.02)
-LOWER = GateRule("log_loss", higher_is_better=False, limit=0.3, max_regression=0.05)
+HIGHER = {"accuracy": GateRule("higher", min=0.9, max_regression=0.02)}
+LOWER = {"log_loss": GateRule("lower", max=0.3, max_regression=0.05)}
 
 
 def predictions(correct: list[bool], row_ids: list[str] | None = None) -> Predictions:
@@ -52,15 +52,15 @@ class TestMetricRows:
         assert not MetricRow("f1", 0.9, 0.95, True, interval=(0.01, 0.09)).within_noise
 
     def test_directions_come_from_gate_rules_then_defaults(self) -> None:
-        flipped = (GateRule("recall", higher_is_better=False),)
+        flipped = {"recall": GateRule("lower")}
         assert direction("recall", flipped) is False
-        assert direction("recall", ()) is True
-        assert direction("log_loss", ()) is False
-        assert direction("per_class.a.support", ()) is None
-        assert direction("test_rows", ()) is None
+        assert direction("recall", {}) is True
+        assert direction("log_loss", {}) is False
+        assert direction("per_class.a.support", {}) is None
+        assert direction("test_rows", {}) is None
 
     def test_metrics_only_in_the_base_are_still_listed(self) -> None:
-        rows = compare_metrics({"accuracy": 0.9, "old": 1.0}, {"accuracy": 0.8}, (), None)
+        rows = compare_metrics({"accuracy": 0.9, "old": 1.0}, {"accuracy": 0.8}, {}, None)
 
         assert [(row.name, row.base, row.head) for row in rows] == [
             ("accuracy", 0.9, 0.8),
@@ -104,29 +104,29 @@ class TestBootstrap:
 class TestGate:
     @pytest.mark.parametrize(("value", "passed"), [(0.9, True), (0.95, True), (0.8999, False)])
     def test_a_floor_is_inclusive(self, value: float, passed: bool) -> None:
-        (result,) = check_gate((HIGHER,), {"accuracy": value}, base=None)
+        (result,) = check_gate(HIGHER, {"accuracy": value}, base=None)
         assert result.passed is passed
 
     @pytest.mark.parametrize(("head", "passed"), [(0.93, True), (0.9299, False), (0.99, True)])
     def test_the_largest_allowed_regression_is_inclusive(self, head: float, passed: bool) -> None:
         # 0.95 - 0.93 is 0.020000000000000018 in floating point: still exactly at the limit.
-        results = check_gate((HIGHER,), {"accuracy": head}, base={"accuracy": 0.95})
+        results = check_gate(HIGHER, {"accuracy": head}, base={"accuracy": 0.95})
         assert results[1].check == "regression vs base <= 0.02"
         assert results[1].passed is passed
 
     def test_lower_is_better_uses_a_ceiling_and_upward_regressions(self) -> None:
-        limit, regression = check_gate((LOWER,), {"log_loss": 0.31}, base={"log_loss": 0.25})
+        limit, regression = check_gate(LOWER, {"log_loss": 0.31}, base={"log_loss": 0.25})
         assert not limit.passed and limit.check == "<= 0.3"
         assert not regression.passed  # 0.06 worse than base, 0.05 allowed
-        ok = check_gate((LOWER,), {"log_loss": 0.2}, base={"log_loss": 0.25})
+        ok = check_gate(LOWER, {"log_loss": 0.2}, base={"log_loss": 0.25})
         assert all(result.passed for result in ok)
 
     def test_without_a_base_only_limits_are_checked(self) -> None:
-        results = check_gate((HIGHER, LOWER), {"accuracy": 0.95, "log_loss": 0.1}, base=None)
+        results = check_gate(HIGHER | LOWER, {"accuracy": 0.95, "log_loss": 0.1}, base=None)
         assert [result.check for result in results] == [">= 0.9", "<= 0.3"]
 
     def test_a_missing_metric_fails_its_rule(self) -> None:
-        (result,) = check_gate((HIGHER,), {"f1": 0.9}, base=None)
+        (result,) = check_gate(HIGHER, {"f1": 0.9}, base=None)
         assert not result.passed and result.value == "missing"
 
 

@@ -20,10 +20,9 @@ def _release(args: argparse.Namespace) -> str:
 
 def _local_target(router_port: int | None = None):
     from pr2prod.deploy.assembly import make_target
-    from pr2prod.deploy.settings import CanarySettings
+    from pr2prod.settings import load_settings
 
-    settings = CanarySettings.from_params(paths.PARAMS)
-    return make_target(settings, "local", router_port=router_port)
+    return make_target(load_settings().canary, "local", router_port=router_port)
 
 
 @command(
@@ -87,13 +86,13 @@ def status(args: argparse.Namespace) -> int:
 )
 def deploy(args: argparse.Namespace) -> int:
     from pr2prod.deploy.assembly import make_controller
-    from pr2prod.deploy.settings import CanarySettings
     from pr2prod.report.revisions import head_sha
     from pr2prod.serving.build import expected_tags
+    from pr2prod.settings import load_settings
 
     release = _release(args)
     model = expected_tags()[0].split(":")[1] if args.release is None else None
-    settings = CanarySettings.from_params(paths.PARAMS)
+    settings = load_settings().canary
     if args.synthetic_load is not None:
         settings = dataclasses.replace(settings, synthetic_load_rps=args.synthetic_load)
     controller = make_controller(settings)
@@ -109,12 +108,12 @@ def deploy(args: argparse.Namespace) -> int:
 def rehearse(args: argparse.Namespace) -> int:
     from pr2prod.deploy.history import windows_table
     from pr2prod.deploy.rehearsal import rehearse as rehearse_rollout
-    from pr2prod.deploy.settings import CanarySettings
     from pr2prod.report.revisions import head_sha
     from pr2prod.serving.build import built_bento_tag, expected_tags
+    from pr2prod.settings import load_settings
 
     release, model = built_bento_tag(), expected_tags()[0]
-    settings = CanarySettings.from_params(paths.PARAMS)
+    settings = load_settings()
     result = rehearse_rollout(release, settings, git_sha=head_sha(),
                               model_version=model.split(":")[1], rate=args.rate)  # fmt: skip
     decision, clients = result.decision, result.clients

@@ -12,12 +12,12 @@ from pr2prod.commands import arg, command
 
 @command("bento", "build the BentoML bento serving the pipeline's model")
 def bento(_: argparse.Namespace) -> int:
-    from pr2prod.config import load_params
     from pr2prod.schema import load_schema
     from pr2prod.serving.build import build_bento
+    from pr2prod.settings import load_settings
 
-    params, schema = load_params(paths.PARAMS), load_schema(paths.SCHEMA)
-    info = build_bento(params, schema)
+    settings, schema = load_settings(), load_schema(paths.SCHEMA)
+    info = build_bento(settings, schema)
     model_state = "stored" if info.model_created else "already stored"
     bento_state = "built" if info.bento_created else "already built (nothing changed)"
     print(f"bento: model {info.model_tag} {model_state}; bento {info.bento_tag} {bento_state}")

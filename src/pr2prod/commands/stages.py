@@ -16,13 +16,13 @@ from pr2prod.commands import command
 
 @command("validate", "check the data against schema.yaml; fail on any broken rule")
 def validate(_: argparse.Namespace) -> int:
-    from pr2prod.config import load_params
     from pr2prod.console import describe_validation
     from pr2prod.data.validation import validate_file
     from pr2prod.schema import load_schema
+    from pr2prod.settings import load_settings
 
-    params, schema = load_params(paths.PARAMS), load_schema(paths.SCHEMA)
-    report = validate_file(params.data_file, schema)
+    settings, schema = load_settings(), load_schema(paths.SCHEMA)
+    report = validate_file(settings.data.file, schema)
     paths.VALIDATION_REPORT.parent.mkdir(parents=True, exist_ok=True)
     paths.VALIDATION_REPORT.write_text(report.to_json())
     print(describe_validation(report), file=sys.stdout if report.valid else sys.stderr)
@@ -31,25 +31,25 @@ def validate(_: argparse.Namespace) -> int:
 
 @command("prepare", "split the data into seeded, stratified train and test sets")
 def prepare(_: argparse.Namespace) -> int:
-    from pr2prod.config import load_params
     from pr2prod.model.split import split_dataset
     from pr2prod.schema import load_schema
+    from pr2prod.settings import load_settings
 
-    params, schema = load_params(paths.PARAMS), load_schema(paths.SCHEMA)
-    train_rows, test_rows = split_dataset(params, schema, paths.TRAIN_SPLIT, paths.TEST_SPLIT)
-    print(f"prepare: {train_rows} training rows, {test_rows} test rows (seed {params.seed})")
+    settings, schema = load_settings(), load_schema(paths.SCHEMA)
+    train_rows, test_rows = split_dataset(settings, schema, paths.TRAIN_SPLIT, paths.TEST_SPLIT)
+    print(f"prepare: {train_rows} training rows, {test_rows} test rows (seed {settings.seed})")
     return 0
 
 
 @command("train", "fit the scikit-learn pipeline described by params.yaml")
 def train(_: argparse.Namespace) -> int:
-    from pr2prod.config import load_params
     from pr2prod.model.train import train_model
     from pr2prod.schema import load_schema
+    from pr2prod.settings import load_settings
 
-    params, schema = load_params(paths.PARAMS), load_schema(paths.SCHEMA)
-    print(f"train: fitting {params.train.estimator} ...", flush=True)
-    rows = train_model(params, schema, paths.TRAIN_SPLIT, paths.MODEL, paths.MODEL_CARD)
+    settings, schema = load_settings(), load_schema(paths.SCHEMA)
+    print(f"train: fitting {settings.train.estimator} ...", flush=True)
+    rows = train_model(settings, schema, paths.TRAIN_SPLIT, paths.MODEL, paths.MODEL_CARD)
     print(f"train: fitted on {rows} rows, saved {paths.MODEL}")
     return 0
 

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from typing import Literal, TypeVar
 
 from pr2prod.deploy.observations import Window, histogram_quantile, shares
-from pr2prod.deploy.settings import Thresholds
+from pr2prod.settings import Thresholds
 
 Outcome = Literal["pass", "fail", "inconclusive", "suspect"]
 Key = TypeVar("Key")

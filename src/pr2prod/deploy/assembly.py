@@ -6,10 +6,9 @@ when set, makes metrics come from that Prometheus instead of each version's /met
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-from pr2prod import paths
+from pr2prod import environment, paths
 from pr2prod.deploy.controller import (
     EARLY_CHECK_SECONDS,
     EARLY_CHECK_SECONDS_PROMETHEUS,
@@ -18,15 +17,15 @@ from pr2prod.deploy.controller import (
 )
 from pr2prod.deploy.history import History
 from pr2prod.deploy.observations import PrometheusSource, scrape
-from pr2prod.deploy.settings import CanarySettings
 from pr2prod.deploy.target import Deployed, Target
 from pr2prod.errors import Pr2prodError
+from pr2prod.settings import CanarySettings, load_settings
 
 TARGETS = ("local", "kubernetes")
 
 
 def target_name() -> str:
-    name = os.environ.get("DEPLOY_TARGET") or "local"
+    name = environment.DEPLOY_TARGET.value()
     if name not in TARGETS:
         raise Pr2prodError(f"DEPLOY_TARGET={name!r} is not one of {', '.join(TARGETS)}")
     return name
@@ -40,11 +39,11 @@ def make_target(
         from pr2prod.deploy.kubernetes import KubernetesTarget
 
         return KubernetesTarget(
-            os.environ.get("KUBE_NAMESPACE", "pr2prod"),
-            context=os.environ.get("KUBE_CONTEXT") or None,
+            environment.KUBE_NAMESPACE.value(),
+            context=environment.KUBE_CONTEXT.value() or None,
             drain_seconds=max(settings.drain_seconds, 10.0),  # Gateways apply weights slowly
             rollout_timeout_seconds=settings.progress_deadline_seconds,
-            entry_url=os.environ.get("PR2PROD_ENTRY_URL", ""),
+            entry_url=environment.PR2PROD_ENTRY_URL.value(),
         )
     from pr2prod.deploy.local import LocalTarget
 
@@ -52,7 +51,7 @@ def make_target(
 
 
 def make_observer(name: str) -> Observe:
-    prometheus = os.environ.get("PROMETHEUS_URL")
+    prometheus = environment.PROMETHEUS_URL.value()
     if prometheus:
         # Kubernetes pods carry their track as a label (deploy/k8s/README.md's scrape job).
         source = PrometheusSource(prometheus, lambda role: f'track="{role}"')
@@ -65,9 +64,9 @@ def make_observer(name: str) -> Observe:
 
 
 def make_controller(settings: CanarySettings | None = None, say=print) -> Controller:
-    settings = settings or CanarySettings.from_params(paths.PARAMS)
+    settings = settings or load_settings().canary
     name = target_name()
-    prometheus = bool(os.environ.get("PROMETHEUS_URL"))
+    prometheus = bool(environment.PROMETHEUS_URL.value())
     return Controller(
         target=make_target(settings, name),
         settings=settings,
@@ -75,7 +74,6 @@ def make_controller(settings: CanarySettings | None = None, say=print) -> Contro
         state_path=paths.DEPLOY_STATE / "rollout.json",
         observe=make_observer(name),
         synthetic_records=synthetic_records(),
-        readiness_timeout=settings.readiness_timeout_seconds,
         early_check_seconds=EARLY_CHECK_SECONDS_PROMETHEUS if prometheus else EARLY_CHECK_SECONDS,
         say=say,
     )
@@ -92,7 +90,6 @@ def standalone_controller(
         History(state_dir / "history.jsonl"),
         state_path=state_dir / "rollout.json",
         observe=lambda role, deployed: scrape(deployed.url),
-        readiness_timeout=settings.readiness_timeout_seconds,
         say=say,
     )
 

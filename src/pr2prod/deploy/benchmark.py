@@ -40,8 +40,8 @@ from pr2prod.deploy.assembly import standalone_controller, synthetic_records
 from pr2prod.deploy.load import SteadyLoad
 from pr2prod.deploy.local import LocalTarget, crash
 from pr2prod.deploy.releases import release_of_model
-from pr2prod.deploy.settings import CanarySettings
 from pr2prod.serving.benchmark import Server, measure_served, percentile, request_bodies
+from pr2prod.settings import CanarySettings, load_settings
 
 BENCH_DIR = Path("build") / "bench-canary"
 DEFAULT_OUT = Path("build") / "bench-canary.json"
@@ -111,7 +111,7 @@ class CanaryTraffic:
 def run_benchmark(
     stable_release: str, out: Path = DEFAULT_OUT, rate: float = CLIENT_RATE
 ) -> dict[str, Any]:
-    settings = CanarySettings.from_params(paths.PARAMS)
+    settings = load_settings().canary
     records = synthetic_records()
     genuine = joblib.load(paths.MODEL)
     state = BENCH_DIR / "deploy"

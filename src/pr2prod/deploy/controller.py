@@ -27,9 +27,9 @@ from pr2prod.deploy.observations import (
     VersionUnreachable,
     Window,
 )
-from pr2prod.deploy.settings import CanarySettings
 from pr2prod.deploy.target import Deployed, Target
 from pr2prod.errors import Pr2prodError
+from pr2prod.settings import CanarySettings
 
 # How often a window looks for a canary that has already failed, reading each version's
 # /metrics: every second a failing canary keeps its traffic is a second of client errors
@@ -85,7 +85,6 @@ class Controller:
         state_path: Path,
         observe: Observe,
         synthetic_records: list[dict[str, Any]] | None = None,
-        readiness_timeout: float = 120.0,
         early_check_seconds: float = EARLY_CHECK_SECONDS,
         say: Callable[[str], None] = print,
     ) -> None:
@@ -95,7 +94,6 @@ class Controller:
         self.state_path = state_path
         self.observe = observe
         self.synthetic_records = synthetic_records or []
-        self.readiness_timeout = readiness_timeout
         self.early_check_seconds = early_check_seconds
         self.say = say
 
@@ -134,8 +132,9 @@ class Controller:
         return self._step_through(rollout)
 
     def _pre_traffic_problem(self, canary: Deployed) -> str | None:
-        if not wait_until_ready(canary.url, self.readiness_timeout):
-            return f"the canary was not ready within {self.readiness_timeout:g} s"
+        timeout = self.settings.readiness_timeout_seconds
+        if not wait_until_ready(canary.url, timeout):
+            return f"the canary was not ready within {timeout:g} s"
         passed, detail = golden_rows_answered(canary.url)
         self.say(f"deploy: canary ready; {detail}")
         return None if passed else detail

@@ -34,11 +34,12 @@ from typing import Any
 import httpx
 import psutil
 
-from pr2prod.deploy.settings import CanarySettings
+from pr2prod import environment
 from pr2prod.deploy.target import Deployed, Role
 from pr2prod.errors import Pr2prodError
 from pr2prod.ports import free_port
 from pr2prod.processes import log_tail
+from pr2prod.settings import CanarySettings
 
 DEFAULT_STATE_DIR = Path(".deploy") / "local"
 HOST = "127.0.0.1"
@@ -308,7 +309,7 @@ class LocalTarget:
         self.state_dir = Path(state_dir).resolve()
         self.settings = settings or CanarySettings()
         # Where `make bento` put the bento: the same default as BentoML itself.
-        home = os.environ.get("BENTOML_HOME") or str(Path.home() / "bentoml")
+        home = Path(environment.BENTOML_HOME.value()).expanduser()
         self.bento_store = Path(bento_store or home).resolve()
         self.router_port = router_port  # when the router is (re)started; None: any free port
         self.listen_timeout = listen_timeout

@@ -16,14 +16,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from pr2prod import paths
-from pr2prod.config import load_params
 from pr2prod.deploy.assembly import standalone_controller, synthetic_records
 from pr2prod.deploy.history import Decision
 from pr2prod.deploy.load import LoadCounts, SteadyLoad
 from pr2prod.deploy.local import LocalTarget
 from pr2prod.deploy.releases import retrained_release
-from pr2prod.deploy.settings import CanarySettings
+from pr2prod.settings import Settings
 
 REHEARSAL_DIR = Path("build") / "rehearsal"
 CLIENT_RATE = 50.0  # requests per second of generated client traffic
@@ -39,7 +37,7 @@ class Rehearsal:
 
 def rehearse(
     release: str,
-    settings: CanarySettings,
+    settings: Settings,
     git_sha: str | None = None,
     model_version: str | None = None,
     rate: float = CLIENT_RATE,
@@ -48,13 +46,13 @@ def rehearse(
 ) -> Rehearsal:
     """Roll `release` out locally next to a stand-in stable, under generated traffic."""
     deploy_dir = folder / "deploy"
-    target = LocalTarget(deploy_dir / "local", settings=settings)
+    target = LocalTarget(deploy_dir / "local", settings=settings.canary)
     target.down()  # what an interrupted rehearsal left running, stopped by recorded PID
     shutil.rmtree(deploy_dir, ignore_errors=True)
-    seed = load_params(paths.PARAMS).seed + 1
+    seed = settings.seed + 1
     say(f"rehearsal: building the stand-in previous release (the model retrained, seed {seed})")
     stable = retrained_release(folder / "previous", seed=seed)
-    controller = standalone_controller(target, settings, deploy_dir, say=say)
+    controller = standalone_controller(target, settings.canary, deploy_dir, say=say)
     try:
         say(f"rehearsal: starting {stable} as stable behind a local router")
         target.up(stable)

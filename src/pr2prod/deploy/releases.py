@@ -13,14 +13,13 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import joblib
-import yaml
 
 from pr2prod import paths
 from pr2prod.errors import Pr2prodError
 from pr2prod.serving.build import BENTOFILE, BUILD_CONTEXT, expected_tags
+from pr2prod.settings import rewrite_params
 
 # What packaging a model reads, relative to the workspace (the model itself is replaced).
 SCRATCH_INPUTS = (
@@ -58,10 +57,7 @@ def retrained_release(folder: Path, seed: int, workspace: Path = Path(".")) -> s
     Returns its bento tag.
     """
     scratch_workspace(folder, workspace)
-    params_file = folder / paths.PARAMS
-    params: dict[str, Any] = yaml.safe_load(params_file.read_text())
-    params["seed"] = seed
-    params_file.write_text(yaml.safe_dump(params, sort_keys=False))
+    rewrite_params(folder / paths.PARAMS, {"seed": seed})
     _run_step("train", folder)
     return _evaluate_and_package(folder)
 

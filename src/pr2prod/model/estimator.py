@@ -7,11 +7,11 @@ from typing import Any
 
 from sklearn.base import BaseEstimator, is_classifier
 
-from pr2prod.config import TrainParams
 from pr2prod.errors import Pr2prodError
+from pr2prod.settings import TrainSettings
 
 
-def make_estimator(train: TrainParams, seed: int) -> BaseEstimator:
+def make_estimator(train: TrainSettings, seed: int) -> BaseEstimator:
     """Instantiate e.g. `sklearn.ensemble.RandomForestClassifier` with the given settings.
 
     The pipeline seed becomes the estimator's `random_state` unless params.yaml sets one,

@@ -7,20 +7,20 @@ from pathlib import Path
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
-from pr2prod.config import Params
 from pr2prod.data.validation import load_typed
 from pr2prod.schema import FeatureSchema
+from pr2prod.settings import Settings
 
 
 def split_dataset(
-    params: Params, schema: FeatureSchema, train_path: Path, test_path: Path
+    settings: Settings, schema: FeatureSchema, train_path: Path, test_path: Path
 ) -> tuple[int, int]:
     """Write the train and test CSVs; return their row counts."""
-    frame = load_typed(params.data_file, schema)
+    frame = load_typed(settings.data.file, schema)
     train, test = train_test_split(
         frame,
-        test_size=params.split.test_size,
-        random_state=params.seed,
+        test_size=settings.split.test_size,
+        random_state=settings.seed,
         stratify=frame[schema.target.name],
     )
     for part, path in ((train, train_path), (test, test_path)):

@@ -8,27 +8,27 @@ from pathlib import Path
 import joblib
 import sklearn
 
-from pr2prod.config import Params
 from pr2prod.data.validation import load_typed
 from pr2prod.model.estimator import make_estimator
 from pr2prod.model.pipeline import build_pipeline
 from pr2prod.schema import FeatureSchema
+from pr2prod.settings import Settings
 
 
 def train_model(
-    params: Params, schema: FeatureSchema, train_path: Path, model_path: Path, card_path: Path
+    settings: Settings, schema: FeatureSchema, train_path: Path, model_path: Path, card_path: Path
 ) -> int:
     """Fit and save the model; return the number of training rows."""
     frame = load_typed(train_path, schema)
-    pipeline = build_pipeline(schema, make_estimator(params.train, params.seed))
+    pipeline = build_pipeline(schema, make_estimator(settings.train, settings.seed))
     pipeline.fit(frame[schema.feature_names], frame[schema.target.name])
     model_path.parent.mkdir(parents=True, exist_ok=True)
     joblib.dump(pipeline, model_path)
     # No timestamps here: the card is a DVC output and must be identical on every re-run.
     card = {
-        "estimator": params.train.estimator,
+        "estimator": settings.train.estimator,
         "hyperparameters": pipeline.named_steps["classifier"].get_params(),
-        "seed": params.seed,
+        "seed": settings.seed,
         "features": schema.feature_names,
         "target": schema.target.name,
         "classes": [str(label) for label in pipeline.classes_],

@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
-from pr2prod import paths
-from pr2prod.config import Params, load_params
+from pr2prod import environment, paths
 from pr2prod.errors import Pr2prodError
 from pr2prod.model.metrics import flatten_metrics
 from pr2prod.report.bootstrap import DeltaIntervals, Predictions, delta_intervals
@@ -22,6 +18,7 @@ from pr2prod.report.plots import confusion_matrix, confusion_plot, curve_plot
 from pr2prod.report.reproducibility import Reproducibility, check_reproducibility
 from pr2prod.report.revisions import commit_sha, head_sha, read_at
 from pr2prod.schema import FeatureSchema, load_schema, parse_schema
+from pr2prod.settings import DataSettings, Settings, load_settings, parse_section
 
 
 @dataclass(frozen=True)
@@ -51,11 +48,11 @@ class Report:
 
 
 def build_report(base: str | None, out_dir: Path) -> Report:
-    params, schema = load_params(paths.PARAMS), load_schema(paths.SCHEMA)
+    params, schema = load_settings(), load_schema(paths.SCHEMA)
     base_sha = commit_sha(base) if base else None
     notes: list[str] = []
     data = describe_data(
-        base, params.data_file, _base_data_file(base), schema, params.report.drift_threshold
+        base, params.data.file, _base_data_file(base), schema, params.report.drift_threshold
     )
     reproducibility = check_reproducibility(paths.REPRO_RECORD)
     validation_failed = data.validation_passed is False
@@ -87,7 +84,7 @@ def build_report(base: str | None, out_dir: Path) -> Report:
         verdict=_verdict(validation_failed, data, gate, reproducibility),
         base_revision=base,
         base_sha=base_sha,
-        head_sha=os.environ.get("PR2PROD_HEAD_SHA") or head_sha(),
+        head_sha=environment.PR2PROD_HEAD_SHA.value() or head_sha(),
         run_url=_run_url(),
         notes=notes,
         metrics=rows,
@@ -153,7 +150,7 @@ def _intervals(
     base: str | None,
     base_schema: FeatureSchema | None,
     schema: FeatureSchema,
-    params: Params,
+    params: Settings,
     notes: list[str],
 ) -> DeltaIntervals | None:
     base_text = read_at(base, paths.PREDICTIONS)
@@ -215,12 +212,16 @@ def _plots(
 
 
 def _base_data_file(base: str | None) -> Path | None:
-    if base is None:
+    """The base revision's data file, or None when its params.yaml does not name one.
+
+    Only the data section is read: the base's other settings were written for its own code.
+    """
+    text = read_at(base, paths.PARAMS) if base else None
+    if text is None:
         return None
-    text = read_at(base, paths.PARAMS)
     try:
-        return Path((yaml.safe_load(text or "") or {})["data"]["file"])
-    except (KeyError, TypeError):
+        return parse_section(text, DataSettings, where=f"{base}:{paths.PARAMS}").file
+    except Pr2prodError:
         return None
 
 
@@ -245,9 +246,7 @@ def _verdict(
 
 
 def _run_url() -> str | None:
-    server, repository, run = (
-        os.environ.get(name) for name in ("GITHUB_SERVER_URL", "GITHUB_REPOSITORY", "GITHUB_RUN_ID")
-    )
-    if server and repository and run:
-        return f"{server}/{repository}/actions/runs/{run}"
+    repository, run = environment.GITHUB_REPOSITORY.value(), environment.GITHUB_RUN_ID.value()
+    if repository and run:
+        return f"{environment.GITHUB_SERVER_URL.value()}/{repository}/actions/runs/{run}"
     return None

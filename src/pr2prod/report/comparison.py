@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
-from pr2prod.config import GateRule
 from pr2prod.report.bootstrap import DeltaIntervals
+from pr2prod.settings import GateRule
 
 # Directions of metrics that no gate rule mentions. Counts (test_rows, support) have none.
 LOWER_IS_BETTER = {"log_loss"}
@@ -45,10 +46,9 @@ class MetricRow:
         return "better" if (delta > 0) == self.higher_is_better else "worse"
 
 
-def direction(name: str, rules: tuple[GateRule, ...]) -> bool | None:
-    for rule in rules:
-        if rule.metric == name:
-            return rule.higher_is_better
+def direction(name: str, rules: Mapping[str, GateRule]) -> bool | None:
+    if name in rules:
+        return rules[name].higher_is_better
     leaf = name.rsplit(".", 1)[-1]
     if name in NO_DIRECTION or leaf == "support":
         return None
@@ -58,7 +58,7 @@ def direction(name: str, rules: tuple[GateRule, ...]) -> bool | None:
 def compare_metrics(
     base: dict[str, float] | None,
     head: dict[str, float],
-    rules: tuple[GateRule, ...],
+    rules: Mapping[str, GateRule],
     intervals: DeltaIntervals | None,
 ) -> list[MetricRow]:
     """One row per metric in either revision: overall figures first, then per class."""

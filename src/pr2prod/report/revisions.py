@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 from pathlib import Path
 
+from pr2prod import environment
 from pr2prod.errors import Pr2prodError
 
 
@@ -43,7 +43,7 @@ def default_base() -> str | None:
     itself: the previous commit. None when there is nothing to compare with.
     """
     candidates = []
-    base_ref = os.environ.get("GITHUB_BASE_REF")
+    base_ref = environment.GITHUB_BASE_REF.value()
     if base_ref:
         candidates += [f"origin/{base_ref}", base_ref]
     branch = git("branch", "--show-current").stdout.strip()

@@ -13,10 +13,10 @@ from pathlib import Path
 import bentoml
 
 from pr2prod import paths
-from pr2prod.config import Params
 from pr2prod.errors import Pr2prodError
 from pr2prod.schema import FeatureSchema
 from pr2prod.serving.bundle import write_bundle
+from pr2prod.settings import Settings
 
 MODEL_NAME = "pr2prod-model"
 BENTO_NAME = "pr2prod"
@@ -42,10 +42,10 @@ def expected_tags() -> tuple[str, str]:
     return model_tag, f"{BENTO_NAME}:{_digest(sources, salt=model_tag)}"
 
 
-def build_bento(params: Params, schema: FeatureSchema) -> BentoInfo:
+def build_bento(settings: Settings, schema: FeatureSchema) -> BentoInfo:
     """Store the model (if new) and build the bento that serves exactly that model."""
     model_tag, bento_tag = expected_tags()
-    model_created = _ensure_model(model_tag, params, schema)
+    model_created = _ensure_model(model_tag, settings, schema)
     bento_created = False
     if not _exists(bentoml.bentos.get, bento_tag):
         bentoml.bentos.build_bentofile(
@@ -69,7 +69,7 @@ def built_bento_tag() -> str:
     return bento_tag
 
 
-def _ensure_model(tag: str, params: Params, schema: FeatureSchema) -> bool:
+def _ensure_model(tag: str, settings: Settings, schema: FeatureSchema) -> bool:
     if _exists(bentoml.models.get, tag):
         return False
     with bentoml.models.create(tag, labels={"source": "dvc"}) as model:
@@ -79,7 +79,7 @@ def _ensure_model(tag: str, params: Params, schema: FeatureSchema) -> bool:
             card_file=paths.MODEL_CARD,
             schema_file=paths.SCHEMA,
             metrics_file=paths.METRICS,
-            policy=params.serving,
+            policy=settings.serving,
             test_file=paths.TEST_SPLIT,
             predictions_file=paths.PREDICTIONS,
             schema=schema,

@@ -18,8 +18,8 @@ import joblib
 import numpy as np
 import pandas as pd
 
-from pr2prod.config import ServingPolicy
 from pr2prod.schema import FeatureSchema, parse_schema
+from pr2prod.settings import ServingPolicy
 
 MODEL_FILE = "model.joblib"
 CARD_FILE = "model.json"

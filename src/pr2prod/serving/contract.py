@@ -14,8 +14,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from pr2prod.config import ServingPolicy
 from pr2prod.schema import Feature, FeatureSchema
+from pr2prod.settings import ServingPolicy
 
 
 class Prediction(BaseModel):

@@ -8,7 +8,6 @@ labels), ready for `docker build` on a machine that has Docker.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import tarfile
@@ -17,7 +16,7 @@ from pathlib import Path
 
 import bentoml
 
-from pr2prod import paths
+from pr2prod import environment, paths
 from pr2prod.report.revisions import head_sha
 
 
@@ -29,9 +28,10 @@ def image_labels(bento_tag: str, model_tag: str) -> dict[str, str]:
         "org.opencontainers.image.revision": head_sha() or "unknown",
         "io.pr2prod.model": model_tag,
     }
-    if os.environ.get("GITHUB_REPOSITORY"):
-        server = os.environ.get("GITHUB_SERVER_URL", "https://github.com")
-        labels["org.opencontainers.image.source"] = f"{server}/{os.environ['GITHUB_REPOSITORY']}"
+    repository = environment.GITHUB_REPOSITORY.value()
+    if repository:
+        server = environment.GITHUB_SERVER_URL.value()
+        labels["org.opencontainers.image.source"] = f"{server}/{repository}"
     if paths.METRICS.is_file():
         figures = json.loads(paths.METRICS.read_text())
         for name in ("accuracy", "f1", "roc_auc", "log_loss"):

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import gc
 import logging
-import os
 from pathlib import Path
 from typing import Annotated
 
@@ -22,6 +21,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from pr2prod import environment
 from pr2prod.serving.bundle import ModelBundle, probabilities_in_schema_order
 from pr2prod.serving.contract import Prediction, field_name, policy_warnings, record_model
 from pr2prod.serving.guards import RequestGuard, quiet_client_errors
@@ -35,7 +35,7 @@ class ServiceArguments(BaseModel):
 
 
 _arguments = bentoml.use_arguments(ServiceArguments)
-MODEL_TAG = _arguments.model_tag or os.environ.get("PR2PROD_MODEL_TAG", "")
+MODEL_TAG = _arguments.model_tag or environment.PR2PROD_MODEL_TAG.value()
 if not MODEL_TAG:
     raise RuntimeError(
         "no model to serve: build the bento with `make bento`, or pass "
