@@ -27,7 +27,7 @@ def bento(_: argparse.Namespace) -> int:
 @command(
     "serve",
     "serve the built bento locally",
-    arg("--host", default="127.0.0.1"),
+    arg("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)"),
     arg("--port", type=int, default=3000),
 )
 def serve(args: argparse.Namespace) -> int:
@@ -72,8 +72,8 @@ def image(args: argparse.Namespace) -> int:
 @command(
     "smoke",
     "check a running service: ready, and golden rows as evaluated",
-    arg("--url", default="http://127.0.0.1:3000"),
-    arg("--timeout", type=float, default=120),
+    arg("--url", default="http://127.0.0.1:3000", help="the service's base URL"),
+    arg("--timeout", type=float, default=120, help="seconds to wait until it is ready"),
 )
 def smoke(args: argparse.Namespace) -> int:
     from pr2prod.serving.smoke import smoke_test
