@@ -7,7 +7,6 @@ import json
 import os
 import sys
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 from pr2prod import paths
 from pr2prod.config import load_params
@@ -172,24 +171,6 @@ def cmd_verify(_: argparse.Namespace) -> int:
     return 1
 
 
-def cmd_bench_serve(args: argparse.Namespace) -> int:
-    from pr2prod.serving.benchmark import load_rows, run_benchmark
-    from pr2prod.serving.build import built_bento_tag
-
-    tag = built_bento_tag()
-    rows = load_rows(paths.TEST_SPLIT, load_schema(paths.SCHEMA))
-    run_benchmark(tag, rows, args.out, duration_s=args.duration)
-    return 0
-
-
-def cmd_bench_canary(args: argparse.Namespace) -> int:
-    from pr2prod.deploy.benchmark import run_benchmark
-    from pr2prod.serving.build import built_bento_tag
-
-    run_benchmark(built_bento_tag(), args.out, rate=args.rate)
-    return 0
-
-
 def _release(args: argparse.Namespace) -> str:
     from pr2prod.serving.build import built_bento_tag
 
@@ -336,8 +317,6 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str]] = {
     "gate": (cmd_gate, "exit non-zero when the report's quality gate fails"),
     "bento": (cmd_bento, "build the BentoML bento serving the pipeline's model"),
     "serve": (cmd_serve, "serve the built bento locally"),
-    "bench-serve": (cmd_bench_serve, "requests/s and latency of the served bento vs in-process"),
-    "bench-canary": (cmd_bench_canary, "time to roll back each bad canary; the router's cost"),
     "image": (cmd_image, "container image of the bento (or a Docker build context)"),
     "smoke": (cmd_smoke, "check a running service: ready, and golden rows as evaluated"),
     "verify": (cmd_verify, "fail when the reproduced dvc.lock or metrics differ from HEAD's"),
@@ -386,16 +365,6 @@ def build_parser() -> argparse.ArgumentParser:
             )
         if name == "rollback":
             subcommand.add_argument("--to", help="release to bring back (default: the previous)")
-        if name == "bench-serve":
-            subcommand.add_argument("--out", type=Path, default=Path("build/bench-serve.json"))
-            subcommand.add_argument(
-                "--duration", type=float, default=8.0, help="seconds of each measured run"
-            )
-        if name == "bench-canary":
-            subcommand.add_argument("--out", type=Path, default=Path("build/bench-canary.json"))
-            subcommand.add_argument(
-                "--rate", type=float, default=50.0, help="requests/s of client traffic"
-            )
         if name == "image":
             subcommand.add_argument("--image", help="image name:tag (default: the bento tag)")
         if name == "smoke":
