@@ -51,8 +51,8 @@ def wait_until_ready(
         while True:
             if process is not None and not process.running():
                 raise NotReady(
-                    f"{process.name} exited before {url} was ready (log: {process.log})",
-                    hint=log_tail(process.log),
+                    f"{process.name} exited before {url} was ready; {_end_of_log(process)}",
+                    hint=f"read the whole log: {process.log}",
                 )
             try:
                 if client.get(f"{url}{path}").status_code == 200:
@@ -62,8 +62,14 @@ def wait_until_ready(
             if time.monotonic() - started >= timeout:
                 break
             time.sleep(POLL_SECONDS)
-    where = f" (log: {process.log})" if process else ""
+    late = f"{url}{path} did not answer 200 within {timeout:g} s"
+    if process is None:
+        raise NotReady(late, hint="check that the server runs at that address")
     raise NotReady(
-        f"{url}{path} did not answer 200 within {timeout:g} s{where}",
-        hint=log_tail(process.log) if process else "",
+        f"{late}; {_end_of_log(process)}",
+        hint=f"read the whole log: {process.log}; a slow start needs a longer timeout",
     )
+
+
+def _end_of_log(process: Watched) -> str:
+    return f"the end of its log:\n{log_tail(process.log)}"

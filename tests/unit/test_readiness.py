@@ -78,4 +78,5 @@ def test_a_process_that_exits_fails_at_once_with_its_log(tmp_path: Path) -> None
         wait_until_ready(nobody, timeout=30, process=Watched.popen(process, log))
 
     assert time.monotonic() - started < 5  # not the 30 s timeout
-    assert "port already in use" in raised.value.hint
+    assert "port already in use" in str(raised.value)  # the end of its log
+    assert str(log) in raised.value.hint
