@@ -60,10 +60,10 @@ serve: bento ## Serve the bento on http://127.0.0.1:$(PORT)
 	pr2prod serve --port $(PORT)
 
 bench-serve: bento ## Requests/s and latency: served bento vs in-process predict (build/bench-serve.json)
-	pr2prod bench-serve
+	python -m bench.serve
 
 bench-canary: bento ## Per bad canary: time to roll back, client failures; router overhead (build/)
-	pr2prod bench-canary
+	python -m bench.canary
 
 image: bento ## Container image (bentoml containerize), or a Docker build context in build/image/
 	pr2prod image $(if $(IMAGE),--image $(IMAGE))

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pr2prod.errors import Pr2prodError
 from pr2prod.ports import free_port
-from pr2prod.processes import stop_process, wait_until_serving
+from pr2prod.processes import stop_process
+from pr2prod.readiness import NotReady, Watched, wait_until_ready
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -141,8 +141,8 @@ def start_server(
         process = subprocess.Popen(command, cwd=cwd, stdout=handle, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_until_serving(process, url, log, timeout, path)
-    except Pr2prodError as error:
+        wait_until_ready(url, timeout, path, process=Watched.popen(process, log))
+    except NotReady as error:
         stop_server(process)
         pytest.fail(f"{error}\n{error.hint}")
     return process, url

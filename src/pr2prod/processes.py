@@ -1,40 +1,15 @@
-"""A server process started by us: wait until it serves, and stop it by its PID.
+"""A server process started by us: stop it by its PID, and read the end of its log.
 
-For the serving benchmark and the tests, which start servers of their own and must never
-stop anything else.
+For the local target, the benchmarks and the tests, which start servers of their own and
+must never stop anything else (waiting for one to serve: pr2prod.readiness).
 """
 
 from __future__ import annotations
 
 import subprocess
-import time
 from pathlib import Path
 
-import httpx
-
-from pr2prod.errors import Pr2prodError
-
 STOP_TIMEOUT_S = 15.0
-
-
-def wait_until_serving(
-    process: subprocess.Popen, url: str, log: Path, timeout: float, path: str = "/readyz"
-) -> None:
-    """Return once GET `url``path` answers 200; fail when the process exits or time runs out."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise Pr2prodError(
-                f"{process.args[0]} exited with {process.returncode} (log: {log})",
-                hint=log_tail(log),
-            )
-        try:
-            if httpx.get(f"{url}{path}", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass  # still starting
-        time.sleep(0.3)
-    raise Pr2prodError(f"{url} was not ready within {timeout:g} s (log: {log})", hint=log_tail(log))
 
 
 def stop_process(process: subprocess.Popen, timeout: float = STOP_TIMEOUT_S) -> None:

@@ -20,11 +20,13 @@ import pytest
 import yaml
 from conftest import QUICK_CANARY, free_port, run, set_canary_profile
 
-from pr2prod.deploy import faults
-from pr2prod.deploy.benchmark import CRASH_AFTER_SECONDS
+from bench import faults
+from bench.canary import CRASH_AFTER_SECONDS
+from pr2prod.data.records import split_records
 from pr2prod.deploy.load import LoadCounts, SteadyLoad
 from pr2prod.deploy.local import LocalTarget, crash
 from pr2prod.deploy.releases import release_of_model, retrained_release
+from pr2prod.schema import load_schema
 
 pytestmark = pytest.mark.integration
 
@@ -48,19 +50,15 @@ def genuine_model(deployment: Path):
     return joblib.load(deployment / "artifacts" / "model" / "model.joblib")
 
 
-def release_of(project: Path, model) -> str:
+def release_of(project: Path, model: faults.ModelWrapper) -> str:
     """Package `model` as a bento exactly as the pipeline would: evaluate, then bento."""
-    return release_of_model(model, project / "build" / "release", workspace=project)
+    folder = project / "build" / "release"
+    return release_of_model(model, folder, workspace=project, modules=[faults])
 
 
 def records(project: Path) -> list[dict]:
-    import pandas as pd
-
-    return (
-        pd.read_csv(project / "artifacts/split/test.csv")
-        .drop(columns="diagnosis")
-        .to_dict(orient="records")
-    )
+    schema = load_schema(project / "schema.yaml")
+    return split_records(project / "artifacts" / "split" / "test.csv", schema)
 
 
 def target(project: Path) -> LocalTarget:

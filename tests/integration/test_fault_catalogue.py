@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from conftest import run
-from faults import FAULTS, Fault
+from data_faults import DATA_FAULTS, DataFault
 
 pytestmark = pytest.mark.integration
 
@@ -24,9 +24,9 @@ def pristine_data(reproduced_project: Path) -> str:
     return (reproduced_project / "data" / "breast_cancer.csv").read_text()
 
 
-@pytest.mark.parametrize("fault", FAULTS, ids=lambda fault: fault.name)
+@pytest.mark.parametrize("fault", DATA_FAULTS, ids=lambda fault: fault.name)
 def test_validate_fails_and_training_does_not_run(
-    fault: Fault, faulty_project: Path, pristine_data: str
+    fault: DataFault, faulty_project: Path, pristine_data: str
 ) -> None:
     data = faulty_project / "data" / "breast_cancer.csv"
     model = faulty_project / "artifacts" / "model" / "model.joblib"

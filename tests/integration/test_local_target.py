@@ -6,30 +6,29 @@ import asyncio
 import contextlib
 import os
 import signal
-import socket
-import subprocess
 import sys
-import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pandas as pd
 import psutil
 import pytest
-from conftest import free_port, stop_server
+from conftest import free_port, start_server, stop_server
 
-from pr2prod.deploy.checks import wait_until_ready
+from pr2prod.data.records import split_records
 from pr2prod.deploy.local import LocalTarget
 from pr2prod.deploy.target import Deployed
 from pr2prod.errors import Pr2prodError
+from pr2prod.readiness import wait_until_ready
+from pr2prod.schema import load_schema
 from pr2prod.settings import CanarySettings
 
 pytestmark = pytest.mark.integration
 
-# A backend that answers every GET and POST with a fixed status and says who it is.
+# A backend that answers every GET and POST with a fixed status and says who it is
+# (GET /healthz: 200 whatever the status, so the fixture knows when it listens).
 BACKEND = r"""
 import json, sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -46,7 +45,7 @@ class Handler(BaseHTTPRequestHandler):
                 "body": self.rfile.read(size).decode(), "x-test": self.headers.get("x-test"),
                 "x-private": self.headers.get("x-private")}
         body = json.dumps(seen).encode()
-        self.send_response(status)
+        self.send_response(200 if self.path == "/healthz" else status)
         self.send_header("content-type", "application/json")
         self.send_header("content-length", str(len(body)))
         self.send_header("x-backend", name)
@@ -63,29 +62,19 @@ ThreadingHTTPServer(("127.0.0.1", port), Handler).serve_forever()
 """
 
 
-def wait_for_port(process: subprocess.Popen, port: int, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert process.poll() is None, f"{process.args} exited with {process.returncode}"
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    pytest.fail(f"{process.args} did not listen on {port} within {timeout} s")
-
-
 @pytest.fixture(scope="module")
-def backends() -> Iterator[dict[str, str]]:
+def backends(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     """Two healthy backends, one that answers 500, and an address that refuses connections."""
+    logs = tmp_path_factory.mktemp("backends")
     processes, urls = [], {}
     try:
         for name, status in (("stable", 200), ("canary", 200), ("broken", 500)):
             port = free_port()
             command = [sys.executable, "-c", BACKEND, name, str(port), str(status)]
-            processes.append(subprocess.Popen(command))
-            wait_for_port(processes[-1], port)
-            urls[name] = f"http://127.0.0.1:{port}"
+            process, urls[name] = start_server(
+                command, logs, logs / f"{name}.log", port, timeout=20, path="/healthz"
+            )
+            processes.append(process)
         urls["refusing"] = f"http://127.0.0.1:{free_port()}"  # nothing listens there
         yield urls
     finally:
@@ -97,11 +86,11 @@ def backends() -> Iterator[dict[str, str]]:
 def router(tmp_path: Path) -> Iterator[str]:
     port = free_port()
     command = [sys.executable, "-m", "pr2prod.deploy.router", "--port", str(port)]
-    with (tmp_path / "router.log").open("w") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    process, url = start_server(
+        command, tmp_path, tmp_path / "router.log", port, timeout=20, path="/-/healthz"
+    )
     try:
-        wait_for_port(process, port)
-        yield f"http://127.0.0.1:{port}"
+        yield url
     finally:
         stop_server(process)
 
@@ -302,8 +291,8 @@ def deployment(tmp_path: Path, bento_tag: str) -> Iterator[tuple[LocalTarget, Pr
 
 @pytest.fixture(scope="module")
 def records(reproduced_project: Path) -> list[dict[str, Any]]:
-    rows = pd.read_csv(reproduced_project / "artifacts" / "split" / "test.csv")
-    return rows.drop(columns="diagnosis").head(3).to_dict(orient="records")
+    schema = load_schema(reproduced_project / "schema.yaml")
+    return split_records(reproduced_project / "artifacts" / "split" / "test.csv", schema)[:3]
 
 
 @pytest.fixture
@@ -321,7 +310,7 @@ def predict(client: httpx.Client, records: list[dict[str, Any]]) -> httpx.Respon
 
 def wait_ready(url: str, timeout: float = 90) -> None:
     """What the controller does after start_canary: wait for /readyz itself."""
-    assert wait_until_ready(url, timeout), f"{url} not ready within {timeout} s"
+    wait_until_ready(url, timeout)
 
 
 def predictions_counted(url: str) -> float:

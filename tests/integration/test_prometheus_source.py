@@ -16,11 +16,11 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
-import pandas as pd
 import pytest
 import yaml
 from conftest import REPO_ROOT, Server, free_port, start_server, stop_server, system_program
 
+from pr2prod.data.records import split_records
 from pr2prod.deploy.observations import (
     PrometheusSource,
     Snapshot,
@@ -29,6 +29,7 @@ from pr2prod.deploy.observations import (
     histogram_quantile,
     scrape,
 )
+from pr2prod.schema import load_schema
 
 pytestmark = pytest.mark.integration
 
@@ -107,8 +108,8 @@ def post(url: str, body: dict) -> httpx.Response:
 def test_prometheus_gives_the_versions_own_figures(
     served_bento: Server, bento_tag: str, source: PrometheusSource, reproduced_project: Path
 ) -> None:
-    rows = pd.read_csv(reproduced_project / "artifacts" / "split" / "test.csv")
-    records = rows.drop(columns="diagnosis").to_dict(orient="records")
+    schema = load_schema(reproduced_project / "schema.yaml")
+    records = split_records(reproduced_project / "artifacts" / "split" / "test.csv", schema)
     before = caught_up(source, bento_tag, served_bento.url)
 
     statuses: Counter[str] = Counter()

@@ -10,9 +10,6 @@ import json
 import os
 import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +21,8 @@ import yaml
 from conftest import copy_project, run
 
 from pr2prod.ports import free_port
+from pr2prod.processes import stop_process
+from pr2prod.readiness import Watched, wait_until_ready
 
 pytestmark = pytest.mark.integration
 
@@ -131,33 +130,6 @@ class S3Server:
         )
 
 
-def wait_until_answering(url: str, server: subprocess.Popen[bytes], timeout: float) -> None:
-    """Poll `url` until any HTTP response arrives; fail early if the server process died."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            pytest.fail(f"moto_server exited with status {server.returncode} before answering")
-        try:
-            with urllib.request.urlopen(url, timeout=1):
-                return
-        except urllib.error.HTTPError:
-            return  # An HTTP error status is still an answer.
-        except OSError:
-            time.sleep(0.1)
-    pytest.fail(f"moto_server did not answer at {url} within {timeout} s")
-
-
-def stop(server: subprocess.Popen[bytes]) -> None:
-    """Stop the one process this test started, by its handle, escalating if it lingers."""
-    if server.poll() is None:
-        server.terminate()
-        try:
-            server.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait(timeout=5)
-
-
 @pytest.fixture
 def s3_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[S3Server]:
     """A moto S3 server on 127.0.0.1, with the fake credentials in the environment for DVC."""
@@ -166,19 +138,21 @@ def s3_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[S3Ser
     port = free_port()
     endpoint = f"http://127.0.0.1:{port}"
     moto_server = Path(sys.executable).with_name("moto_server")
-    log = (tmp_path / "moto_server.log").open("wb")
-    server = subprocess.Popen(
-        [str(moto_server), "-H", "127.0.0.1", "-p", str(port)],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env=os.environ.copy(),
-    )
+    log = tmp_path / "moto_server.log"
+    with log.open("wb") as output:
+        server = subprocess.Popen(
+            [str(moto_server), "-H", "127.0.0.1", "-p", str(port)],
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            env=os.environ.copy(),
+        )
     try:
-        wait_until_answering(endpoint, server, timeout=20)
+        # moto's own API answers 200 once the server runs.
+        watched = Watched.popen(server, log)
+        wait_until_ready(endpoint, 20, path="/moto-api/data.json", process=watched)
         yield S3Server(endpoint)
     finally:
-        stop(server)
-        log.close()
+        stop_process(server)
 
 
 def data_dir_md5(repo: Path) -> str:

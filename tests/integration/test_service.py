@@ -13,7 +13,9 @@ import pandas as pd
 import pytest
 from conftest import Server
 
+from pr2prod.data.records import split_records
 from pr2prod.deploy.observations import parse_metrics
+from pr2prod.schema import load_schema
 from pr2prod.serving.telemetry import LATENCY_BUCKETS
 
 pytestmark = pytest.mark.integration
@@ -26,13 +28,14 @@ def client(served_bento: Server) -> httpx.Client:
 
 
 @pytest.fixture(scope="module")
-def test_rows(reproduced_project: Path) -> pd.DataFrame:
-    return pd.read_csv(reproduced_project / "artifacts" / "split" / "test.csv")
+def test_records(reproduced_project: Path) -> list[dict[str, Any]]:
+    schema = load_schema(reproduced_project / "schema.yaml")
+    return split_records(reproduced_project / "artifacts" / "split" / "test.csv", schema)
 
 
 @pytest.fixture
-def record(test_rows: pd.DataFrame) -> dict[str, Any]:
-    return test_rows.drop(columns="diagnosis").iloc[0].to_dict()
+def record(test_records: list[dict[str, Any]]) -> dict[str, Any]:
+    return test_records[0]
 
 
 def post(client: httpx.Client, body: Any) -> httpx.Response:
@@ -42,12 +45,11 @@ def post(client: httpx.Client, body: Any) -> httpx.Response:
 
 
 def test_served_predictions_equal_the_offline_evaluation(
-    client: httpx.Client, test_rows: pd.DataFrame, reproduced_project: Path
+    client: httpx.Client, test_records: list[dict[str, Any]], reproduced_project: Path
 ) -> None:
-    records = test_rows.drop(columns="diagnosis").to_dict(orient="records")
     offline = pd.read_csv(reproduced_project / "results" / "predictions.csv")
 
-    response = post(client, {"records": records})
+    response = post(client, {"records": test_records})
 
     assert response.status_code == 200, response.text
     served = response.json()

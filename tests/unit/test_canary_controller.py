@@ -91,7 +91,7 @@ def cumulative(windows: list[list[float]]) -> Snapshot:
 @pytest.fixture(autouse=True)
 def checks_pass(monkeypatch: pytest.MonkeyPatch) -> None:
     """The pre-traffic checks talk HTTP; here every canary is ready and answers as evaluated."""
-    monkeypatch.setattr(controller_module, "wait_until_ready", lambda url, timeout: True)
+    monkeypatch.setattr(controller_module, "wait_until_ready", lambda url, timeout: 0.0)
     monkeypatch.setattr(
         controller_module, "golden_rows_answered", lambda url: (True, "golden rows answered")
     )

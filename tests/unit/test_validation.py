@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from conftest import FIXTURES, REPO_ROOT
-from faults import FAULTS, Fault
+from data_faults import DATA_FAULTS, DataFault
 
 from pr2prod.console import describe_validation
 from pr2prod.data.sample import write_sample
@@ -31,9 +31,9 @@ def test_the_sample_passes_every_rule(sample_schema: FeatureSchema, tmp_path: Pa
     assert (report.rows, report.columns) == (569, 31)
 
 
-@pytest.mark.parametrize("fault", FAULTS, ids=lambda fault: fault.name)
+@pytest.mark.parametrize("fault", DATA_FAULTS, ids=lambda fault: fault.name)
 def test_each_fault_is_caught_with_its_column_and_rule(
-    fault: Fault, sample_schema: FeatureSchema, sample_text: str, tmp_path: Path
+    fault: DataFault, sample_schema: FeatureSchema, sample_text: str, tmp_path: Path
 ) -> None:
     broken = tmp_path / "broken.csv"
     broken.write_text(fault.inject(sample_text))
@@ -67,7 +67,7 @@ def test_an_uncoercible_value_is_reported_once_not_as_a_cascade(
     sample_schema: FeatureSchema, sample_text: str, tmp_path: Path
 ) -> None:
     broken = tmp_path / "broken.csv"
-    broken.write_text(next(f for f in FAULTS if f.name == "wrong dtype").inject(sample_text))
+    broken.write_text(next(f for f in DATA_FAULTS if f.name == "wrong dtype").inject(sample_text))
 
     rules = [f.rule for f in validate_file(broken, sample_schema).failures]
 
@@ -78,7 +78,7 @@ def test_the_report_is_machine_readable(
     sample_schema: FeatureSchema, sample_text: str, tmp_path: Path
 ) -> None:
     broken = tmp_path / "broken.csv"
-    broken.write_text(FAULTS[0].inject(sample_text))
+    broken.write_text(DATA_FAULTS[0].inject(sample_text))
 
     body = json.loads(validate_file(broken, sample_schema).to_json())
 

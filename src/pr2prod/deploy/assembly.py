@@ -17,7 +17,7 @@ from pr2prod.deploy.controller import (
 )
 from pr2prod.deploy.history import History
 from pr2prod.deploy.observations import PrometheusSource, scrape
-from pr2prod.deploy.target import Deployed, Target
+from pr2prod.deploy.target import Deployed, DeployTarget
 from pr2prod.errors import Pr2prodError
 from pr2prod.settings import CanarySettings, load_settings
 
@@ -33,7 +33,7 @@ def target_name() -> str:
 
 def make_target(
     settings: CanarySettings, name: str | None = None, router_port: int | None = None
-) -> Target:
+) -> DeployTarget:
     name = name or target_name()
     if name == "kubernetes":
         from pr2prod.deploy.kubernetes import KubernetesTarget
@@ -80,7 +80,7 @@ def make_controller(settings: CanarySettings | None = None, say=print) -> Contro
 
 
 def standalone_controller(
-    target: Target, settings: CanarySettings, state_dir: Path, say=print
+    target: DeployTarget, settings: CanarySettings, state_dir: Path, say=print
 ) -> Controller:
     """A controller keeping its rollout and history in `state_dir`, reading each version's
     /metrics: for rehearsals and benchmarks, which must not touch the real deployment."""
@@ -98,15 +98,10 @@ def synthetic_records() -> list[dict]:
     """Test rows (features only), for synthetic load when traffic is too low to judge."""
     if not paths.TEST_SPLIT.is_file():
         return []
-    from pr2prod.data.validation import load_typed
+    from pr2prod.data.records import split_records
     from pr2prod.schema import load_schema
 
-    schema = load_schema(paths.SCHEMA)
-    frame = load_typed(paths.TEST_SPLIT, schema)[schema.feature_names]
-    return [
-        {name: (None if value != value else value) for name, value in row.items()}  # NaN -> null
-        for row in frame.to_dict(orient="records")
-    ]
+    return split_records(paths.TEST_SPLIT, load_schema(paths.SCHEMA))
 
 
 def describe(deployed: dict[str, Deployed]) -> str:

@@ -1,29 +1,17 @@
-"""Checks a version must pass before it gets any traffic: ready, and its golden rows."""
+"""Checks a ready version must pass before it gets any traffic: its golden rows, a warm-up.
+
+(Waiting until it is ready: pr2prod.readiness.)
+"""
 
 from __future__ import annotations
 
 import asyncio
-import time
 from collections import Counter
 
 import httpx
 import numpy as np
 
 from pr2prod.serving.bundle import TOLERANCE
-
-
-def wait_until_ready(url: str, timeout: float) -> bool:
-    """Poll GET /readyz until it answers 200, or give up after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    with httpx.Client(base_url=url, timeout=2) as client:
-        while time.monotonic() < deadline:
-            try:
-                if client.get("/readyz").status_code == 200:
-                    return True
-            except httpx.TransportError:
-                pass  # still starting
-            time.sleep(0.25)
-    return False
 
 
 def golden_rows_answered(url: str) -> tuple[bool, str]:

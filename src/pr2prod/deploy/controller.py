@@ -1,6 +1,6 @@
 """The canary controller: steps, analysis windows, the decision, and the history.
 
-It talks to a Target (where versions run) and to an observer (where their metrics come
+It talks to a DeployTarget (where versions run) and to an observer (where their metrics come
 from), never to a particular platform. Its progress is saved after every window, so a
 controller that dies mid-rollout can be re-run: it resumes when the canary is still
 there, and otherwise rolls back cleanly. Stable serves throughout.
@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from pr2prod.deploy.analysis import Analysis, absolute_failures, analyse
-from pr2prod.deploy.checks import golden_rows_answered, wait_until_ready
+from pr2prod.deploy.checks import golden_rows_answered
 from pr2prod.deploy.history import Decision, History, WindowRecord
 from pr2prod.deploy.load import SteadyLoad
 from pr2prod.deploy.observations import (
@@ -27,8 +27,9 @@ from pr2prod.deploy.observations import (
     VersionUnreachable,
     Window,
 )
-from pr2prod.deploy.target import Deployed, Target
+from pr2prod.deploy.target import Deployed, DeployTarget
 from pr2prod.errors import Pr2prodError
+from pr2prod.readiness import NotReady, wait_until_ready
 from pr2prod.settings import CanarySettings
 
 # How often a window looks for a canary that has already failed, reading each version's
@@ -79,7 +80,7 @@ def tail_breached_before(rollout: Rollout) -> bool:
 class Controller:
     def __init__(
         self,
-        target: Target,
+        target: DeployTarget,
         settings: CanarySettings,
         history: History,
         state_path: Path,
@@ -133,7 +134,9 @@ class Controller:
 
     def _pre_traffic_problem(self, canary: Deployed) -> str | None:
         timeout = self.settings.readiness_timeout_seconds
-        if not wait_until_ready(canary.url, timeout):
+        try:
+            wait_until_ready(canary.url, timeout)
+        except NotReady:
             return f"the canary was not ready within {timeout:g} s"
         passed, detail = golden_rows_answered(canary.url)
         self.say(f"deploy: canary ready; {detail}")

@@ -110,7 +110,7 @@ class KubernetesTarget:
             )
         return result.stdout
 
-    # -- the Target protocol ------------------------------------------------------------------
+    # -- the DeployTarget protocol ------------------------------------------------------------
 
     def running(self) -> dict[Role, Deployed]:
         """Stable always; the canary when it has replicas. Images as the Deployments say."""

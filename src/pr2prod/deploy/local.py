@@ -39,6 +39,7 @@ from pr2prod.deploy.target import Deployed, Role
 from pr2prod.errors import Pr2prodError
 from pr2prod.ports import free_port
 from pr2prod.processes import log_tail
+from pr2prod.readiness import Watched, wait_until_ready
 from pr2prod.settings import CanarySettings
 
 DEFAULT_STATE_DIR = Path(".deploy") / "local"
@@ -169,7 +170,12 @@ def listens(process: psutil.Process, port: int) -> bool:
 
 
 def wait_listening(record: Record, timeout: float) -> None:
-    """Until our process itself listens on its port (not some other process that took it)."""
+    """Until our process itself listens on its port (not some other process that took it).
+
+    Not a readiness check (pr2prod.readiness asks a server whether it serves): a port
+    chosen free may be taken by another program before ours binds it, and an answer on it
+    would then come from that program. Only the kernel's socket table says whose it is.
+    """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         process = own_process(record)
@@ -184,20 +190,6 @@ def wait_listening(record: Record, timeout: float) -> None:
     raise Pr2prodError(
         f"process {record.pid} did not listen on {record.port} within {timeout} s:\n"
         f"{log_tail(record.log)}"
-    )
-
-
-def wait_ready(record: VersionRecord, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not alive(record):
-            raise Pr2prodError(f"{record.release} exited while starting:\n{log_tail(record.log)}")
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(f"{record.url}/readyz", timeout=2).status_code == 200:
-                return
-        time.sleep(0.3)
-    raise Pr2prodError(
-        f"{record.release} was not ready within {timeout} s:\n{log_tail(record.log)}"
     )
 
 
@@ -292,7 +284,7 @@ def export_bento(release: str, store: Path, destination: Path) -> None:
 
 
 class LocalTarget:
-    """The Target protocol on this host, plus `up`, `down` and `status` for the Makefile."""
+    """The DeployTarget protocol on this host, plus `up`, `down` and `status` for the Makefile."""
 
     name = "local"
 
@@ -322,7 +314,7 @@ class LocalTarget:
     def state_file(self) -> Path:
         return self.state_dir / "state.json"
 
-    # --- the Target protocol
+    # --- the DeployTarget protocol
 
     def running(self) -> dict[Role, Deployed]:
         state = self.load()
@@ -427,8 +419,9 @@ class LocalTarget:
             if state.stable is None:
                 record = self._launch_version(release)
                 state = self._save(replace(state, stable=record))
+                running = Watched(record.release, lambda: alive(record), Path(record.log))
                 try:
-                    wait_ready(record, self.ready_timeout)
+                    wait_until_ready(record.url, self.ready_timeout, process=running)
                 except Pr2prodError:
                     self._retire(state, "stable", drain=False)
                     raise

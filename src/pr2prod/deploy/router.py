@@ -26,7 +26,7 @@ import dataclasses
 import json
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -36,7 +36,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-Role = Literal["stable", "canary"]
+from pr2prod.deploy.target import Role
+
 ROLES: tuple[Role, ...] = ("stable", "canary")
 BACKEND_HEADER = "x-pr2prod-backend"
 

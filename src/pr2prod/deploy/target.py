@@ -21,7 +21,7 @@ class Deployed:
     url: str  # base URL of this version alone (health, /metrics, golden rows)
 
 
-class Target(Protocol):
+class DeployTarget(Protocol):
     name: str
 
     def running(self) -> dict[Role, Deployed]:

@@ -38,7 +38,8 @@ def expected_tags() -> tuple[str, str]:
     if not paths.MODEL.is_file():
         raise Pr2prodError(f"{paths.MODEL} not found", hint="train the model first: `make repro`")
     model_tag = f"{MODEL_NAME}:{_digest([paths.MODEL])}"
-    sources = [*sorted(SERVICE_SOURCES.rglob("*.py")), BENTOFILE]
+    # Every source in the build context: the service, and any module a release ships.
+    sources = [*sorted(BUILD_CONTEXT.rglob("*.py")), BENTOFILE]
     return model_tag, f"{BENTO_NAME}:{_digest(sources, salt=model_tag)}"
 
 

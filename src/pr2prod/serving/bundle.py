@@ -18,6 +18,7 @@ import joblib
 import numpy as np
 import pandas as pd
 
+from pr2prod.data.records import split_records
 from pr2prod.schema import FeatureSchema, parse_schema
 from pr2prod.settings import ServingPolicy
 
@@ -95,19 +96,7 @@ def write_bundle(
 
 def golden_rows(test_file: Path, predictions_file: Path, schema: FeatureSchema) -> dict:
     """The first test rows with the probabilities `evaluate` recorded for them."""
-    from pr2prod.data.validation import load_typed
-
-    test = load_typed(test_file, schema).head(GOLDEN_ROWS)
+    records = split_records(test_file, schema)[:GOLDEN_ROWS]
     predictions = pd.read_csv(predictions_file).head(GOLDEN_ROWS)
-    records = [
-        {name: _json_value(value) for name, value in row.items()}
-        for row in test[schema.feature_names].to_dict(orient="records")
-    ]
     columns = [f"proba_{label}" for label in schema.target.classes]
     return {"records": records, "probabilities": predictions[columns].to_numpy().tolist()}
-
-
-def _json_value(value: Any) -> Any:
-    if value is None or (isinstance(value, float) and np.isnan(value)):
-        return None
-    return value.item() if isinstance(value, np.generic) else value

@@ -6,12 +6,11 @@ Waits for /readyz, then sends the golden rows (test rows with the probabilities
 
 from __future__ import annotations
 
-import time
-
 import httpx
 import numpy as np
 
 from pr2prod import paths
+from pr2prod.readiness import NotReady, wait_until_ready
 from pr2prod.schema import load_schema
 from pr2prod.serving.bundle import TOLERANCE, golden_rows
 
@@ -19,11 +18,11 @@ from pr2prod.serving.bundle import TOLERANCE, golden_rows
 def smoke_test(url: str, timeout: float) -> tuple[bool, str]:
     schema = load_schema(paths.SCHEMA)
     golden = golden_rows(paths.TEST_SPLIT, paths.PREDICTIONS, schema)
-    with httpx.Client(base_url=url, timeout=30) as client:
-        waited = _wait_until_ready(client, timeout)
-        if waited is None:
-            return False, f"smoke: {url} was not ready within {timeout:g} s"
-        response = client.post("/predict", json={"records": golden["records"]})
+    try:
+        waited = wait_until_ready(url, timeout)
+    except NotReady:
+        return False, f"smoke: {url} was not ready within {timeout:g} s"
+    response = httpx.post(f"{url}/predict", json={"records": golden["records"]}, timeout=30)
     if response.status_code != 200:
         return False, f"smoke: /predict answered {response.status_code}: {response.text[:500]}"
     served = np.array(
@@ -41,15 +40,3 @@ def smoke_test(url: str, timeout: float) -> tuple[bool, str]:
         f"smoke: {url} ready after {waited:.1f} s; model {version} answered {rows} golden rows "
         f"as evaluated (largest gap {gap:.2g})"
     )
-
-
-def _wait_until_ready(client: httpx.Client, timeout: float) -> float | None:
-    started = time.monotonic()
-    while time.monotonic() - started < timeout:
-        try:
-            if client.get("/readyz").status_code == 200:
-                return time.monotonic() - started
-        except httpx.TransportError:
-            pass  # not listening yet
-        time.sleep(0.5)
-    return None

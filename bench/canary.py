@@ -1,4 +1,4 @@
-"""`make bench-canary`: how fast each bad canary is caught, and what the router costs.
+"""`python -m bench.canary` (`make bench-canary`): how fast a bad canary is caught; router cost.
 
 A local deployment of its own (build/bench-canary/: router, versions, history) serves the
 workspace's bento as stable. Each fault of `faults.BAD_CANARIES`, and a canary whose
@@ -17,14 +17,16 @@ Prints a table; writes build/bench-canary.json. Numbers, not a test: nothing is 
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import dataclasses
 import json
 import os
 import shutil
+import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,13 +36,15 @@ import httpx
 import joblib
 from tabulate import tabulate
 
+from bench import faults
+from bench.command import exit_status
+from bench.serve import Endpoint, measure_served, percentile, request_bodies
 from pr2prod import paths
-from pr2prod.deploy import faults
 from pr2prod.deploy.assembly import standalone_controller, synthetic_records
 from pr2prod.deploy.load import SteadyLoad
 from pr2prod.deploy.local import LocalTarget, crash
 from pr2prod.deploy.releases import release_of_model
-from pr2prod.serving.benchmark import Server, measure_served, percentile, request_bodies
+from pr2prod.serving.build import built_bento_tag
 from pr2prod.settings import CanarySettings, load_settings
 
 BENCH_DIR = Path("build") / "bench-canary"
@@ -108,7 +112,7 @@ class CanaryTraffic:
                 self.routed = routed
 
 
-def run_benchmark(
+def run_canary_benchmark(
     stable_release: str, out: Path = DEFAULT_OUT, rate: float = CLIENT_RATE
 ) -> dict[str, Any]:
     settings = load_settings().canary
@@ -162,10 +166,15 @@ def _build_releases(genuine: object) -> dict[str, str]:
     releases = {}
     for name, fault in faults.BAD_CANARIES.items():
         print(f"bench-canary: packaging the canary '{name}'", flush=True)
-        releases[name] = release_of_model(fault.wrap(genuine), BENCH_DIR / "release")
+        releases[name] = release_of(fault.wrap(genuine))
     # A crash needs no faulty model: a genuine retrained release, killed mid-rollout.
-    releases[CRASH] = release_of_model(faults.Identical(genuine, nonce=1), BENCH_DIR / "release")
+    releases[CRASH] = release_of(faults.Identical(genuine, nonce=1))
     return releases
+
+
+def release_of(model: faults.ModelWrapper) -> str:
+    """The workspace's bento with `model` in place of its own (and the code to unpickle it)."""
+    return release_of_model(model, BENCH_DIR / "release", modules=[faults])
 
 
 def _roll_out(
@@ -184,9 +193,9 @@ def _roll_out(
             decided.append(time.time())
 
     controller = standalone_controller(target, settings, state, say=note)
-    crash = _crash_after(target, CRASH_AFTER_SECONDS) if name == CRASH else _nothing()
+    crashing = _crash_after(target, CRASH_AFTER_SECONDS) if name == CRASH else _nothing()
     with SteadyLoad(target.entry_url(), records, rate) as clients:
-        with CanaryTraffic(target.entry_url()) as traffic, crash as crashed_at:
+        with CanaryTraffic(target.entry_url()) as traffic, crashing as crashed_at:
             decision = controller.deploy(release)
         time.sleep(0.5)  # answers to requests already sent count too
     start = crashed_at() if name == CRASH else traffic.first
@@ -246,8 +255,9 @@ def _router_overhead(target: LocalTarget, records: list[dict]) -> dict[str, Any]
         ("through the router", state.router.url),
     ):
         print(f"bench-canary: router overhead, {label}", flush=True)
+        endpoint = Endpoint(url, stable.pid)  # only speed is reported here, not CPU time
         measured = asyncio.run(
-            measure_served(Server(url, stable.pid), bodies, OVERHEAD_CONCURRENCY, OVERHEAD_SECONDS)
+            measure_served(endpoint, bodies, OVERHEAD_CONCURRENCY, OVERHEAD_SECONDS)
         )
         done = len(measured.latencies_s)
         figures[label] = {
@@ -291,3 +301,17 @@ def overhead_table(figures: dict[str, Any]) -> str:
 
 def _seconds(value: float | None) -> str:
     return "no traffic" if value is None else f"{value:.1f} s"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.canary", description=__doc__)
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument(
+        "--rate", type=float, default=CLIENT_RATE, help="requests/s of client traffic"
+    )
+    args = parser.parse_args(argv)
+    return exit_status(lambda: run_canary_benchmark(built_bento_tag(), args.out, rate=args.rate))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,4 +1,4 @@
-"""The arithmetic of `make bench-serve`: percentiles, throughput, ratios and the verdict."""
+"""The arithmetic of `python -m bench.serve`: percentiles, throughput, ratios, the verdict."""
 
 from __future__ import annotations
 
@@ -7,12 +7,12 @@ import math
 import numpy as np
 import pytest
 
-from pr2prod.serving.benchmark import (
+from bench.serve import (
     IN_PROCESS,
     SERVED,
     Measurement,
     Row,
-    Target,
+    ServingGoal,
     percentile,
     request_batches,
     summarise,
@@ -59,7 +59,7 @@ def test_summary_arithmetic() -> None:
 
 
 def test_summary_of_a_run_with_no_successes() -> None:
-    row = summarise(SERVED, 1, 16, Measurement([], {"ServerDisconnectedError": 3}, 1.0))
+    row = summarise(SERVED, 1, 16, Measurement([], {"RemoteProtocolError": 3}, 1.0))
 
     assert row.requests == 0
     assert row.requests_per_s == 0
@@ -102,7 +102,7 @@ def test_no_ratio_without_an_in_process_figure() -> None:
 def test_verdict_met() -> None:
     rows = with_ratios([row(IN_PROCESS, 1, 1, 100), row(SERVED, 1, 16, 60, p99_ms=99)])
 
-    result = verdict(rows, Target())
+    result = verdict(rows, ServingGoal())
 
     assert result["met"]
     assert result["misses"] == []
@@ -114,15 +114,15 @@ def test_verdict_lists_every_miss() -> None:
         [row(IN_PROCESS, 1, 1, 100), row(SERVED, 1, 16, 50, p99_ms=100, errors={"503": 2})]
     )
 
-    result = verdict(rows, Target())
+    result = verdict(rows, ServingGoal())
 
     assert not result["met"]
     assert len(result["misses"]) == 3
     assert result["errors"] == 2
 
 
-def test_verdict_without_the_target_row() -> None:
-    assert not verdict([row(IN_PROCESS, 1, 1, 100)], Target())["met"]
+def test_verdict_without_the_goals_row() -> None:
+    assert not verdict([row(IN_PROCESS, 1, 1, 100)], ServingGoal())["met"]
 
 
 def test_request_batches_cycle_through_the_rows() -> None:

@@ -1,4 +1,4 @@
-"""The fault catalogue: ways real data goes wrong, each injected into a copy of the sample CSV.
+"""The data fault catalogue: ways real data goes wrong, each injected into a copy of the sample CSV.
 
 Each fault names the column (None for the whole table) and the rule that must catch it.
 Shared by the unit tests (validation in-process) and the integration tests (`dvc repro`).
@@ -14,7 +14,7 @@ import pandas as pd
 
 
 @dataclass(frozen=True)
-class Fault:
+class DataFault:
     name: str
     inject: Callable[[str], str]  # sample CSV text -> broken CSV text
     column: str | None
@@ -47,51 +47,51 @@ def _truncate_line(text: str) -> str:
     return "".join(lines)
 
 
-FAULTS = [
-    Fault(
+DATA_FAULTS = [
+    DataFault(
         "missing column",
         _edit(lambda f: f.drop(columns="mean_radius")),
         "mean_radius",
         "missing_column",
     ),
-    Fault(
+    DataFault(
         "extra column", _edit(lambda f: f.assign(patient_id="x")), "patient_id", "unexpected_column"
     ),
-    Fault(
+    DataFault(
         "wrong dtype",
         _set("mean_texture", [3, 4], "n/a?"),
         "mean_texture",
         "coerce_dtype('float64')",
     ),
-    Fault(
+    DataFault(
         "nulls in a non-nullable column",
         _set("mean_area", [0, 1, 2], ""),
         "mean_area",
         "not_nullable",
     ),
-    Fault(
+    DataFault(
         "value out of range",
         _set("mean_radius", [5], "-3.5"),
         "mean_radius",
         "greater_than_or_equal_to(0.0)",
     ),
-    Fault(
+    DataFault(
         "unseen category",
         _set("diagnosis", [7], "borderline"),
         "diagnosis",
         "isin(['malignant', 'benign'])",
     ),
-    Fault(
+    DataFault(
         "duplicate rows over the allowed share",
         _edit(lambda f: pd.concat([f, f.head(30)], ignore_index=True)),
         None,
         "max_duplicate_share",
     ),
-    Fault("empty file", lambda text: "", None, "not_empty"),
-    Fault("header only", lambda text: text.splitlines(keepends=True)[0], None, "min_rows"),
-    Fault("truncated line", _truncate_line, None, "field_count"),
-    Fault("missing target values", _set("diagnosis", [2, 9], ""), "diagnosis", "not_nullable"),
-    Fault(
+    DataFault("empty file", lambda text: "", None, "not_empty"),
+    DataFault("header only", lambda text: text.splitlines(keepends=True)[0], None, "min_rows"),
+    DataFault("truncated line", _truncate_line, None, "field_count"),
+    DataFault("missing target values", _set("diagnosis", [2, 9], ""), "diagnosis", "not_nullable"),
+    DataFault(
         "a class absent from the target",
         _edit(lambda f: f[f["diagnosis"] != "malignant"]),
         "diagnosis",
