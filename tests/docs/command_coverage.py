@@ -1,0 +1,79 @@
+"""How each command the documentation shows is tested: the one table to extend.
+
+Every command in a ```console, ```bash or ```sh block of README.md or docs/*.md must be
+in exactly one of these, or test_doc_commands.py fails:
+
+- QUICK: cheap commands test_doc_commands.py runs in a fresh copy of the project;
+- commands addressed to SERVED_ADDRESS: run by test_served_examples.py against a served bento;
+- RECIPES: whole blocks, each run in order by the test of that name in test_recipes.py;
+- ELSEWHERE: run by another test (the `make` targets call the `pr2prod` subcommand the
+  test runs, see the Makefile);
+- NOT_HERE: cannot run in a test, with the reason.
+"""
+
+from __future__ import annotations
+
+# Command -> a text its output must contain ("" when the exit status says it all).
+QUICK: dict[str, str] = {
+    "make help": "test-fast",
+    "make lint": "All checks passed!",
+    "dvc dag": "evaluate",
+    "dvc metrics diff main": "",  # nothing differs from main in a fresh copy
+    "dvc plots show": "dvc_plots/index.html",
+    "git grep -n -i pr2prod": "src/pr2prod/cli.py",
+}
+
+# Where the documentation serves the bento (`make serve`'s default port).
+SERVED_ADDRESS = "http://127.0.0.1:3000"
+
+# Test in test_recipes.py -> the blocks it runs, each named by (page, its first command).
+RECIPES: dict[str, list[tuple[str, str]]] = {
+    "test_adapting_to_your_data": [("README.md", "dvc add data")],
+    "test_filling_an_empty_remote": [("docs/dvc-remotes.md", "make data")],
+    "test_s3_remote_and_local_credentials": [
+        ("docs/dvc-remotes.md", "dvc remote add -d store s3://my-bucket/pr2prod"),
+        ("docs/dvc-remotes.md", "dvc remote modify --local store access_key_id '<key id>'"),
+    ],
+    "test_renaming_everything_at_once": [("docs/renaming.md", "git mv src/pr2prod src/churn")],
+}
+
+_PIPELINE = "tests/integration/test_pipeline.py"
+_REPORT = "tests/integration/test_report.py"
+_BENTO = "tests/integration/test_bento.py"
+_ROLLOUTS = "tests/integration/test_canary_rollouts.py"
+_SERVED = "tests/docs/test_served_examples.py"
+
+# Command -> "path::function" of the test (or fixture) that runs it.
+ELSEWHERE: dict[str, str] = {
+    "make run": f"{_PIPELINE}::test_make_run_on_a_fresh_clone_goes_from_data_to_a_promoted_canary",
+    "make validate": f"{_REPORT}::test_failed_validation_still_gives_a_report_that_fails",
+    "make report": f"{_REPORT}::test_a_hyperparameter_change_gives_every_section_and_passes",
+    "make gate": f"{_REPORT}::test_a_hyperparameter_change_gives_every_section_and_passes",
+    "make serve": f"{_SERVED}::test_make_serve_serves_the_bento",
+    "make image": f"{_BENTO}::test_the_image_context_holds_the_model_and_a_dockerfile",
+    # The `deployment` fixture runs `pr2prod up` before the rollouts and `pr2prod down` after.
+    "make up": f"{_ROLLOUTS}::deployment",
+    "make down": f"{_ROLLOUTS}::deployment",
+    "make deploy": f"{_ROLLOUTS}::test_a_good_canary_is_promoted_with_no_client_errors",
+    "make deploy-status": f"{_ROLLOUTS}::test_manual_rollback_returns_to_an_earlier_good_release",
+    "make rollback": f"{_ROLLOUTS}::test_manual_rollback_returns_to_an_earlier_good_release",
+}
+
+_CLUSTER = "needs a Kubernetes cluster; tests/integration/test_kubernetes.py renders the manifests"
+_GITHUB = "changes a repository on GitHub"
+
+# Command -> why no test runs it.
+NOT_HERE: dict[str, str] = {
+    "make test": "the whole suite, this test included; CI runs it (.ci/run)",
+    ".venv/bin/pytest -m integration -k remotes": "runs tests of this suite",
+    "kubectl apply -k deploy/k8s/overlays/gateway -n pr2prod": _CLUSTER,
+    "DEPLOY_TARGET=kubernetes PROMETHEUS_URL=http://prometheus.monitoring:9090 make deploy "
+    "RELEASE=ghcr.io/<owner>/<repo>/pr2prod@sha256:<digest>": _CLUSTER
+    + " and checks the kubectl target's commands against a recording kubectl",
+    "gh variable set PROMETHEUS_URL --body http://prometheus.monitoring:9090": _GITHUB,
+    "gh variable set PRODUCTION_URL --body https://model.example.com": _GITHUB,
+    "gh secret set KUBE_CONFIG --env production < kubeconfig.yaml": _GITHUB,
+    "gh variable set DEPLOY_TARGET --body kubernetes": _GITHUB,
+    "gh workflow run rollback.yml --ref main "
+    "-f version=ghcr.io/<owner>/<repo>/pr2prod@sha256:<digest>": _GITHUB,
+}

@@ -1,0 +1,92 @@
+"""The documentation's multi-step recipes, each block run in order as a reader would."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from command_coverage import RECIPES
+from conftest import FIXTURES, copy_project, run
+from doc_pages import find_block
+from shell import failure_message, run_documented
+
+pytestmark = pytest.mark.integration
+
+
+def run_recipe(test: str, cwd: Path, replace: dict[str, str] | None = None) -> None:
+    for page, first_command in RECIPES[test]:
+        for command in find_block(page, first_command).commands:
+            result = run_documented(command.text, cwd, replace)
+            assert result.returncode == 0, failure_message(command, result)
+
+
+def test_adapting_to_your_data(project: Path) -> None:
+    # Steps 1-3 of the README with the mixed fixture: new data, its schema and params.
+    shutil.rmtree(project / "data")
+    (project / "data").mkdir()
+    shutil.copy(FIXTURES / "mixed" / "loans.csv", project / "data" / "loans.csv")
+    for name in ("schema.yaml", "params.yaml"):
+        shutil.copy(FIXTURES / "mixed" / name, project / name)
+
+    run_recipe("test_adapting_to_your_data", project)
+
+    metrics = json.loads((project / "results" / "metrics.json").read_text())
+    assert metrics["test_rows"] == 100 and set(metrics["per_class"]) == {"no", "yes"}
+    assert run("git", "status", "--porcelain", cwd=project).stdout == ""  # all recorded
+    assert run("git", "log", "-1", "--format=%s", cwd=project).stdout == "Train on our data\n"
+
+
+def test_filling_an_empty_remote(tmp_path: Path) -> None:
+    origin, store = copy_project(tmp_path / "origin"), tmp_path / "store"
+
+    run_recipe("test_filling_an_empty_remote", origin, replace={"/srv/dvc-store": str(store)})
+
+    # A clone gets the data from the remote, not from the sample.
+    run("git", "clone", "--quiet", str(origin), str(tmp_path / "clone"), cwd=tmp_path)
+    pulled = run("pr2prod", "data", cwd=tmp_path / "clone")
+    assert "pulled data/ from the DVC remote 'store'" in pulled.stdout
+
+
+def test_s3_remote_and_local_credentials(tmp_path: Path) -> None:
+    project = copy_project(tmp_path / "project")
+
+    run_recipe("test_s3_remote_and_local_credentials", project)
+
+    shared = (project / ".dvc" / "config").read_text()
+    local = (project / ".dvc" / "config.local").read_text()
+    assert "url = s3://my-bucket/pr2prod" in shared
+    assert "endpointurl = https://minio.example.com" in shared
+    assert "access_key_id = <key id>" in local and "secret_access_key = <secret>" in local
+    assert "<secret>" not in shared
+    # Only the shared configuration is there for git to commit; config.local is ignored.
+    assert run("git", "status", "--porcelain", cwd=project).stdout == " M .dvc/config\n"
+
+
+def test_renaming_everything_at_once(tmp_path: Path) -> None:
+    project = copy_project(tmp_path / "project")
+
+    run_recipe("test_renaming_everything_at_once", project)
+
+    assert run("git", "grep", "-i", "pr2prod", cwd=project, check=False).returncode == 1
+    run("ruff", "check", ".", cwd=project)
+    run("ruff", "format", "--check", ".", cwd=project)
+    # The renamed package, from the copy's own sources: its command and its unit tests.
+    renamed = {**os.environ, "PYTHONPATH": str(project / "src")}
+    command = run_renamed(["-m", "churn", "--help"], project, renamed)
+    assert command.stdout.startswith("usage: churn ")
+    run_renamed(["-m", "pytest", "tests/unit", "-q", "-p", "no:cacheprovider"], project, renamed)
+
+
+def run_renamed(
+    arguments: list[str], cwd: Path, env: dict[str, str]
+) -> subprocess.CompletedProcess:
+    result = subprocess.run(
+        [sys.executable, *arguments], cwd=cwd, env=env, capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, failure_message(" ".join(arguments), result)
+    return result
