@@ -1,4 +1,5 @@
-# pr2prod: every target is a thin wrapper around the `pr2prod` CLI or DVC.
+# pr2prod: every target is a thin wrapper around the `pr2prod` CLI or DVC (the benchmarks,
+# which never ship, run from bench/ with `python -m bench.<name>`).
 # The virtual environment is created (or refreshed) from requirements.lock on demand.
 
 SHELL := bash

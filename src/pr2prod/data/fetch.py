@@ -37,7 +37,7 @@ def _pull(remote: str) -> str:
             f"`dvc pull` from the remote '{remote}' failed:\n{output}",
             hint=(
                 "check the remote's URL and credentials (`dvc remote list`, "
-                "README: 'DVC remotes'); if the remote is new and empty, "
+                "docs/dvc-remotes.md); if the remote is new and empty, "
                 "push the data to it first with `dvc push`"
             ),
         )
@@ -67,7 +67,7 @@ def _write_sample() -> str:
         raise Pr2prodError(
             f"{paths.DATA_DVC} records data that is not the embedded sample, "
             "and no DVC remote is configured to pull it from",
-            hint="configure the remote that holds your data (README: 'DVC remotes'), "
+            hint="configure the remote that holds your data (docs/dvc-remotes.md), "
             "then `make data`",
         )
     # Store it in the DVC cache too, so `dvc push` and `dvc checkout` work afterwards.
