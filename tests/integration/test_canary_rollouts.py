@@ -119,7 +119,10 @@ def test_a_bad_canary_is_rolled_back_and_clients_see_no_errors(
     stable = stable_release(deployment)
     release = release_of(deployment, fault.wrap(genuine_model))
 
-    with retry_on_stable(deployment, name in WITH_RETRY_ONLY):
+    changes: dict = {"retry_on_stable": name in WITH_RETRY_ONLY}
+    if name == "never ready":  # it never will: waiting QUICK_CANARY's 20 s proves no more
+        changes["readiness_timeout_seconds"] = 5
+    with canary_profile(deployment, changes):
         result, clients = rollout(deployment, release)
 
     decision = last_decision(deployment)
@@ -132,12 +135,13 @@ def test_a_bad_canary_is_rolled_back_and_clients_see_no_errors(
 
 
 @contextmanager
-def retry_on_stable(project: Path, retry: bool) -> Iterator[None]:
-    set_canary_profile(project, {"retry_on_stable": retry})
+def canary_profile(project: Path, changes: dict) -> Iterator[None]:
+    """QUICK_CANARY with `changes` for one rollout (retry on stable unless they say not)."""
+    set_canary_profile(project, {"retry_on_stable": True, **changes})
     try:
         yield
     finally:
-        set_canary_profile(project, {"retry_on_stable": True})
+        set_canary_profile(project, {**QUICK_CANARY, "retry_on_stable": True})
 
 
 @pytest.mark.parametrize("retry", [True, False], ids=["retry on stable", "no retry"])
@@ -159,17 +163,17 @@ def test_a_canary_that_crashes_mid_rollout_is_rolled_back(
                 return
             time.sleep(0.1)
 
-    with retry_on_stable(deployment, retry):
+    with canary_profile(deployment, {"retry_on_stable": retry}):
         result, clients = rollout(deployment, release, during=crash_the_canary)
 
     assert result.returncode == 1, result.stdout + result.stderr
     assert last_decision(deployment)["decision"] == "rolled-back"
     assert "unreachable" in last_decision(deployment)["reason"]
     assert stable_release(deployment) == stable
-    # Without a retry, the requests the canary had in hand and the one that found it gone
-    # fail (4 of 719, 0.56%, when it crashed with half the traffic); the router then sends
-    # its share to stable until the rollback.
-    assert clients.failed == 0 if retry else clients.failure_rate < 0.005, clients
+    # Without a retry, the requests the canary had in hand and the few that reach it before
+    # the router ejects it fail (4 of 719 in one run, 2 of 384 in another: a count that
+    # does not grow with the traffic); the router then sends its share to stable.
+    assert clients.failed == 0 if retry else clients.failed <= 8, clients
 
 
 def _windows_done(project: Path) -> int:
@@ -231,7 +235,8 @@ def test_low_traffic_is_inconclusive_and_never_promoted(deployment: Path, genuin
     stable = stable_release(deployment)
     release = release_of(deployment, faults.Identical(genuine_model, nonce=4))
 
-    result = run("pr2prod", "deploy", "canary", release, cwd=deployment, check=False)
+    with canary_profile(deployment, {"window_seconds": 2}):  # no traffic: length is moot
+        result = run("pr2prod", "deploy", "canary", release, cwd=deployment, check=False)
 
     assert result.returncode == 1
     assert "inconclusive" in last_decision(deployment)["reason"]
@@ -253,11 +258,18 @@ def test_synthetic_load_lets_a_quiet_rollout_finish(deployment: Path, genuine_mo
 def test_ten_canaries_of_an_identical_model_are_all_promoted(
     deployment: Path, genuine_model
 ) -> None:
-    set_canary_profile(deployment, {"steps": [50, 100], "window_seconds": 2})
+    """No false rollbacks: ten rollouts of a model that answers exactly as stable does.
+
+    Two releases of it take turns (each rollout's canary is the other one's stable of the
+    rollout before), so ten analyses cost two bento builds.
+    """
+    releases = [
+        release_of(deployment, faults.Identical(genuine_model, nonce=nonce)) for nonce in (10, 11)
+    ]
     decisions = []
-    for nonce in range(10, 20):
-        release = release_of(deployment, faults.Identical(genuine_model, nonce=nonce))
-        result, clients = rollout(deployment, release)
-        decisions.append((last_decision(deployment)["decision"], clients.failed))
-        assert result.returncode == 0, result.stdout  # a false rollback
+    with canary_profile(deployment, {"steps": [50, 100], "window_seconds": 2}):
+        for turn in range(10):
+            result, clients = rollout(deployment, releases[turn % 2])
+            decisions.append((last_decision(deployment)["decision"], clients.failed))
+            assert result.returncode == 0, result.stdout  # a false rollback
     assert decisions == [("promoted", 0)] * 10
