@@ -97,16 +97,11 @@ def project(reproduced_project: Path, tmp_path: Path) -> Path:
     return Path(shutil.copytree(reproduced_project, tmp_path / "project", symlinks=True))
 
 
-def build_bento(project: Path) -> str:
-    """Run `pr2prod bento` in `project`; return the bento's tag."""
-    output = run("pr2prod", "bento", cwd=project).stdout
-    return output.split("bento ")[-1].split()[0]
-
-
 @pytest.fixture(scope="session")
 def bento_tag(reproduced_project: Path) -> str:
     """The bento `pr2prod bento` builds from the reproduced project's model."""
-    return build_bento(reproduced_project)
+    output = run("pr2prod", "bento", cwd=reproduced_project).stdout
+    return output.split("bento ")[-1].split()[0]
 
 
 # Short canary windows for the tests that roll out (the defaults take ~90 s a rollout). At

@@ -18,7 +18,7 @@ from pathlib import Path
 import joblib
 import pytest
 import yaml
-from conftest import QUICK_CANARY, build_bento, free_port, run, set_canary_profile
+from conftest import QUICK_CANARY, free_port, run, set_canary_profile
 
 from bench import faults
 from bench.canary import CRASH_AFTER_SECONDS
@@ -33,25 +33,14 @@ pytestmark = pytest.mark.integration
 CLIENTS, CLIENT_RATE = 2, 25  # steady clients, and requests per second each: 50 req/s
 
 
-# The rollouts test the controller, not the model: a 20-tree forest answers in a few
-# milliseconds where the pipeline's 200 trees take 15-30 ms, so the clients' 50 requests a
-# second cost a fraction of a core, and the analysis never judges a saturated machine.
-LIGHT_FOREST = 20
-
-
 @pytest.fixture(scope="module")
 def deployment(
-    reproduced_project: Path, tmp_path_factory: pytest.TempPathFactory
+    reproduced_project: Path, bento_tag: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Path]:
-    """A project copy whose pipeline trained a light model, the local target up, serving
-    that model's bento as stable."""
+    """A project copy with the local target up, serving the pipeline's bento as stable."""
     project = Path(shutil.copytree(reproduced_project, tmp_path_factory.mktemp("c") / "p"))
-    params = yaml.safe_load((project / "params.yaml").read_text())
-    params["train"]["hyperparameters"]["n_estimators"] = LIGHT_FOREST
-    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    run("dvc", "repro", cwd=project)
     set_canary_profile(project, QUICK_CANARY)
-    run("pr2prod", "up", build_bento(project), "--port", str(free_port()), cwd=project)
+    run("pr2prod", "up", bento_tag, "--port", str(free_port()), cwd=project)
     yield project
     run("pr2prod", "down", cwd=project, check=False)
 
