@@ -121,8 +121,12 @@ lint: $(STAMP) ## Lint and format-check the code with ruff
 test-fast: $(STAMP) ## Unit and workflow-lint tests only, no npm needed (the inner loop)
 	pytest -m "not integration and not node" -q
 
+# The suite runs in TEST_WORKERS processes, a test file each at a time: most integration tests
+# wait on servers and windows of traffic, so two files run side by side even on two cores.
+TEST_WORKERS ?= 2
+
 test: lint $(ACTIONLINT) ## The whole suite that CI runs: lint, unit, workflow and integration tests
-	pytest -q
+	pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 lock: $(STAMP) ## Re-resolve requirements.lock from pyproject.toml
 	uv pip compile pyproject.toml --extra dev --generate-hashes --python-version 3.11 -o requirements.lock
