@@ -57,9 +57,10 @@ def test_a_served_example_works(
 def test_make_serve_serves_the_bento(project: Path) -> None:
     """`make serve`, on a free port: the bento answers, and stopping make stops it all."""
     port = free_port()
-    process, url = start_server(
-        ["make", "serve", "VENV=", f"PORT={port}"], project, project / "serve.log", port, 180
-    )
+    # A BentoML home of its own: `bentoml serve` empties its home's metrics folder at start,
+    # which would blank the /metrics of the session's served bento (served_bento).
+    command = ["make", "serve", "VENV=", f"PORT={port}", f"BENTOML_HOME={project / '.bentoml'}"]
+    process, url = start_server(command, project, project / "serve.log", port, 180)
     children = psutil.Process(process.pid).children(recursive=True)
     stop_server(process)
 
