@@ -168,16 +168,16 @@ def served_bento(
 REQUIRE_ALL = "PR2PROD_REQUIRE_ALL"
 
 
-def system_program(name: str, install: str) -> str:
+def system_program(name: str, how_to_install: str) -> str:
     """The path of a program the project cannot install itself (no PyPI or npm package).
 
-    Missing, the test skips with the command that installs it, so `make test` passes on a
+    Missing, the test skips saying how to install it, so `make test` passes on a
     machine with only Python, make, git and npm; with PR2PROD_REQUIRE_ALL=1 (CI) it fails.
     """
     found = shutil.which(name)
     if found:
         return found
-    reason = f"`{name}` is not installed; install it with `{install}`"
+    reason = f"`{name}` is not installed; {how_to_install}"
     if os.environ.get(REQUIRE_ALL) == "1":
         pytest.fail(f"{reason} ({REQUIRE_ALL}=1 forbids skipping)")
     pytest.skip(reason)

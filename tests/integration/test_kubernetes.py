@@ -51,7 +51,7 @@ def tool(name: str, why: str) -> str:
 
 def kubectl() -> str:
     # The Kubernetes client renders the manifests (kubectl kustomize).
-    return system_program("kubectl", "see kubernetes.io/docs/tasks/tools/ for your system")
+    return system_program("kubectl", "install it as kubernetes.io/docs/tasks/tools/ says")
 
 
 @pytest.fixture(scope="module")

@@ -49,7 +49,7 @@ def prometheus(
     served_bento: Server, bento_tag: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Prometheus]:
     """Our own Prometheus, scraping the served bento (and a dead address) every second."""
-    binary = system_program("prometheus", "apt-get install -y prometheus")
+    binary = system_program("prometheus", "install it with `apt-get install -y prometheus`")
     workdir = tmp_path_factory.mktemp("prometheus")
     bento_address = urlsplit(served_bento.url).netloc
     targets = [

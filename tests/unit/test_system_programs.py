@@ -8,13 +8,13 @@ import pytest
 from conftest import REQUIRE_ALL, system_program
 
 
-def test_a_missing_program_skips_with_its_install_command(
+def test_a_missing_program_skips_saying_how_to_install_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))
     monkeypatch.delenv(REQUIRE_ALL, raising=False)
     with pytest.raises(pytest.skip.Exception, match="install it with `apt-get install -y x`"):
-        system_program("prometheus", "apt-get install -y x")
+        system_program("prometheus", "install it with `apt-get install -y x`")
 
 
 def test_a_missing_program_fails_when_everything_must_run(
@@ -23,7 +23,7 @@ def test_a_missing_program_fails_when_everything_must_run(
     monkeypatch.setenv("PATH", str(tmp_path))
     monkeypatch.setenv(REQUIRE_ALL, "1")
     with pytest.raises(pytest.fail.Exception, match="forbids skipping"):
-        system_program("prometheus", "apt-get install -y x")
+        system_program("prometheus", "install it with `apt-get install -y x`")
 
 
 def test_a_present_program_is_found(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -31,4 +31,4 @@ def test_a_present_program_is_found(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     program.write_text("#!/bin/sh\n")
     program.chmod(0o755)
     monkeypatch.setenv("PATH", str(tmp_path))
-    assert system_program("prometheus", "apt-get install -y x") == str(program)
+    assert system_program("prometheus", "install it with `apt-get install -y x`") == str(program)
