@@ -44,7 +44,7 @@ from pr2prod.deploy.assembly import standalone_controller, synthetic_records
 from pr2prod.deploy.load import SteadyLoad
 from pr2prod.deploy.local import LocalTarget, crash
 from pr2prod.deploy.releases import release_of_model
-from pr2prod.serving.build import built_bento_tag
+from pr2prod.release.bento import built_bento_tag
 from pr2prod.settings import CanarySettings, load_settings
 
 BENCH_DIR = Path("build") / "bench-canary"

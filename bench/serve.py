@@ -41,8 +41,8 @@ from pr2prod.errors import Pr2prodError
 from pr2prod.ports import free_port
 from pr2prod.processes import stop_process
 from pr2prod.readiness import Watched, wait_until_ready
+from pr2prod.release.bento import built_bento_tag
 from pr2prod.schema import load_schema
-from pr2prod.serving.build import built_bento_tag
 from pr2prod.serving.bundle import ModelBundle, probabilities_in_schema_order
 
 DEFAULT_OUT = Path("build") / "bench-serve.json"

@@ -11,7 +11,7 @@ from conftest import REPO_ROOT
 
 from bench import faults
 from pr2prod.deploy.releases import SCRATCH_INPUTS, scratch_workspace
-from pr2prod.serving.build import BENTOFILE, SERVICE_SOURCES
+from pr2prod.release.bento import BENTOFILE, SERVICE_SOURCES
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ RELEASE = arg("release", nargs="?", help="bento tag (default: the bento of the c
 
 
 def _release(args: argparse.Namespace) -> str:
-    from pr2prod.serving.build import built_bento_tag
+    from pr2prod.release.bento import built_bento_tag
 
     return args.release or built_bento_tag()
 
@@ -86,8 +86,8 @@ def status(args: argparse.Namespace) -> int:
 )
 def deploy(args: argparse.Namespace) -> int:
     from pr2prod.deploy.assembly import make_controller
+    from pr2prod.release.bento import expected_tags
     from pr2prod.report.revisions import head_sha
-    from pr2prod.serving.build import expected_tags
     from pr2prod.settings import load_settings
 
     release = _release(args)
@@ -108,8 +108,8 @@ def deploy(args: argparse.Namespace) -> int:
 def rehearse(args: argparse.Namespace) -> int:
     from pr2prod.deploy.history import windows_table
     from pr2prod.deploy.rehearsal import rehearse as rehearse_rollout
+    from pr2prod.release.bento import built_bento_tag, expected_tags
     from pr2prod.report.revisions import head_sha
-    from pr2prod.serving.build import built_bento_tag, expected_tags
     from pr2prod.settings import load_settings
 
     release, model = built_bento_tag(), expected_tags()[0]

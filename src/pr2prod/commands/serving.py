@@ -12,8 +12,8 @@ from pr2prod.commands import arg, command
 
 @command("bento", "build the BentoML bento serving the pipeline's model")
 def bento(_: argparse.Namespace) -> int:
+    from pr2prod.release.bento import build_bento
     from pr2prod.schema import load_schema
-    from pr2prod.serving.build import build_bento
     from pr2prod.settings import load_settings
 
     settings, schema = load_settings(), load_schema(paths.SCHEMA)
@@ -31,7 +31,7 @@ def bento(_: argparse.Namespace) -> int:
     arg("--port", type=int, default=3000),
 )
 def serve(args: argparse.Namespace) -> int:
-    from pr2prod.serving.build import built_bento_tag
+    from pr2prod.release.bento import built_bento_tag
 
     tag = built_bento_tag()
     print(f"serve: {tag} on http://{args.host}:{args.port} (Ctrl-C stops it)", flush=True)
@@ -45,8 +45,8 @@ def serve(args: argparse.Namespace) -> int:
     arg("--image", help="image name:tag (default: the bento tag)"),
 )
 def image(args: argparse.Namespace) -> int:
-    from pr2prod.serving.build import built_bento_tag, expected_tags
-    from pr2prod.serving.image import (
+    from pr2prod.release.bento import built_bento_tag, expected_tags
+    from pr2prod.release.image import (
         containerize,
         docker_available,
         image_labels,
@@ -76,7 +76,7 @@ def image(args: argparse.Namespace) -> int:
     arg("--timeout", type=float, default=120, help="seconds to wait until it is ready"),
 )
 def smoke(args: argparse.Namespace) -> int:
-    from pr2prod.serving.smoke import smoke_test
+    from pr2prod.release.smoke import smoke_test
 
     passed, summary = smoke_test(args.url, timeout=args.timeout)
     print(summary, file=sys.stdout if passed else sys.stderr)

@@ -1,1 +1,2 @@
-"""Serving the trained model with BentoML: request contract, model bundle, service, bento."""
+"""The model service, the only code that ships: request contract, model bundle, guards,
+telemetry and the BentoML service itself."""
