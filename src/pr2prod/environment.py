@@ -75,6 +75,16 @@ GITHUB_REPOSITORY = Variable(
     "with its source; unset: neither",
 )
 GITHUB_RUN_ID = Variable("GITHUB_RUN_ID", "", "the CI run the report links to")
+GITHUB_API_URL = Variable(
+    "GITHUB_API_URL",
+    "https://api.github.com",
+    "GitHub's REST API, for the subcommands that post the PR comment or read earlier runs",
+)
+GITHUB_TOKEN = Variable(
+    "GITHUB_TOKEN",
+    "",
+    "the token those subcommands call GitHub's REST API with; CI passes the job's token",
+)
 
 # Serving
 PR2PROD_MODEL_TAG = Variable(
@@ -96,6 +106,8 @@ VARIABLES = (
     GITHUB_SERVER_URL,
     GITHUB_REPOSITORY,
     GITHUB_RUN_ID,
+    GITHUB_API_URL,
+    GITHUB_TOKEN,
     PR2PROD_MODEL_TAG,
 )
 

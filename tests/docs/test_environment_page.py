@@ -6,6 +6,8 @@ import re
 
 from doc_pages import DOCS, REPO_ROOT, code_spans, section, table_rows
 
+from pr2prod.environment import VARIABLES
+
 PAGE = DOCS / "architecture.md"
 SOURCES = sorted((REPO_ROOT / "src").rglob("*.py"))
 # os.environ["NAME"], os.environ.get("NAME"), os.getenv("NAME")
@@ -26,3 +28,7 @@ def test_every_documented_variable_is_named_in_the_package() -> None:
     text = "\n".join(path.read_text() for path in SOURCES)
 
     assert sorted(name for name in documented() if f'"{name}"' not in text) == []
+
+
+def test_the_page_lists_exactly_the_variables_table() -> None:
+    assert documented() == {variable.name for variable in VARIABLES}
