@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 
-from pr2prod.errors import Pr2prodError
+from pr2prod.errors import Pr2prodError, print_error
 
 
 def exit_status(run: Callable[[], object]) -> int:
@@ -14,8 +13,5 @@ def exit_status(run: Callable[[], object]) -> int:
     try:
         run()
     except Pr2prodError as error:
-        print(f"error: {error}", file=sys.stderr)
-        if error.hint:
-            print(f"what to do: {error.hint}", file=sys.stderr)
-        return 2
+        return print_error(error)
     return 0

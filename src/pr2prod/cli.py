@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import sys
 from collections.abc import Sequence
 
 from pr2prod.commands import REGISTRY
-from pr2prod.errors import Pr2prodError
+from pr2prod.errors import Pr2prodError, print_error
 
 # The modules whose @command functions make up the CLI, in the order `--help` lists them.
 # Importing one only registers its handlers: each handler imports what it runs when called.
@@ -37,7 +36,4 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.handler(args)
     except Pr2prodError as error:
-        print(f"error: {error}", file=sys.stderr)
-        if error.hint:
-            print(f"what to do: {error.hint}", file=sys.stderr)
-        return 2
+        return print_error(error)
