@@ -100,7 +100,8 @@ def verified_binary(path: Path, pinned_sha256: str) -> Path:
         )
     if not path.is_file():
         raise PublishError(f"the CML binary {path} was not downloaded")
-    actual = hashlib.sha256(path.read_bytes()).hexdigest()
+    with path.open("rb") as binary:
+        actual = hashlib.file_digest(binary, "sha256").hexdigest()
     if actual != pinned_sha256:
         raise PublishError(f"the CML binary's sha256 is {actual}, not the pinned {pinned_sha256}")
     return path
