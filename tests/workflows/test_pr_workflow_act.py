@@ -286,7 +286,7 @@ def assert_common_report(act: ActRun, upstream: Path, event: Path) -> str:
     # `make report BASE=${{ github.event.pull_request.base.sha }}`: the event's base commit,
     # whatever origin/main is by the time the job runs.
     base = json.loads(event.read_text())["pull_request"]["base"]["sha"]
-    assert f"Compared with `{base}` ({base[:8]})" in markdown
+    assert f"Compared with the base commit `{base[:8]}`." in markdown
     # PR2PROD_HEAD_SHA: ${{ github.event.pull_request.head.sha }}
     assert f"head `{sha(upstream, 'pr')[:8]}`" in markdown
     assert_metric_compared(markdown, upstream, "accuracy")
@@ -350,5 +350,5 @@ def test_a_merge_queue_run_reports_against_the_queue_base_without_a_pr_number(
     report = act.artifact("pr-report")
     assert not (report / "pr-number").exists()  # nothing for pr-comment.yml to comment on
     markdown = (report / "report.md").read_text()
-    assert f"Compared with `{sha(project, 'main')}`" in markdown
+    assert f"Compared with the base commit `{sha(project, 'main')[:8]}`." in markdown
     assert f"head `{sha(project, 'pr')[:8]}`" in markdown
