@@ -48,8 +48,8 @@ def report_comment(report_dir: Path, images: str, publish: Publisher | None) -> 
     try:
         return with_published_plots(markdown, report_dir / "plots", publish)
     except PublishError as error:
-        print(f"comment: the plots could not be published, posting text only: {error}")
-        return text_only(markdown, f"The plots could not be published ({error})")
+        print(f"comment-body: the plots could not be published, posting text only: {error}")
+        return text_only(markdown, f"The plots could not be published: {error}")
 
 
 def missing_report_comment(run_url: str, head_sha: str) -> str:
