@@ -10,6 +10,7 @@ but the stage never runs makes it re-train for nothing.
 from __future__ import annotations
 
 import ast
+import hashlib
 import inspect
 from pathlib import Path
 
@@ -77,3 +78,46 @@ def test_the_closure_follows_lazy_and_package_imports() -> None:
     assert "pr2prod/model/__init__.py" in files  # runs before pr2prod.model.train
     assert "pr2prod/commands/stages.py" in files  # declares `train`
     assert "pr2prod/deploy/controller.py" not in files  # another subcommand's code
+
+
+def locked_file_deps() -> list[tuple[str, str, str]]:
+    """(stage, path, md5) for every dependency dvc.lock records as a single file in git."""
+    lock = yaml.safe_load((REPO_ROOT / "dvc.lock").read_text())["stages"]
+    return [
+        (stage, dep["path"], dep["md5"])
+        for stage, entry in lock.items()
+        for dep in entry.get("deps", [])
+        if not dep["md5"].endswith(".dir") and not dep["path"].startswith("artifacts/")
+    ]
+
+
+def test_dvc_lock_records_the_stage_code_and_config_as_they_are_now() -> None:
+    """A committed dvc.lock older than the code makes CI's reproduction differ from it.
+
+    Checked here, in a second, rather than only by the slow reproduction test: change a
+    stage's code, schema.yaml or a tracked result, and this fails until `make repro`
+    records the change.
+    """
+    stale = sorted(
+        f"{stage}: {path}"
+        for stage, path, md5 in locked_file_deps()
+        if hashlib.md5((REPO_ROOT / path).read_bytes()).hexdigest() != md5
+    )
+    assert not stale, (
+        "dvc.lock is older than these dependencies; run `make repro` and commit dvc.lock "
+        "(and results/ if it changed):\n  " + "\n  ".join(stale)
+    )
+
+
+def test_dvc_lock_records_the_params_as_they_are_now() -> None:
+    params = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
+    lock = yaml.safe_load((REPO_ROOT / "dvc.lock").read_text())["stages"]
+    stale = []
+    for stage, entry in lock.items():
+        for key, locked in entry.get("params", {}).get("params.yaml", {}).items():
+            value = params
+            for part in key.split("."):
+                value = value.get(part) if isinstance(value, dict) else None
+            if value != locked:
+                stale.append(f"{stage}: {key} is {value!r} in params.yaml, {locked!r} in dvc.lock")
+    assert not stale, "run `make repro` and commit dvc.lock and results/:\n  " + "\n  ".join(stale)
