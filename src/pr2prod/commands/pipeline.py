@@ -30,6 +30,7 @@ def repro(_: argparse.Namespace) -> int:
 
 @command("verify", "fail when the reproduced dvc.lock or metrics differ from HEAD's")
 def verify(_: argparse.Namespace) -> int:
+    from pr2prod.report.gate import REPRODUCE_AND_COMMIT
     from pr2prod.report.reproducibility import check_reproducibility
 
     result = check_reproducibility(paths.REPRO_RECORD)
@@ -43,8 +44,7 @@ def verify(_: argparse.Namespace) -> int:
     )
     print(
         f"verify: what was reproduced differs from what was committed:\n{differences}\n"
-        "The commit does not hold the results of its own pipeline: run `make repro` and "
-        "commit dvc.lock and results/.",
+        f"The commit does not hold the results of its own pipeline: {REPRODUCE_AND_COMMIT}.",
         file=sys.stderr,
     )
     return 1
