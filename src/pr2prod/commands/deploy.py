@@ -38,10 +38,9 @@ def _release(args: argparse.Namespace) -> str:
 
 
 def _local_target(router_port: int | None = None):
-    from pr2prod.deploy.assembly import make_target
-    from pr2prod.settings import load_settings
+    from pr2prod.deploy.assembly import local_target
 
-    return make_target(load_settings().canary, "local", router_port=router_port)
+    return local_target(router_port)
 
 
 @command(
@@ -270,16 +269,15 @@ def rehearsal_save(args: argparse.Namespace) -> int:
     OUTPUTS,
 )
 def rehearsal_check(args: argparse.Namespace) -> int:
-    from pr2prod.deploy.assembly import make_controller, make_target
+    from pr2prod.deploy.assembly import local_target, make_controller
     from pr2prod.errors import Pr2prodError
     from pr2prod.readiness import wait_until_ready
-    from pr2prod.settings import load_settings
 
     try:
         make_controller().abort("aborted: the rehearsal failed")
     except Pr2prodError as error:
         print(f"::warning::ending the canary failed ({error}); checking what serves all the same")
-    status = make_target(load_settings().canary, "local").status()
+    status = local_target().status()
     stable = status["stable"]["release"] if status["stable"] and status["stable"]["alive"] else ""
     router = (status["router"] or {}).get("url")
     if not stable and not args.previous:

@@ -56,6 +56,11 @@ def make_target(
     return LocalTarget(paths.DEPLOY_STATE / "local", settings=settings, router_port=router_port)
 
 
+def local_target(router_port: int | None = None) -> DeployTarget:
+    """The local target, whatever DEPLOY_TARGET says (the rehearsal and `make up` use it)."""
+    return make_target(load_settings().canary, "local", router_port=router_port)
+
+
 def make_observer(name: str) -> Observe:
     prometheus = environment.PROMETHEUS_URL.value()
     if prometheus:

@@ -96,8 +96,7 @@ def start_previous(carried: CarriedState, built: str) -> str:
     """
     import bentoml
 
-    from pr2prod.deploy.assembly import make_target
-    from pr2prod.settings import load_settings
+    from pr2prod.deploy.assembly import local_target
 
     if carried.stable is None:
         raise Pr2prodError(f"the state of run {carried.run_id} names no stable release")
@@ -106,7 +105,7 @@ def start_previous(carried: CarriedState, built: str) -> str:
         if not bento.is_file():
             raise Pr2prodError(f"the state of run {carried.run_id} holds no bento")
         bentoml.import_bento(str(bento.resolve()))
-    target = make_target(load_settings().canary, "local")
+    target = local_target()
     try:
         target.up(carried.stable)
     except Pr2prodError:
@@ -123,10 +122,9 @@ def save(directory: Path) -> str | None:
     the history. Returns that release; None (nothing written) when no stable serves."""
     import bentoml
 
-    from pr2prod.deploy.assembly import make_target
-    from pr2prod.settings import load_settings
+    from pr2prod.deploy.assembly import local_target
 
-    stable = make_target(load_settings().canary, "local").status()["stable"]
+    stable = local_target().status()["stable"]
     if not stable or not stable["alive"]:
         return None
     shutil.rmtree(directory, ignore_errors=True)
