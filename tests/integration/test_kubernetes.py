@@ -663,3 +663,56 @@ def test_a_lock_whose_holder_died_is_taken_over(cluster: Cluster) -> None:
     with cluster.target.locked("run 1", wait_seconds=0):
         state = cluster.read_state()["configmaps"]["pr2prod-deploy"]
         assert "run 1" in state["metadata"]["annotations"]["pr2prod/lock"]
+
+
+def test_the_configmap_commands_are_ones_the_real_kubectl_accepts(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    """Each ConfigMap read and write, replayed with its stdin against the real client and
+    no server, gets as far as connecting: the flags and the object sent are well-formed."""
+    history = History(cluster.target.record("history.jsonl"))
+    history.append(Decision(V1, "first-deploy", "first", None, time=1.0))
+    history.append(Decision(V2, "promoted", "passed", V1, time=2.0))
+    with cluster.target.locked("run 1"):
+        pass
+    entries = [json.loads(line) for line in cluster.log.read_text().splitlines()]
+    flags = 6  # --kubeconfig, --context, --namespace and their values
+    verbs = {entry["argv"][flags] for entry in entries}
+    assert verbs == {"get", "create", "replace"}
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        server = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    empty = tmp_path / "empty-kubeconfig"
+    empty.write_text("")
+    for entry in entries:
+        result = subprocess.run(
+            [kubectl(), "--kubeconfig", str(empty), "--server", server, "-n", "ml",
+             *entry["argv"][flags:]],
+            input=entry["stdin"], capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert result.returncode != 0
+        assert "connection" in result.stderr and "refused" in result.stderr, (
+            f"{entry['argv'][flags:]}: {result.stderr}"
+        )
+
+
+def test_a_ci_run_gets_back_into_the_lock_its_killed_rollout_left(
+    cluster: Cluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pr2prod.deploy.assembly import deployment_lock
+
+    monkeypatch.setenv("GITHUB_RUN_ID", "77")
+    left = json.dumps({"holder": "CI run 77", "since": 4e9})  # fresh, and not released
+    cluster.target.change_state(
+        lambda state: state["metadata"]["annotations"].update({"pr2prod/lock": left})
+    )
+    with deployment_lock(cluster.target):  # the run's `pr2prod abort`: no wait
+        pass
+    annotations = cluster.read_state()["configmaps"]["pr2prod-deploy"]["metadata"]["annotations"]
+    assert "pr2prod/lock" not in annotations
+    monkeypatch.setenv("GITHUB_RUN_ID", "78")
+    cluster.target.change_state(
+        lambda state: state["metadata"]["annotations"].update({"pr2prod/lock": left})
+    )
+    with pytest.raises(Pr2prodError, match="locked by CI run 77"):
+        cluster.target.locked("CI run 78", wait_seconds=0).__enter__()

@@ -107,8 +107,10 @@ def deployment_lock(target: DeployTarget) -> AbstractContextManager[None]:
 
     if not isinstance(target, KubernetesTarget):
         return nullcontext()
+    # In CI the holder is the run, so that a step ending a rollout its own run left midway
+    # (a cancelled `pr2prod deploy`, killed while it held the lock) gets in at once.
     run = environment.GITHUB_RUN_ID.value()
-    holder = f"{'CI run ' + run + ' on ' if run else ''}{socket.gethostname()} pid {os.getpid()}"
+    holder = f"CI run {run}" if run else f"{socket.gethostname()} pid {os.getpid()}"
     return target.locked(holder)
 
 

@@ -88,6 +88,17 @@ def _unpack(github: GitHub, artifact_id: int, run_id: int, directory: Path) -> C
     return CarriedState(run_id, directory, stable or None)
 
 
+def _in_store(tag: str) -> bool:
+    import bentoml
+    from bentoml.exceptions import NotFound
+
+    try:
+        bentoml.bentos.get(tag)
+    except NotFound:
+        return False
+    return True
+
+
 def start_previous(carried: CarriedState, built: str) -> str:
     """Start the carried stable release behind the local router; return its tag.
 
@@ -101,7 +112,7 @@ def start_previous(carried: CarriedState, built: str) -> str:
     if carried.stable is None:
         raise Pr2prodError(f"the state of run {carried.run_id} names no stable release")
     bento = carried.directory / BENTO_FILE
-    if carried.stable != built:
+    if carried.stable != built and not _in_store(carried.stable):
         if not bento.is_file():
             raise Pr2prodError(f"the state of run {carried.run_id} holds no bento")
         bentoml.import_bento(str(bento.resolve()))
