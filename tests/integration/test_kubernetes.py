@@ -716,3 +716,30 @@ def test_a_ci_run_gets_back_into_the_lock_its_killed_rollout_left(
     )
     with pytest.raises(Pr2prodError, match="locked by CI run 77"):
         cluster.target.locked("CI run 78", wait_seconds=0).__enter__()
+
+
+def test_two_runs_taking_the_lock_at_once_do_not_both_get_it(cluster: Cluster) -> None:
+    """Run 2 reads a free lock, but run 1 takes it before run 2 writes: run 2's write is
+    refused (Conflict), and its retry sees run 1 holding the lock."""
+    target = cluster.target
+    target.change_state(lambda state: None)  # the ConfigMap exists, unlocked
+    read_state = target.read_state
+    raced = []
+
+    def run_1_gets_in_first() -> dict[str, Any] | None:
+        seen = read_state()
+        if not raced:
+            raced.append(True)
+            state = cluster.read_state()
+            configmap = state["configmaps"]["pr2prod-deploy"]
+            lock = json.dumps({"holder": "run 1", "since": 4e9})
+            configmap["metadata"].setdefault("annotations", {})["pr2prod/lock"] = lock
+            configmap["metadata"]["resourceVersion"] = "99"
+            cluster.write_state(state)
+        return seen
+
+    target.read_state = run_1_gets_in_first  # type: ignore[method-assign]
+    with pytest.raises(Pr2prodError, match="locked by run 1"):
+        target.locked("run 2", wait_seconds=0).__enter__()
+    holder = cluster.read_state()["configmaps"]["pr2prod-deploy"]["metadata"]["annotations"]
+    assert json.loads(holder["pr2prod/lock"])["holder"] == "run 1"

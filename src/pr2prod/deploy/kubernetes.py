@@ -262,7 +262,8 @@ class KubernetesTarget:
 
         CI runs that deploy wait here for each other instead of being cancelled by GitHub's
         `concurrency` (which replaces a waiting job with a newer one). A lock older than
-        the rollout timeout plus `wait_seconds` is taken over: its holder died.
+        twice the rollout timeout plus `wait_seconds` is taken over: no rollout lasts that
+        long, so its holder died without releasing it.
         """
         stale_after = self.rollout_timeout_seconds * 2 + wait_seconds
         deadline = time.monotonic() + wait_seconds
@@ -290,11 +291,11 @@ class KubernetesTarget:
 
         def take(state: dict[str, Any]) -> bool:
             nonlocal taken
+            taken = False  # again on each attempt: a retried write reads a newer state
             annotations = state["metadata"]["annotations"]
             current = _lock_of(state)
             if current and current.get("holder") != holder:
                 if time.time() - float(current.get("since", 0)) < stale_after:
-                    taken = False
                     return False
                 logger.warning("taking over a stale deployment lock of %s", current["holder"])
             annotations[LOCK_ANNOTATION] = json.dumps({"holder": holder, "since": time.time()})
