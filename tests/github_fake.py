@@ -48,6 +48,7 @@ class FakeGitHub:
     runs: list[dict[str, Any]] = field(default_factory=list)
     artifacts: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
     pulls: dict[int, dict[str, Any]] = field(default_factory=dict)
+    branches: dict[str, str] = field(default_factory=dict)  # name -> head commit
     calls: list[Call] = field(default_factory=list)
     url: str = ""
     _archives: dict[int, bytes] = field(default_factory=dict)
@@ -148,6 +149,7 @@ class FakeGitHub:
                 Route(repo + "/actions/workflows/{workflow}/runs", self._list_runs),
                 Route(repo + "/actions/runs/{id:int}/artifacts", self._list_artifacts),
                 Route(repo + "/actions/artifacts/{id:int}/zip", self._artifact_zip),
+                Route(repo + "/branches/{branch}", self._branch),
                 Route("/blobs/{id:int}", self._blob),
             ]
         )
@@ -227,6 +229,14 @@ class FakeGitHub:
             return JSONResponse({"message": "Not Found"}, status_code=404)
         # GitHub answers with a short-lived address elsewhere, which needs no token.
         return RedirectResponse(f"{self.url}/blobs/{artifact_id}", status_code=302)
+
+    async def _branch(self, request: Request) -> Response:
+        if refused := self._refuse(request):
+            return refused
+        name = request.path_params["branch"]
+        if name not in self.branches:
+            return JSONResponse({"message": "Branch not found"}, status_code=404)
+        return JSONResponse({"name": name, "commit": {"sha": self.branches[name]}})
 
     async def _blob(self, request: Request) -> Response:
         self.calls.append(Call(request.method, request.url.path, {}))

@@ -67,6 +67,8 @@ NOT_HERE: dict[str, str] = {
     "make test": "the whole suite, this test included; CI runs it (.ci/run)",
     ".venv/bin/pytest -m integration -k remotes": "runs tests of this suite",
     "kubectl apply -k deploy/k8s/overlays/gateway -n pr2prod": _CLUSTER,
+    "kubectl create secret docker-registry ghcr-pull -n pr2prod --docker-server=ghcr.io "
+    "--docker-username=<github user> --docker-password=<token>": _CLUSTER,
     "DEPLOY_TARGET=kubernetes PROMETHEUS_URL=http://prometheus.monitoring:9090 make deploy "
     "RELEASE=ghcr.io/<owner>/<repo>/pr2prod@sha256:<digest>": _CLUSTER
     + " and checks the kubectl target's commands against a recording kubectl",
