@@ -1,9 +1,9 @@
 """A local stand-in for the few GitHub REST endpoints pr2prod calls, served over real HTTP.
 
-It keeps PR comments, workflow runs and their artifacts in memory, pages listings the way
-GitHub does (`per_page`, default 30, and a `Link: <...>; rel="next"` header) and answers
-an artifact's archive with a redirect, as GitHub does. Tests seed it, point the code at
-`.url` (GITHUB_API_URL) and read back what was posted.
+It keeps PR comments, pull requests' heads, workflow runs and their artifacts in memory,
+pages listings the way GitHub does (`per_page`, default 30, and a `Link: <...>; rel="next"`
+header) and answers an artifact's archive with a redirect, as GitHub does. Tests seed it,
+point the code at `.url` (GITHUB_API_URL) and read back what was posted.
 """
 
 from __future__ import annotations
@@ -48,6 +48,7 @@ class FakeGitHub:
     runs: list[dict[str, Any]] = field(default_factory=list)
     artifacts: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
     branches: dict[str, str] = field(default_factory=dict)  # name -> head commit
+    pulls: dict[int, dict[str, Any]] = field(default_factory=dict)
     calls: list[Call] = field(default_factory=list)
     url: str = ""
     _archives: dict[int, bytes] = field(default_factory=dict)
@@ -66,6 +67,11 @@ class FakeGitHub:
         }
         self.comments.setdefault(pr, []).append(comment)
         return comment
+
+    def add_pull(self, number: int, head_sha: str) -> dict[str, Any]:
+        """An open pull request whose branch is at `head_sha`."""
+        self.pulls[number] = {"number": number, "state": "open", "head": {"sha": head_sha}}
+        return self.pulls[number]
 
     def add_run(
         self,
@@ -139,6 +145,7 @@ class FakeGitHub:
                 Route(repo + "/issues/{pr:int}/comments", self._list_comments, methods=["GET"]),
                 Route(repo + "/issues/{pr:int}/comments", self._create_comment, methods=["POST"]),
                 Route(repo + "/issues/comments/{id:int}", self._update_comment, methods=["PATCH"]),
+                Route(repo + "/pulls/{pr:int}", self._get_pull),
                 Route(repo + "/actions/workflows/{workflow}/runs", self._list_runs),
                 Route(repo + "/actions/runs/{id:int}/artifacts", self._list_artifacts),
                 Route(repo + "/actions/artifacts/{id:int}/zip", self._artifact_zip),
@@ -188,6 +195,12 @@ class FakeGitHub:
                 comment["body"] = (await request.json())["body"]
                 return JSONResponse(comment)
         return JSONResponse({"message": "Not Found"}, status_code=404)
+
+    async def _get_pull(self, request: Request) -> Response:
+        if refused := self._refuse(request):
+            return refused
+        pull = self.pulls.get(request.path_params["pr"])
+        return JSONResponse(pull) if pull else JSONResponse({"message": "Not Found"}, 404)
 
     async def _list_runs(self, request: Request) -> Response:
         if refused := self._refuse(request):

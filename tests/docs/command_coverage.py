@@ -78,4 +78,9 @@ NOT_HERE: dict[str, str] = {
     "gh variable set DEPLOY_TARGET --body kubernetes": _GITHUB,
     "gh workflow run rollback.yml --ref main "
     "-f version=ghcr.io/<owner>/<repo>/pr2prod@sha256:<digest>": _GITHUB,
+    "gh release download v0.20.6 --repo iterative/cml --pattern cml-linux-x64 "
+    "--output cml-linux-x64": "downloads a release from GitHub, which is not reachable here",
+    "gh variable set PR2PROD_CML_SHA256 --body \"$(sha256sum cml-linux-x64 | cut -d ' ' -f 1)\"": (
+        _GITHUB
+    ),
 }

@@ -47,11 +47,13 @@ def to_markdown(report: Report) -> str:
 
 def _verdict(report: Report) -> str:
     icon, word = ("✅", "passes") if report.verdict.passed else ("❌", "fails")
-    compared = (
-        f"Compared with `{report.base_revision}` ({_sha(report.base_sha)})."
-        if report.base_revision
-        else "No base revision to compare with."
-    )
+    if not report.base_revision:
+        compared = "No base revision to compare with."
+    elif report.base_revision == report.base_sha:
+        # CI names the base by its commit (the event's base sha): one short form is enough.
+        compared = f"Compared with the base commit `{_sha(report.base_sha)}`."
+    else:
+        compared = f"Compared with `{report.base_revision}` ({_sha(report.base_sha)})."
     return f"## {icon} pr2prod: the quality gate {word}: {report.verdict.reason}\n\n{compared}"
 
 
