@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -44,21 +45,24 @@ def test_rebuilding_is_a_no_op_and_new_params_give_a_new_model_version(project: 
     assert bento["args"] == {"model_tag": tags(changed)[0]}  # pinned, not "latest"
 
 
-def test_the_image_context_holds_the_model_and_a_dockerfile(
+def test_the_image_context_holds_the_bento_its_model_and_a_labelled_containerfile(
     reproduced_project: Path, bento_tag: str
 ) -> None:
-    output = run("pr2prod", "image", cwd=reproduced_project).stdout
+    output = run("pr2prod", "image", "--context-only", cwd=reproduced_project).stdout
     context = reproduced_project / "build" / "image"
 
-    assert "no Docker daemon here" in output and "docker build" in output
-    dockerfile = (context / "Dockerfile").read_text()
-    assert "COPY --chown=bentoml:bentoml . ./" in dockerfile  # the bento, models included
-    manifest = yaml.safe_load((context / "bento.yaml").read_text())
+    assert "wrote the build context" in output
+    containerfile = (context / "Containerfile").read_text()
+    assert "COPY bento /home/bentoml/bento" in containerfile  # the bento, models included
+    assert not re.search(r"@[A-Z_]+@", containerfile)  # every marker filled in
+    manifest = yaml.safe_load((context / "bento" / "bento.yaml").read_text())
     (model,) = manifest["services"][0]["models"]
     name, version = model["tag"].split(":")
-    assert (context / "models" / name / version / "model.joblib").is_file()
-    assert f'LABEL io.pr2prod.model="{model["tag"]}"' in dockerfile
-    assert 'LABEL org.opencontainers.image.revision="' in dockerfile
+    assert (context / "bento" / "models" / name / version / "model.joblib").is_file()
+    assert (context / "bento" / "env" / "python" / "requirements.txt").is_file()
+    assert f'LABEL io.pr2prod.model="{model["tag"]}"' in containerfile
+    assert 'LABEL org.opencontainers.image.revision="' in containerfile
+    assert 'ENV BENTOML_DO_NOT_TRACK="true"' in containerfile  # the bentofile's envs
 
 
 def test_the_smoke_test_passes_against_the_served_model(
