@@ -9,7 +9,12 @@ import pytest
 
 from pr2prod.errors import Pr2prodError
 from pr2prod.release import image
-from pr2prod.release.image import choose_builder, default_base, render_containerfile
+from pr2prod.release.image import (
+    build_command,
+    choose_builder,
+    default_base,
+    render_containerfile,
+)
 
 LABELS = {"io.pr2prod.model": "pr2prod-model:abc", "org.opencontainers.image.version": "v1"}
 
@@ -78,3 +83,29 @@ def test_with_neither_builder_the_error_offers_the_build_context(monkeypatch) ->
     with pytest.raises(Pr2prodError) as raised:
         choose_builder()
     assert "--context-only" in raised.value.hint
+
+
+def test_podman_keeps_the_health_check_and_docker_needs_buildkit_only_for_the_secret() -> None:
+    def build(builder: str, ca_bundle: Path | None) -> tuple[list[str], dict[str, str]]:
+        return build_command(
+            builder, "app:1", "base:1", Path("ctx/Containerfile"), Path("ctx"), ca_bundle
+        )
+
+    podman, podman_env = build("podman", Path("/certs/ca.pem"))
+    docker, docker_env = build("docker", None)
+    docker_with_bundle, buildkit = build("docker", Path("/certs/ca.pem"))
+
+    assert podman[:2] == ["podman", "build"] and podman[-1] == "ctx"
+    assert "--format docker" in " ".join(podman)
+    assert "--secret id=ca-bundle,src=/certs/ca.pem" in " ".join(podman)
+    assert "--build-arg BASE=base:1" in " ".join(docker)
+    assert "--format" not in docker and "--secret" not in docker
+    assert podman_env == docker_env == {}
+    assert "--secret" in docker_with_bundle and buildkit == {"DOCKER_BUILDKIT": "1"}
+
+
+def test_a_ca_bundle_that_is_not_a_file_is_refused(monkeypatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("IMAGE_CA_BUNDLE", str(tmp_path / "missing.pem"))
+
+    with pytest.raises(Pr2prodError, match="is not a file"):
+        image._ca_bundle()

@@ -145,26 +145,13 @@ def default_base(bento_dir: Path) -> str:
 def build_image(bento_tag: str, reference: str, labels: dict[str, str]) -> BuiltImage:
     """Build the bento's image with the chosen builder and record what was built."""
     builder = choose_builder()
+    ca_bundle = _ca_bundle()
     containerfile = write_image_context(bento_tag, paths.IMAGE_CONTEXT, labels)
     base = environment.IMAGE_BASE.value() or default_base(paths.IMAGE_CONTEXT / "bento")
-    command = [builder, "build", "--file", str(containerfile), "--tag", reference]
-    command += ["--build-arg", f"BASE={base}"]
-    env = dict(os.environ)
-    if builder == "podman":
-        # Podman writes OCI images by default, which have no HEALTHCHECK.
-        command += ["--format", "docker"]
-    else:
-        env["DOCKER_BUILDKIT"] = "1"  # build secrets need BuildKit
-    ca_bundle = environment.IMAGE_CA_BUNDLE.value()
-    if ca_bundle:
-        if not Path(ca_bundle).is_file():
-            raise Pr2prodError(
-                f"IMAGE_CA_BUNDLE={ca_bundle} is not a file",
-                hint="name the PEM bundle your proxy's certificate is in, or unset it",
-            )
-        command += ["--secret", f"id={CA_BUNDLE_SECRET},src={Path(ca_bundle).resolve()}"]
-    command.append(str(paths.IMAGE_CONTEXT))
-    if subprocess.run(command, env=env, check=False).returncode != 0:
+    command, extra_env = build_command(
+        builder, reference, base, containerfile, paths.IMAGE_CONTEXT, ca_bundle
+    )
+    if subprocess.run(command, env={**os.environ, **extra_env}, check=False).returncode != 0:
         raise Pr2prodError(
             f"`{builder} build` of {reference} failed (its output is above)",
             hint="behind a TLS-intercepting proxy set IMAGE_CA_BUNDLE to its CA bundle; "
@@ -175,6 +162,40 @@ def build_image(bento_tag: str, reference: str, labels: dict[str, str]) -> Built
     IMAGE_RECORD.parent.mkdir(parents=True, exist_ok=True)
     IMAGE_RECORD.write_text(json.dumps(asdict(built), indent=2) + "\n")
     return built
+
+
+def build_command(
+    builder: str,
+    reference: str,
+    base: str,
+    containerfile: Path,
+    context: Path,
+    ca_bundle: Path | None,
+) -> tuple[list[str], dict[str, str]]:
+    """The build's command line, and what it needs in its environment beyond ours."""
+    command = [builder, "build", "--file", str(containerfile), "--tag", reference]
+    command += ["--build-arg", f"BASE={base}"]
+    extra_env = {}
+    if builder == "podman":
+        # Podman writes OCI images by default, and the OCI format has no HEALTHCHECK.
+        command += ["--format", "docker"]
+    if ca_bundle is not None:
+        command += ["--secret", f"id={CA_BUNDLE_SECRET},src={ca_bundle}"]
+        if builder == "docker":
+            extra_env["DOCKER_BUILDKIT"] = "1"  # Docker's legacy builder has no secrets
+    return [*command, str(context)], extra_env
+
+
+def _ca_bundle() -> Path | None:
+    named = environment.IMAGE_CA_BUNDLE.value()
+    if not named:
+        return None
+    if not Path(named).is_file():
+        raise Pr2prodError(
+            f"IMAGE_CA_BUNDLE={named} is not a file",
+            hint="name the PEM bundle your proxy's certificate is in, or unset IMAGE_CA_BUNDLE",
+        )
+    return Path(named).resolve()
 
 
 def inspect_image(builder: str, reference: str) -> dict:
