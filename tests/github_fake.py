@@ -1,9 +1,9 @@
 """A local stand-in for the few GitHub REST endpoints pr2prod calls, served over real HTTP.
 
-It keeps PR comments, workflow runs and their artifacts in memory, pages listings the way
-GitHub does (`per_page`, default 30, and a `Link: <...>; rel="next"` header) and answers
-an artifact's archive with a redirect, as GitHub does. Tests seed it, point the code at
-`.url` (GITHUB_API_URL) and read back what was posted.
+It keeps PR comments, pull requests' heads, workflow runs and their artifacts in memory,
+pages listings the way GitHub does (`per_page`, default 30, and a `Link: <...>; rel="next"`
+header) and answers an artifact's archive with a redirect, as GitHub does. Tests seed it,
+point the code at `.url` (GITHUB_API_URL) and read back what was posted.
 """
 
 from __future__ import annotations
@@ -47,6 +47,8 @@ class FakeGitHub:
     comments: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
     runs: list[dict[str, Any]] = field(default_factory=list)
     artifacts: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
+    pulls: dict[int, dict[str, Any]] = field(default_factory=dict)
+    branches: dict[str, str] = field(default_factory=dict)  # name -> head commit
     calls: list[Call] = field(default_factory=list)
     url: str = ""
     _archives: dict[int, bytes] = field(default_factory=dict)
@@ -65,6 +67,11 @@ class FakeGitHub:
         }
         self.comments.setdefault(pr, []).append(comment)
         return comment
+
+    def add_pull(self, number: int, head_sha: str) -> dict[str, Any]:
+        """An open pull request whose branch is at `head_sha`."""
+        self.pulls[number] = {"number": number, "state": "open", "head": {"sha": head_sha}}
+        return self.pulls[number]
 
     def add_run(
         self,
@@ -138,9 +145,11 @@ class FakeGitHub:
                 Route(repo + "/issues/{pr:int}/comments", self._list_comments, methods=["GET"]),
                 Route(repo + "/issues/{pr:int}/comments", self._create_comment, methods=["POST"]),
                 Route(repo + "/issues/comments/{id:int}", self._update_comment, methods=["PATCH"]),
+                Route(repo + "/pulls/{pr:int}", self._get_pull),
                 Route(repo + "/actions/workflows/{workflow}/runs", self._list_runs),
                 Route(repo + "/actions/runs/{id:int}/artifacts", self._list_artifacts),
                 Route(repo + "/actions/artifacts/{id:int}/zip", self._artifact_zip),
+                Route(repo + "/branches/{branch}", self._branch),
                 Route("/blobs/{id:int}", self._blob),
             ]
         )
@@ -187,6 +196,12 @@ class FakeGitHub:
                 return JSONResponse(comment)
         return JSONResponse({"message": "Not Found"}, status_code=404)
 
+    async def _get_pull(self, request: Request) -> Response:
+        if refused := self._refuse(request):
+            return refused
+        pull = self.pulls.get(request.path_params["pr"])
+        return JSONResponse(pull) if pull else JSONResponse({"message": "Not Found"}, 404)
+
     async def _list_runs(self, request: Request) -> Response:
         if refused := self._refuse(request):
             return refused
@@ -214,6 +229,14 @@ class FakeGitHub:
             return JSONResponse({"message": "Not Found"}, status_code=404)
         # GitHub answers with a short-lived address elsewhere, which needs no token.
         return RedirectResponse(f"{self.url}/blobs/{artifact_id}", status_code=302)
+
+    async def _branch(self, request: Request) -> Response:
+        if refused := self._refuse(request):
+            return refused
+        name = request.path_params["branch"]
+        if name not in self.branches:
+            return JSONResponse({"message": "Branch not found"}, status_code=404)
+        return JSONResponse({"name": name, "commit": {"sha": self.branches[name]}})
 
     async def _blob(self, request: Request) -> Response:
         self.calls.append(Call(request.method, request.url.path, {}))

@@ -48,6 +48,12 @@ PROMETHEUS_URL = Variable(
     "read the canary analysis's metrics from this Prometheus instead of each version's "
     "/metrics; the kubernetes target needs it",
 )
+PR2PROD_ROUTER_TOKEN = Variable(
+    "PR2PROD_ROUTER_TOKEN",
+    "",
+    "the local router's admin API token; `make up` makes a new one for each router it starts "
+    "and keeps it in the local state file, readable by its owner only",
+)
 BENTOML_HOME = Variable(
     "BENTOML_HOME",
     "~/bentoml",
@@ -120,6 +126,7 @@ VARIABLES = (
     KUBE_CONTEXT,
     PR2PROD_ENTRY_URL,
     PROMETHEUS_URL,
+    PR2PROD_ROUTER_TOKEN,
     BENTOML_HOME,
     GITHUB_BASE_REF,
     PR2PROD_HEAD_SHA,

@@ -22,6 +22,7 @@ import yaml
 
 from pr2prod import paths
 from pr2prod.errors import Pr2prodError
+from pr2prod.serving.policy import ServingPolicy
 
 HINT = "fix params.yaml; every setting is listed with its default in docs/settings.md"
 
@@ -98,19 +99,6 @@ class GateRule:
     @property
     def limit(self) -> float | None:
         return self.min if self.higher_is_better else self.max
-
-
-@dataclass(frozen=True)
-class ServingPolicy:
-    """How the service treats requests (params.yaml, `serving:`)."""
-
-    out_of_range: Literal["reject", "warn"] = "reject"  # numbers outside the schema's range
-    unseen_category: Literal["reject", "warn"] = "reject"  # categories the schema lacks
-    max_records: int = 1000  # records in one request
-    max_body_bytes: int = 1_048_576  # larger bodies get 413 before they are parsed
-    max_batch_size: int = 64  # adaptive batching: most records in one model call
-    max_latency_ms: int = 1000  # adaptive batching: deadline before a request is shed (503)
-    workers: int = 1
 
 
 @dataclass(frozen=True)

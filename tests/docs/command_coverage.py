@@ -86,6 +86,8 @@ NOT_HERE: dict[str, str] = {
     "make test": "the whole suite, this test included; CI runs it (.ci/run)",
     ".venv/bin/pytest -m integration -k remotes": "runs tests of this suite",
     "kubectl apply -k deploy/k8s/overlays/gateway -n pr2prod": _CLUSTER,
+    "kubectl create secret docker-registry ghcr-pull -n pr2prod --docker-server=ghcr.io "
+    "--docker-username=<github user> --docker-password=<token>": _CLUSTER,
     "DEPLOY_TARGET=kubernetes PROMETHEUS_URL=http://prometheus.monitoring:9090 make deploy "
     "RELEASE=ghcr.io/<owner>/<repo>/pr2prod@sha256:<digest>": _CLUSTER
     + " and checks the kubectl target's commands against a recording kubectl",
@@ -95,4 +97,9 @@ NOT_HERE: dict[str, str] = {
     "gh variable set DEPLOY_TARGET --body kubernetes": _GITHUB,
     "gh workflow run rollback.yml --ref main "
     "-f version=ghcr.io/<owner>/<repo>/pr2prod@sha256:<digest>": _GITHUB,
+    "gh release download v0.20.6 --repo iterative/cml --pattern cml-linux-x64 "
+    "--output cml-linux-x64": "downloads a release from GitHub, which is not reachable here",
+    "gh variable set PR2PROD_CML_SHA256 --body \"$(sha256sum cml-linux-x64 | cut -d ' ' -f 1)\"": (
+        _GITHUB
+    ),
 }

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
 from conftest import Server, run
+
+from pr2prod.release.bento import BENTO_REQUIREMENTS, BUILD_CONTEXT, SERVING_LOCK, shipped_files
 
 pytestmark = pytest.mark.integration
 
@@ -43,6 +48,67 @@ def test_rebuilding_is_a_no_op_and_new_params_give_a_new_model_version(project: 
     (service,) = bento["services"]
     assert [model["tag"] for model in service["models"]] == [tags(changed)[0]]
     assert bento["args"] == {"model_tag": tags(changed)[0]}  # pinned, not "latest"
+
+
+def bento_folder(bento_tag: str) -> Path:
+    name, version = bento_tag.split(":")
+    return Path(os.environ["BENTOML_HOME"]) / "bentos" / name / version
+
+
+def test_the_bento_holds_only_the_shipped_files_and_installs_the_runtime_lock(
+    reproduced_project: Path, bento_tag: str
+) -> None:
+    folder = bento_folder(bento_tag)
+    with contextlib.chdir(reproduced_project):
+        expected = {
+            path.relative_to(BUILD_CONTEXT).as_posix()
+            for path in shipped_files()
+            if path != SERVING_LOCK
+        }
+    in_bento = {path.relative_to(folder / "src").as_posix() for path in (folder / "src").rglob("*")}
+
+    assert {name for name in in_bento if name.endswith(".py")} == expected
+    # Every line hash-checked, no unpinned bentoml appended: `pip --require-hashes` works.
+    assert (folder / BENTO_REQUIREMENTS).read_bytes() == (
+        reproduced_project / SERVING_LOCK
+    ).read_bytes()
+
+
+def test_the_service_loads_no_pipeline_report_or_deploy_module(
+    reproduced_project: Path, bento_tag: str, tmp_path: Path
+) -> None:
+    """Imported in a fresh interpreter, the service loads only modules the bento ships."""
+    manifest = run("bentoml", "get", bento_tag, "-o", "json", cwd=reproduced_project).stdout
+    (model,) = json.loads(manifest)["services"][0]["models"]
+    environment = {
+        **os.environ,
+        "PR2PROD_MODEL_TAG": model["tag"],
+        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path),
+    }
+    script = (
+        "import json, sys, pr2prod.serving.service; "
+        "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] == 'pr2prod')))"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=reproduced_project,
+        env=environment,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    with contextlib.chdir(reproduced_project):
+        shipped = {
+            ".".join(path.relative_to(BUILD_CONTEXT).with_suffix("").parts).removesuffix(
+                ".__init__"
+            )
+            for path in shipped_files()
+            if path.suffix == ".py"
+        }
+
+    modules = set(json.loads(loaded.stdout.splitlines()[-1]))
+    assert "pr2prod.serving.service" in modules
+    assert modules <= shipped, f"loaded but not shipped: {sorted(modules - shipped)}"
 
 
 def test_the_image_context_holds_the_bento_its_model_and_a_labelled_containerfile(

@@ -137,11 +137,13 @@ def test_a_bad_canary_is_rolled_back_and_clients_see_no_errors(
 @contextmanager
 def canary_profile(project: Path, changes: dict) -> Iterator[None]:
     """QUICK_CANARY with `changes` for one rollout (retry on stable unless they say not)."""
+    params = project / "params.yaml"
+    before = params.read_text()
     set_canary_profile(project, {"retry_on_stable": True, **changes})
     try:
         yield
     finally:
-        set_canary_profile(project, {**QUICK_CANARY, "retry_on_stable": True})
+        params.write_text(before)  # every setting as it was, those `changes` added included
 
 
 @pytest.mark.parametrize("retry", [True, False], ids=["retry on stable", "no retry"])
@@ -267,7 +269,10 @@ def test_ten_canaries_of_an_identical_model_are_all_promoted(
         release_of(deployment, faults.Identical(genuine_model, nonce=nonce)) for nonce in (10, 11)
     ]
     decisions = []
-    with canary_profile(deployment, {"steps": [50, 100], "window_seconds": 2}):
+    # The absolute latency cap is a service-level objective, not a comparison of the two: on
+    # a busy shared machine both versions can pass it together, so it is out of the way here.
+    profile = {"steps": [50, 100], "window_seconds": 2, "latency_p99_max_ms": 5000}
+    with canary_profile(deployment, profile):
         for turn in range(10):
             result, clients = rollout(deployment, releases[turn % 2])
             decisions.append((last_decision(deployment)["decision"], clients.failed))

@@ -21,7 +21,8 @@ import pytest
 import yaml
 from conftest import FIXTURES, REPO_ROOT, system_program
 
-from pr2prod.deploy.kubernetes import HTTPROUTE, KubernetesTarget
+from pr2prod.deploy.history import Decision, History
+from pr2prod.deploy.kubernetes import HTTPROUTE, KubernetesTarget, release_annotations
 from pr2prod.deploy.target import Deployed
 from pr2prod.errors import Pr2prodError
 
@@ -139,6 +140,7 @@ def test_pods_run_locked_down(rendered: dict[str, str], directory: str) -> None:
         assert pod["securityContext"]["runAsGroup"] == BENTOML_UID, name
         assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}, name
         assert pod["automountServiceAccountToken"] is False, name
+        assert pod["imagePullSecrets"] == [{"name": "ghcr-pull"}], "a private GHCR image pulls"
         (container,) = pod["containers"]
         assert container["name"] == "pr2prod", "KubernetesTarget sets the image of `pr2prod`"
         security = container["securityContext"]
@@ -318,8 +320,10 @@ class Cluster:
                 calls.append(("sleep", entry["sleep"]))
                 continue
             assert entry["argv"][: len(flags)] == flags, entry["argv"]
-            assert entry["stdin"] == ""
-            calls.append(entry["argv"][len(flags) :])
+            arguments = entry["argv"][len(flags) :]
+            # Only a ConfigMap written whole is sent on stdin.
+            assert (entry["stdin"] != "") == (arguments[1:] == ["--filename=-"]), entry
+            calls.append(arguments)
         self.log.unlink(missing_ok=True)
         return calls
 
@@ -362,10 +366,23 @@ def rollout(name: str) -> list[str]:
     return ["rollout", "status", f"deployment/{name}", "--timeout=600s"]
 
 
+def annotate(deployment: str, image: str) -> list[str]:
+    digest = image.split("@", 1)[1]
+    return [
+        "annotate",
+        f"deployment/{deployment}",
+        "--overwrite",
+        f"pr2prod/release={image}",
+        f"pr2prod/image-digest={digest}",
+        "pr2prod/release-tag-",
+    ]
+
+
 def start(image: str) -> list[list[str] | tuple[str, float]]:
     return [
         weights(100, 0),
         ["set", "image", "deployment/pr2prod-canary", f"pr2prod={image}"],
+        annotate("pr2prod-canary", image),
         ["scale", "deployment/pr2prod-canary", "--replicas=1"],
         rollout("pr2prod-canary"),
     ]
@@ -375,6 +392,7 @@ def promotion(image: str) -> list[list[str] | tuple[str, float]]:
     return [
         GET,
         ["set", "image", "deployment/pr2prod-stable", f"pr2prod={image}"],
+        annotate("pr2prod-stable", image),
         rollout("pr2prod-stable"),
         weights(100, 0),
         ("sleep", 7),
@@ -526,3 +544,202 @@ def test_bad_input_and_a_missing_setup_are_clear_errors(
     with pytest.raises(Pr2prodError, match="entry URL"):
         missing.entry_url()
     assert cluster.target.entry_url() == "http://gateway.example"
+
+
+# -- (e) the cluster as the record: annotations, history, rollout and lock in a ConfigMap ------
+
+
+def test_each_deployment_names_the_release_it_runs(cluster: Cluster) -> None:
+    tagged = "ghcr.io/acme/model/pr2prod:5f00d@sha256:" + "2" * 64
+    cluster.target.start_canary(tagged)
+    cluster.target.set_canary_weight(100)
+    cluster.target.promote()
+    for name in ("pr2prod-canary", "pr2prod-stable"):
+        annotations = cluster.read_state()["deployments"][name]["metadata"]["annotations"]
+        assert annotations["pr2prod/release"] == tagged
+        assert annotations["pr2prod/image-digest"] == "sha256:" + "2" * 64
+        assert annotations["pr2prod/release-tag"] == "5f00d"
+    assert release_annotations("registry.example:5000/pr2prod:v1")["pr2prod/release-tag"] == "v1"
+    assert release_annotations("registry.example:5000/pr2prod:v1")["pr2prod/image-digest"] is None
+
+
+def test_the_history_lives_in_a_configmap_with_no_file_and_no_artifact(
+    cluster: Cluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    history = History(cluster.target.record("history.jsonl"))
+    assert history.decisions() == []
+    history.append(Decision(V1, "first-deploy", "first", None, target="kubernetes", time=1.0))
+    history.append(Decision(V2, "promoted", "passed", V1, target="kubernetes", time=2.0))
+
+    # A later run (a new target, nothing on disk) reads it back from the cluster.
+    again = KubernetesTarget(
+        NAMESPACE, context="prod", kubeconfig=cluster.kubeconfig, kubectl=cluster.executable
+    )
+    assert History(again.record("history.jsonl")).good_releases() == [V1, V2]
+    configmap = cluster.read_state()["configmaps"]["pr2prod-deploy"]
+    assert configmap["metadata"]["resourceVersion"] == "2"
+    assert len(configmap["data"]["history.jsonl"].splitlines()) == 2
+    assert not (tmp_path / ".deploy").exists()
+
+    rollout = again.record("rollout.json")
+    rollout.write('{"release": "x"}')
+    assert rollout.read() == '{"release": "x"}'
+    rollout.delete()
+    assert rollout.read() is None
+    assert History(again.record("history.jsonl")).good_releases() == [V1, V2], "untouched"
+
+
+def test_a_concurrent_write_is_retried_on_the_newer_version_not_lost(cluster: Cluster) -> None:
+    target = cluster.target
+    history = History(target.record("history.jsonl"))
+    history.append(Decision(V1, "first-deploy", "first", None, time=1.0))
+    read_state = target.read_state
+    interfered = []
+
+    def read_then_someone_writes() -> dict[str, Any] | None:
+        seen = read_state()
+        if not interfered:  # another run's write lands between our read and our write
+            interfered.append(True)
+            state = cluster.read_state()
+            state["configmaps"]["pr2prod-deploy"]["data"]["rollout.json"] = "{}"
+            version = state["configmaps"]["pr2prod-deploy"]["metadata"]["resourceVersion"]
+            state["configmaps"]["pr2prod-deploy"]["metadata"]["resourceVersion"] = str(
+                int(version) + 1
+            )
+            cluster.write_state(state)
+        return seen
+
+    target.read_state = read_then_someone_writes  # type: ignore[method-assign]
+    history.append(Decision(V2, "promoted", "passed", V1, time=2.0))
+    data = cluster.read_state()["configmaps"]["pr2prod-deploy"]["data"]
+    assert data["rollout.json"] == "{}", "the other write is kept"
+    assert len(data["history.jsonl"].splitlines()) == 2, "and ours is made on top of it"
+    replaces = [c for c in cluster.recording() if isinstance(c, list) and c[0] == "replace"]
+    assert len(replaces) == 2, "the first replace was refused (Conflict), the second took"
+
+
+def test_the_history_keeps_its_newest_decisions_within_a_configmaps_size(
+    cluster: Cluster,
+) -> None:
+    record = cluster.target.record("history.jsonl")
+    record.max_chars = 1000
+    history = History(record)
+    for number in range(20):
+        history.append(Decision(f"{V1[:-2]}{number:02d}", "promoted", "x" * 50, None))
+    kept = history.decisions()
+    assert 1 < len(kept) < 20
+    assert kept[-1].release.endswith("19")
+    assert len(record.read() or "") <= 1000
+
+
+def test_the_lock_makes_a_second_deployer_wait_and_is_released(cluster: Cluster) -> None:
+    target = cluster.target
+    other = KubernetesTarget(
+        NAMESPACE, context="prod", kubeconfig=cluster.kubeconfig, kubectl=cluster.executable,
+        sleep=cluster.record_sleep,
+    )  # fmt: skip
+    with target.locked("run 1"):
+        annotations = cluster.read_state()["configmaps"]["pr2prod-deploy"]["metadata"]
+        assert json.loads(annotations["annotations"]["pr2prod/lock"])["holder"] == "run 1"
+        with (
+            pytest.raises(Pr2prodError, match="locked by run 1 since") as raised,
+            other.locked("run 2", wait_seconds=0, poll_seconds=3),
+        ):
+            pytest.fail("two holders at once")
+        assert "pr2prod/lock-" in raised.value.hint
+    cluster.recording()
+    with other.locked("run 2", wait_seconds=0):
+        pass
+    lock = cluster.read_state()["configmaps"]["pr2prod-deploy"]["metadata"]["annotations"]
+    assert "pr2prod/lock" not in lock
+
+
+def test_a_lock_whose_holder_died_is_taken_over(cluster: Cluster) -> None:
+    long_ago = json.dumps({"holder": "run 0", "since": 1.0})
+    cluster.target.change_state(
+        lambda state: state["metadata"]["annotations"].update({"pr2prod/lock": long_ago})
+    )
+    with cluster.target.locked("run 1", wait_seconds=0):
+        state = cluster.read_state()["configmaps"]["pr2prod-deploy"]
+        assert "run 1" in state["metadata"]["annotations"]["pr2prod/lock"]
+
+
+def test_the_configmap_commands_are_ones_the_real_kubectl_accepts(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    """Each ConfigMap read and write, replayed with its stdin against the real client and
+    no server, gets as far as connecting: the flags and the object sent are well-formed."""
+    history = History(cluster.target.record("history.jsonl"))
+    history.append(Decision(V1, "first-deploy", "first", None, time=1.0))
+    history.append(Decision(V2, "promoted", "passed", V1, time=2.0))
+    with cluster.target.locked("run 1"):
+        pass
+    entries = [json.loads(line) for line in cluster.log.read_text().splitlines()]
+    flags = 6  # --kubeconfig, --context, --namespace and their values
+    verbs = {entry["argv"][flags] for entry in entries}
+    assert verbs == {"get", "create", "replace"}
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        server = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    empty = tmp_path / "empty-kubeconfig"
+    empty.write_text("")
+    for entry in entries:
+        result = subprocess.run(
+            [kubectl(), "--kubeconfig", str(empty), "--server", server, "-n", "ml",
+             *entry["argv"][flags:]],
+            input=entry["stdin"], capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert result.returncode != 0
+        assert "connection" in result.stderr and "refused" in result.stderr, (
+            f"{entry['argv'][flags:]}: {result.stderr}"
+        )
+
+
+def test_a_ci_run_gets_back_into_the_lock_its_killed_rollout_left(
+    cluster: Cluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pr2prod.deploy.assembly import deployment_lock
+
+    monkeypatch.setenv("GITHUB_RUN_ID", "77")
+    left = json.dumps({"holder": "CI run 77", "since": 4e9})  # fresh, and not released
+    cluster.target.change_state(
+        lambda state: state["metadata"]["annotations"].update({"pr2prod/lock": left})
+    )
+    with deployment_lock(cluster.target):  # the run's `pr2prod abort`: no wait
+        pass
+    annotations = cluster.read_state()["configmaps"]["pr2prod-deploy"]["metadata"]["annotations"]
+    assert "pr2prod/lock" not in annotations
+    monkeypatch.setenv("GITHUB_RUN_ID", "78")
+    cluster.target.change_state(
+        lambda state: state["metadata"]["annotations"].update({"pr2prod/lock": left})
+    )
+    with pytest.raises(Pr2prodError, match="locked by CI run 77"):
+        cluster.target.locked("CI run 78", wait_seconds=0).__enter__()
+
+
+def test_two_runs_taking_the_lock_at_once_do_not_both_get_it(cluster: Cluster) -> None:
+    """Run 2 reads a free lock, but run 1 takes it before run 2 writes: run 2's write is
+    refused (Conflict), and its retry sees run 1 holding the lock."""
+    target = cluster.target
+    target.change_state(lambda state: None)  # the ConfigMap exists, unlocked
+    read_state = target.read_state
+    raced = []
+
+    def run_1_gets_in_first() -> dict[str, Any] | None:
+        seen = read_state()
+        if not raced:
+            raced.append(True)
+            state = cluster.read_state()
+            configmap = state["configmaps"]["pr2prod-deploy"]
+            lock = json.dumps({"holder": "run 1", "since": 4e9})
+            configmap["metadata"].setdefault("annotations", {})["pr2prod/lock"] = lock
+            configmap["metadata"]["resourceVersion"] = "99"
+            cluster.write_state(state)
+        return seen
+
+    target.read_state = run_1_gets_in_first  # type: ignore[method-assign]
+    with pytest.raises(Pr2prodError, match="locked by run 1"):
+        target.locked("run 2", wait_seconds=0).__enter__()
+    holder = cluster.read_state()["configmaps"]["pr2prod-deploy"]["metadata"]["annotations"]
+    assert json.loads(holder["pr2prod/lock"])["holder"] == "run 1"

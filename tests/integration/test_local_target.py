@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import socket
 import sys
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -17,8 +18,9 @@ import psutil
 import pytest
 from conftest import free_port, start_server, stop_server
 
+from pr2prod import environment
 from pr2prod.data.records import split_records
-from pr2prod.deploy.local import LocalTarget
+from pr2prod.deploy.local import ROUTER_MODULE, LocalTarget, RouterRecord
 from pr2prod.deploy.target import Deployed
 from pr2prod.errors import Pr2prodError
 from pr2prod.readiness import wait_until_ready
@@ -26,6 +28,7 @@ from pr2prod.schema import load_schema
 from pr2prod.settings import CanarySettings
 
 pytestmark = pytest.mark.integration
+HEADER_TIMEOUT = 1.0  # the router's, shortened: how long a client may take to send a request head
 
 # A backend that answers every GET and POST with a fixed status and says who it is
 # (GET /healthz: 200 whatever the status, so the fixture knows when it listens).
@@ -83,20 +86,23 @@ def backends(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str
 
 
 @pytest.fixture
-def router(tmp_path: Path) -> Iterator[str]:
-    port = free_port()
-    command = [sys.executable, "-m", "pr2prod.deploy.router", "--port", str(port)]
-    process, url = start_server(
-        command, tmp_path, tmp_path / "router.log", port, timeout=20, path="/-/healthz"
-    )
+def router(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[RouterRecord]:
+    port, admin_port, token = free_port(), free_port(), "integration-token"
+    monkeypatch.setenv(environment.PR2PROD_ROUTER_TOKEN.name, token)
+    command = [sys.executable, "-m", ROUTER_MODULE, "--port", str(port)]
+    command += ["--admin-port", str(admin_port), "--header-timeout", str(HEADER_TIMEOUT)]
+    log = tmp_path / "router.log"
+    # Its health probe is on the admin port (the traffic port proxies every path).
+    process, _ = start_server(command, tmp_path, log, admin_port, timeout=20, path="/-/healthz")
     try:
-        yield url
+        url = f"http://127.0.0.1:{port}"
+        yield RouterRecord(process.pid, port, url, str(log), admin_port, token)
     finally:
         stop_server(process)
 
 
-def configure(router: str, **config: Any) -> None:
-    response = httpx.put(f"{router}/-/backends", json=config, timeout=5)
+def configure(router: RouterRecord, **config: Any) -> None:
+    response = router.admin("PUT", "backends", json=config)
     assert response.status_code == 200, response.text
 
 
@@ -121,23 +127,27 @@ def answered_by(responses: list[httpx.Response]) -> Counter[str]:
 
 
 @pytest.mark.parametrize("weight", [0, 10, 25, 50, 100])
-def test_traffic_splits_by_weight(router: str, backends: dict[str, str], weight: int) -> None:
+def test_traffic_splits_by_weight(
+    router: RouterRecord, backends: dict[str, str], weight: int
+) -> None:
     configure(router, stable=backends["stable"], canary=backends["canary"], canary_weight=weight)
 
-    responses = send_many(router, 200)
+    responses = send_many(router.url, 200)
 
     assert {response.status_code for response in responses} == {200}
     assert answered_by(responses) == Counter(canary=2 * weight, stable=200 - 2 * weight)
-    stats = httpx.get(f"{router}/-/stats").json()
+    stats = router.admin("GET", "stats").json()
     assert stats["canary"]["routed"] == 2 * weight
     assert stats["requests"] == 200 and stats["client_failures"] == 0
 
 
-def test_requests_and_answers_pass_through_unchanged(router: str, backends: dict[str, str]) -> None:
+def test_requests_and_answers_pass_through_unchanged(
+    router: RouterRecord, backends: dict[str, str]
+) -> None:
     configure(router, stable=backends["stable"])
 
     response = httpx.post(
-        f"{router}/some/path?a=1&b=%20",
+        f"{router.url}/some/path?a=1&b=%20",
         content=b'{"records": []}',
         headers={"x-test": "kept", "connection": "x-private", "x-private": "dropped"},
     )
@@ -157,7 +167,7 @@ def test_requests_and_answers_pass_through_unchanged(router: str, backends: dict
 
 @pytest.mark.parametrize("failure", ["broken", "refusing"])
 def test_retry_on_stable_hides_canary_failures_from_clients(
-    router: str, backends: dict[str, str], failure: str
+    router: RouterRecord, backends: dict[str, str], failure: str
 ) -> None:
     configure(
         router,
@@ -167,11 +177,11 @@ def test_retry_on_stable_hides_canary_failures_from_clients(
         retry_on_stable=True,
     )
 
-    responses = send_many(router, 100)
+    responses = send_many(router.url, 100)
 
     assert {response.status_code for response in responses} == {200}  # no client saw a failure
     assert answered_by(responses) == {"stable": 100}
-    stats = httpx.get(f"{router}/-/stats").json()
+    stats = router.admin("GET", "stats").json()
     assert stats["client_failures"] == 0
     if failure == "broken":  # 5xx answers: the canary keeps its share (the analysis judges)
         assert stats["canary"]["responses_5xx"] == stats["canary"]["retried_on_stable"] == 50
@@ -182,7 +192,9 @@ def test_retry_on_stable_hides_canary_failures_from_clients(
         assert stats["canary"]["routed"] == refused and stats["canary_ejected"]
 
 
-def test_without_retry_canary_failures_reach_clients(router: str, backends: dict[str, str]) -> None:
+def test_without_retry_canary_failures_reach_clients(
+    router: RouterRecord, backends: dict[str, str]
+) -> None:
     configure(
         router,
         stable=backends["stable"],
@@ -190,7 +202,7 @@ def test_without_retry_canary_failures_reach_clients(router: str, backends: dict
         canary_weight=25,
         retry_on_stable=False,
     )
-    failing = send_many(router, 100)
+    failing = send_many(router.url, 100)
     configure(
         router,
         stable=backends["stable"],
@@ -198,11 +210,11 @@ def test_without_retry_canary_failures_reach_clients(router: str, backends: dict
         canary_weight=25,
         retry_on_stable=False,
     )
-    refused = send_many(router, 100)
+    refused = send_many(router.url, 100)
 
     assert Counter(r.status_code for r in failing) == {200: 75, 500: 25}
     statuses = Counter(r.status_code for r in refused)
-    stats = httpx.get(f"{router}/-/stats").json()
+    stats = router.admin("GET", "stats").json()
     # Refused requests fail until the canary is ejected: those already sent, no more.
     assert 1 <= statuses[502] == stats["canary"]["connection_errors"] <= 20
     assert statuses[200] == 100 - statuses[502]
@@ -211,17 +223,57 @@ def test_without_retry_canary_failures_reach_clients(router: str, backends: dict
     assert stats["canary"]["retried_on_stable"] == 0
 
 
-def test_the_admin_api_refuses_bad_backends(router: str, backends: dict[str, str]) -> None:
-    assert httpx.get(f"{router}/predict").status_code == 503  # nothing configured yet
-    refused = httpx.put(f"{router}/-/backends", json={"stable": "not a url"})
+def test_the_admin_api_refuses_bad_backends(router: RouterRecord, backends: dict[str, str]) -> None:
+    assert httpx.get(f"{router.url}/predict").status_code == 503  # nothing configured yet
+    refused = router.admin("PUT", "backends", json={"stable": "not a url"})
     assert refused.status_code == 400 and "http://host:port" in refused.json()["error"]
     configure(router, stable=backends["stable"], canary=backends["canary"], canary_weight=10)
-    assert httpx.get(f"{router}/-/backends").json() == {
+    assert router.admin("GET", "backends").json() == {
         "stable": backends["stable"],
         "canary": backends["canary"],
         "canary_weight": 10,
         "retry_on_stable": True,
     }
+
+
+def test_the_traffic_port_never_obeys_admin_requests(
+    router: RouterRecord, backends: dict[str, str]
+) -> None:
+    configure(router, stable=backends["stable"])
+    metadata = {"stable": "http://169.254.169.254:80"}
+
+    through_traffic = httpx.put(f"{router.url}/-/backends", json=metadata)
+    no_token = httpx.put(f"http://127.0.0.1:{router.admin_port}/-/backends", json=metadata)
+    off_host = router.admin("PUT", "backends", json=metadata)
+
+    assert through_traffic.headers["x-pr2prod-backend"] == "stable"  # proxied, not obeyed
+    assert no_token.status_code == 401
+    assert off_host.status_code == 400 and "forwards only to" in off_host.json()["error"]
+    assert router.admin("GET", "backends").json()["stable"] == backends["stable"]
+
+
+def test_idle_and_trickling_connections_neither_starve_requests_nor_stay_open(
+    router: RouterRecord, backends: dict[str, str]
+) -> None:
+    """More silent connections than the router's request limit, and some sending a request
+    head a byte at a time: real requests are still answered, and those connections are
+    closed once the header timeout has passed."""
+    configure(router, stable=backends["stable"])
+    idle = [socket.create_connection(("127.0.0.1", router.port)) for _ in range(450)]
+    trickling = [socket.create_connection(("127.0.0.1", router.port)) for _ in range(10)]
+    try:
+        for connection in trickling:
+            connection.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\n")  # never finished
+
+        answered = send_many(router.url, 40, concurrency=10)
+
+        assert Counter(response.status_code for response in answered) == {200: 40}
+        for connection in [*idle, *trickling]:
+            connection.settimeout(HEADER_TIMEOUT + 30)  # generous: a slow, shared machine
+            assert connection.recv(1) == b""  # closed by the router
+    finally:
+        for connection in [*idle, *trickling]:
+            connection.close()
 
 
 # --- LocalTarget with the real bento
@@ -350,6 +402,10 @@ def test_a_local_deployment_from_up_to_down(
     assert served == {"stable": 10, "canary": 10}
     stats = target.stats()
     assert stats["canary"]["routed"] == 10 and stats["client_failures"] == 0
+    # The admin token stays in the owner-only state file: never printed by `make status`.
+    router = target.load().router
+    assert "token" not in target.status()["router"] and router.token not in repr(router)
+    assert target.state_file.stat().st_mode & 0o077 == 0
     # Separate BENTOML_HOMEs: starting the canary did not wipe stable's metrics.
     assert predictions_counted(canary.url) == 10
     assert predictions_counted(stable["url"]) == 11

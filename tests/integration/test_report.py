@@ -85,6 +85,41 @@ def test_a_model_that_breaks_a_gate_rule_fails_the_gate(project: Path) -> None:
     assert "FAIL" in gate.stderr
 
 
+def test_params_changed_without_committing_dvc_lock_fail_the_gate_with_what_to_do(
+    project: Path,
+) -> None:
+    """What CI does on such a pull request: reproduce the commit, report, gate."""
+    commit_all(project, "base: reproduced pipeline")
+    run("git", "checkout", "--quiet", "-b", "pr", cwd=project)
+    edit_params(project, lambda p: p["train"]["hyperparameters"].update(n_estimators=300))
+    run(
+        "git",
+        "commit",
+        "--quiet",
+        "-m",
+        "more trees; dvc.lock forgotten",
+        "params.yaml",
+        cwd=project,
+    )
+    run("make", "repro", "VENV=", cwd=project)
+
+    markdown, body = report(project)
+
+    assert not body["verdict"]["passed"]
+    instruction = "run `make repro`, then commit dvc.lock and results/"
+    assert instruction in body["verdict"]["reason"]
+    (rule,) = [rule for rule in body["gate"] if rule["metric"] == "reproduction"]
+    assert not rule["passed"]
+    assert instruction in markdown.split("### Reproducibility")[1]
+    assert "train: outs artifacts/model/model.joblib" in markdown
+    gate = run("make", "gate", "VENV=", cwd=project, check=False)
+    assert gate.returncode != 0 and instruction in gate.stdout + gate.stderr
+
+    commit_all(project, "the pipeline's own results")  # what the instruction says to do
+    _, body = report(project)
+    assert body["verdict"]["passed"]
+
+
 def test_changed_data_shows_rows_labels_and_drift(project: Path) -> None:
     def shift_the_data(project: Path) -> None:
         data = project / "data" / "breast_cancer.csv"

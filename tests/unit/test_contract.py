@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import math
-import re
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import FIXTURES, REPO_ROOT
+from conftest import FIXTURES
 from pydantic import ValidationError
 
 from pr2prod.schema import load_schema
 from pr2prod.serving.contract import field_name, policy_warnings, record_model
-from pr2prod.settings import ServingPolicy
+from pr2prod.serving.policy import ServingPolicy
 
 MIXED = load_schema(FIXTURES / "mixed" / "schema.yaml")
 GOOD = {
@@ -90,18 +89,3 @@ def test_columns_that_are_not_identifiers_keep_their_names_on_the_wire(tmp_path:
 
     assert record.model_dump(by_alias=True) == {"mean radius": 1.0, "class": 2.0}
     assert field_name("class") == "f_class" and field_name("1st") == "f_1st"
-
-
-def test_the_bento_pins_the_same_libraries_as_the_lock() -> None:
-    """The image must run the library versions that trained and evaluated the model."""
-    lock = dict(
-        re.findall(
-            r"^([a-z0-9_.-]+)==([^\s\\]+)", (REPO_ROOT / "requirements.lock").read_text(), re.M
-        )
-    )
-    bentofile = yaml.safe_load((REPO_ROOT / "bentofile.yaml").read_text())
-    for requirement in bentofile["python"]["packages"]:
-        name, version = requirement.split("==")
-        assert lock.get(name) == version, (
-            f"bentofile.yaml pins {requirement}; the lock has {lock.get(name)}"
-        )

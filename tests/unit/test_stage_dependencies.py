@@ -17,74 +17,13 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import REPO_ROOT
+from import_graph import SOURCES, closure, differences
 
 from pr2prod.cli import build_parser
 from pr2prod.commands import REGISTRY
 
-PACKAGE = "pr2prod"
-SOURCES = REPO_ROOT / "src"
 # Run by every subcommand before its handler: parsing arguments and dispatching.
 DISPATCH = ("pr2prod.cli", "pr2prod.commands")
-
-
-def module_file(module: str) -> Path | None:
-    """The source file of one of the package's modules, or None for anything else."""
-    if module != PACKAGE and not module.startswith(f"{PACKAGE}."):
-        return None
-    base = SOURCES.joinpath(*module.split("."))
-    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
-        if candidate.is_file():
-            return candidate
-    return None  # a name inside a module (`from pr2prod.errors import Pr2prodError`)
-
-
-def imported_modules(nodes: list[ast.AST], package: str) -> set[str]:
-    """Every module named by the import statements in `nodes` (at any depth)."""
-    found: set[str] = set()
-    for node in (child for top in nodes for child in ast.walk(top)):
-        if isinstance(node, ast.Import):
-            found.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:  # relative: resolve against the importing package
-                parent = package.rsplit(".", node.level - 1)[0]
-                base = f"{parent}.{base}" if base else parent
-            found.add(base)
-            # `from pr2prod import paths` imports the module pr2prod.paths.
-            found.update(
-                f"{base}.{alias.name}"
-                for alias in node.names
-                if module_file(f"{base}.{alias.name}") is not None
-            )
-    return found
-
-
-def with_parents(module: str) -> set[str]:
-    """Importing a.b.c runs a/__init__.py and a/b/__init__.py first."""
-    parts = module.split(".")
-    return {".".join(parts[:end]) for end in range(1, len(parts) + 1)}
-
-
-def closure(roots: set[str], walked: dict[str, list[ast.AST]]) -> set[Path]:
-    """The package's source files that importing `roots` runs, transitively.
-
-    Imports inside functions count too: a stage's code may import lazily, and a lazy import
-    of a module is still code the stage may run. `walked` gives the statements to follow
-    for modules of which only a part runs (the module declaring the subcommand).
-    """
-    seen: set[str] = set()
-    pending = {parent for root in roots for parent in with_parents(root)}
-    while pending:
-        module = pending.pop()
-        path = module_file(module)
-        if module in seen or path is None:
-            continue
-        seen.add(module)
-        package = module if path.name == "__init__.py" else module.rpartition(".")[0]
-        statements = walked.get(module) or [ast.parse(path.read_text())]
-        for name in imported_modules(statements, package):
-            pending.update(with_parents(name))
-    return {file for file in map(module_file, seen) if file is not None}
 
 
 def stage_code(subcommand: str) -> set[Path]:
@@ -122,16 +61,14 @@ def test_a_stage_depends_on_exactly_the_code_it_runs(name: str) -> None:
     runs = {path.resolve() for path in stage_code(subcommand)}
     listed = {path.resolve() for path in source_deps(stage)}
 
-    def relative(paths: set[Path]) -> str:
-        return "\n".join(f"      - {path.relative_to(REPO_ROOT)}" for path in sorted(paths))
+    missing, unused = differences(
+        runs, listed, lambda path: f"      - {path.relative_to(REPO_ROOT)}"
+    )
 
-    assert not runs - listed, (
-        f"dvc.yaml stage {name} runs code it does not depend on; add to its deps:\n"
-        f"{relative(runs - listed)}"
+    assert not missing, (
+        f"dvc.yaml stage {name} runs code it does not depend on; add to its deps:\n{missing}"
     )
-    assert not listed - runs, (
-        f"dvc.yaml stage {name} depends on code it never runs; remove:\n{relative(listed - runs)}"
-    )
+    assert not unused, f"dvc.yaml stage {name} depends on code it never runs; remove:\n{unused}"
 
 
 def test_the_closure_follows_lazy_and_package_imports() -> None:

@@ -194,8 +194,18 @@ def run_in_own_session(
     return process.returncode, output
 
 
-def run_act(checkout: Path, event: Path, work: Path) -> ActRun:
-    """Run pr.yml's job for `event` in `checkout` with act, keeping act's files in `work`."""
+def run_act(
+    checkout: Path,
+    event: Path,
+    work: Path,
+    *,
+    workflow: Path = WORKFLOW,
+    event_name: str = "pull_request",
+    job: str = "report",
+    options: tuple[str, ...] = (),
+) -> ActRun:
+    """Run `job` of `workflow` for `event` in `checkout` with act, keeping act's files in
+    `work`; `options` are more of act's options (--env, --var, --secret ...)."""
     config_home = work / "config"
     (config_home / "act").mkdir(parents=True)
     (config_home / "act" / "actrc").write_text(ACTRC)
@@ -203,19 +213,20 @@ def run_act(checkout: Path, event: Path, work: Path) -> ActRun:
     # keep it to what the test passes, and leave the secrets empty as on a fork's PR.
     nothing = work / "empty"
     nothing.write_text("")
-    artifacts = work / "artifacts"
-    artifacts.mkdir()
+    artifacts = work / "artifacts"  # what the workflow uploads, or finds to download
+    artifacts.mkdir(exist_ok=True)
     act_cache = work / "act-cache"  # remote-action stubs and the copied workspace
     command = [
         str(act_binary()),
-        "pull_request",
-        *("--workflows", str(WORKFLOW), "--eventpath", str(event)),
+        event_name,
+        *("--workflows", str(workflow), "--job", job, "--eventpath", str(event)),
         *("--action-cache-path", str(act_cache)),
         *("--env-file", str(nothing), "--secret-file", str(nothing)),
         *("--var-file", str(nothing), "--input-file", str(nothing)),
         # Empty VENV: make uses the Python environment on PATH instead of building .venv.
         *("--env", "VENV=", "--env", f"PR2PROD_TEST_ARTIFACTS={artifacts}"),
-        *local_repository_options(checkout, WORKFLOW),
+        *local_repository_options(checkout, workflow),
+        *options,
     ]
     env = {
         **os.environ,  # PATH leads to this test run's environment (see conftest.py)
@@ -228,9 +239,21 @@ def run_act(checkout: Path, event: Path, work: Path) -> ActRun:
     return ActRun(returncode, output, artifacts, act_cache, time.monotonic() - started)
 
 
-def act_on_pull_request(upstream: Path, work: Path) -> ActRun:
+def move_main_on(upstream: Path) -> None:
+    """A commit lands on main after the pull request's event: the base the event names
+    is now older than `origin/main`, as when a run is re-run later."""
+    tree = sha(upstream, "main^{tree}")
+    later = run("git", "commit-tree", tree, "-p", "main", "-m", "main moved on", cwd=upstream)
+    run("git", "update-ref", "refs/heads/main", later.stdout.strip(), cwd=upstream)
+
+
+def act_on_pull_request(upstream: Path, work: Path, *, main_moves_on: bool = False) -> ActRun:
+    work.mkdir(parents=True)
+    event = pull_request_event(upstream, work / "event.json")
+    if main_moves_on:
+        move_main_on(upstream)
     checkout = clone_for_the_runner(upstream, work / "checkout")
-    return run_act(checkout, pull_request_event(upstream, work / "event.json"), work)
+    return run_act(checkout, event, work)
 
 
 def metric_row(markdown: str, metric: str) -> MetricRow:
@@ -254,14 +277,16 @@ def failed_steps(output: str) -> list[str]:
     return [line for line in output.splitlines() if "❌  Failure - " in line]
 
 
-def assert_common_report(act: ActRun, upstream: Path) -> str:
+def assert_common_report(act: ActRun, upstream: Path, event: Path) -> str:
     """What every run's artifact holds, whatever the gate says; returns report.md."""
     report = act.artifact("pr-report")
     assert (report / "pr-number").read_text() == f"{PR_NUMBER}\n"
     markdown = (report / "report.md").read_text()
     assert markdown.startswith("<!-- pr2prod-report -->")
-    # `make report BASE=origin/${{ github.base_ref }}`: the base branch came from the event.
-    assert f"Compared with `origin/main` ({sha(upstream, 'main')[:8]})" in markdown
+    # `make report BASE=${{ github.event.pull_request.base.sha }}`: the event's base commit,
+    # whatever origin/main is by the time the job runs.
+    base = json.loads(event.read_text())["pull_request"]["base"]["sha"]
+    assert f"Compared with the base commit `{base[:8]}`." in markdown
     # PR2PROD_HEAD_SHA: ${{ github.event.pull_request.head.sha }}
     assert f"head `{sha(upstream, 'pr')[:8]}`" in markdown
     assert_metric_compared(markdown, upstream, "accuracy")
@@ -275,11 +300,12 @@ def test_a_hyperparameter_change_passes_and_uploads_the_report(
 ) -> None:
     open_pull_request(project, lambda repo: set_hyperparameters(repo, n_estimators=300))
 
-    act = act_on_pull_request(project, tmp_path / "act")
+    act = act_on_pull_request(project, tmp_path / "act", main_moves_on=True)
 
     assert act.returncode == 0, act.output
     assert failed_steps(act.output) == [], act.output
-    markdown = assert_common_report(act, project)
+    markdown = assert_common_report(act, project, tmp_path / "act" / "event.json")
+    assert f"({sha(project, 'main')[:8]})" not in markdown  # not the moved origin/main
     assert "the quality gate passes" in markdown.splitlines()[2]
     assert "| `train.hyperparameters.n_estimators` | `200` | `300` |" in markdown
 
@@ -295,7 +321,34 @@ def test_a_gate_failure_fails_the_job_after_uploading_the_report(
     # Only the gate failed: data, reproduction and report all worked.
     assert len(failed_steps(act.output)) == 1, act.output
     assert "Quality gate" in failed_steps(act.output)[0]
-    markdown = assert_common_report(act, project)
+    markdown = assert_common_report(act, project, tmp_path / "act" / "event.json")
     assert "the quality gate fails" in markdown.splitlines()[2]
     assert "❌" in markdown.split("### Quality gate")[1].split("###")[0]
     assert "| `train.hyperparameters.max_depth` | `8` | `1` |" in markdown
+
+
+def test_a_merge_queue_run_reports_against_the_queue_base_without_a_pr_number(
+    project: Path, tmp_path: Path
+) -> None:
+    open_pull_request(project, lambda repo: set_hyperparameters(repo, n_estimators=300))
+    work = tmp_path / "act"
+    work.mkdir()
+    # The queue tests the pull request's merge; here the branch `pr` stands for that commit.
+    merge_group = {
+        "head_ref": "refs/heads/gh-readonly-queue/main/pr-42-" + sha(project, "main"),
+        "head_sha": sha(project, "pr"),
+        "base_ref": "refs/heads/main",
+        "base_sha": sha(project, "main"),
+    }
+    event = work / "event.json"
+    event.write_text(json.dumps({"action": "checks_requested", "merge_group": merge_group}))
+    checkout = clone_for_the_runner(project, work / "checkout")
+
+    act = run_act(checkout, event, work, event_name="merge_group")
+
+    assert act.returncode == 0, act.output
+    report = act.artifact("pr-report")
+    assert not (report / "pr-number").exists()  # nothing for pr-comment.yml to comment on
+    markdown = (report / "report.md").read_text()
+    assert f"Compared with the base commit `{sha(project, 'main')[:8]}`." in markdown
+    assert f"head `{sha(project, 'pr')[:8]}`" in markdown

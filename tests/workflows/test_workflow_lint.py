@@ -208,7 +208,7 @@ def test_comment_workflow_follows_the_report_workflow() -> None:
     trigger = comment_workflow[True]["workflow_run"]
     assert trigger["workflows"] == [report_workflow["name"]]
 
-    [report_job] = report_workflow["jobs"].values()
+    report_job = report_workflow["jobs"]["report"]
     [comment_job] = comment_workflow["jobs"].values()
     uploaded = {
         s["with"]["name"] for s in report_job["steps"] if "upload-artifact" in s.get("uses", "")
@@ -217,8 +217,12 @@ def test_comment_workflow_follows_the_report_workflow() -> None:
         s["with"]["name"] for s in comment_job["steps"] if "download-artifact" in s.get("uses", "")
     }
     assert uploaded == downloaded == {"pr-report"}
-    # The job holding a write token must never run the pull request's code.
-    assert not any("checkout" in s.get("uses", "") for s in comment_job["steps"])
+    # The job holding a write token must never run the pull request's code: it checks out
+    # only what workflow_run gives it by default, the default branch's head.
+    for step in comment_job["steps"]:
+        if "checkout" in step.get("uses", ""):
+            assert set(step.get("with", {})) <= {"persist-credentials"}, step
+            assert step["with"]["persist-credentials"] is False
     for path in WORKFLOWS:
         assert "pull_request_target" not in load_yaml(path)[True], relative(path)
 

@@ -1,15 +1,34 @@
-"""Subcommands of deployment: the local stack, canary rollouts, rollback and their history."""
+"""Subcommands of deployment: the local stack, canary rollouts, rollback and their history,
+and the steps of the deploy workflow (rehearsal state, stable check, summary, cluster access)."""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import json
+import os
+import sys
+from pathlib import Path
 
 from pr2prod import paths
 from pr2prod.commands import arg, command
 
 RELEASE = arg("release", nargs="?", help="bento tag (default: the bento of the current model)")
+OUTPUTS = arg(
+    "--outputs",
+    type=Path,
+    metavar="FILE",
+    help="also append key=value lines to FILE (a workflow passes $GITHUB_OUTPUT)",
+)
+
+
+def _write_outputs(file: Path | None, **values: object) -> None:
+    """Step outputs for GitHub Actions; printed too, so a run by hand shows them."""
+    lines = [f"{key.replace('_', '-')}={value or ''}" for key, value in values.items()]
+    print("\n".join(lines))
+    if file is not None:
+        with file.open("a") as handle:
+            handle.write("\n".join(lines) + "\n")
 
 
 def _release(args: argparse.Namespace) -> str:
@@ -19,10 +38,9 @@ def _release(args: argparse.Namespace) -> str:
 
 
 def _local_target(router_port: int | None = None):
-    from pr2prod.deploy.assembly import make_target
-    from pr2prod.settings import load_settings
+    from pr2prod.deploy.assembly import local_target
 
-    return make_target(load_settings().canary, "local", router_port=router_port)
+    return local_target(router_port)
 
 
 @command(
@@ -82,10 +100,16 @@ def status(args: argparse.Namespace) -> int:
         metavar="RPS",
         help="send test rows at this rate during each window (no real traffic)",
     ),
+    arg(
+        "--skip-if-behind",
+        metavar="BRANCH",
+        help="do nothing when BRANCH on GitHub has moved past this commit (its own run "
+        "deploys the newer one); checked while holding the deployment lock",
+    ),
     RELEASE,
 )
 def deploy(args: argparse.Namespace) -> int:
-    from pr2prod.deploy.assembly import make_controller
+    from pr2prod.deploy.assembly import deployment_lock, make_controller
     from pr2prod.release.bento import expected_tags
     from pr2prod.report.revisions import head_sha
     from pr2prod.settings import load_settings
@@ -96,8 +120,22 @@ def deploy(args: argparse.Namespace) -> int:
     if args.synthetic_load is not None:
         settings = dataclasses.replace(settings, synthetic_load_rps=args.synthetic_load)
     controller = make_controller(settings)
-    decision = controller.deploy(release, git_sha=head_sha(), model_version=model)
+    with deployment_lock(controller.target):
+        newer = _newer_commit(args.skip_if_behind, head_sha()) if args.skip_if_behind else None
+        if newer:
+            print(f"deploy: skipped: {args.skip_if_behind} is at {newer} now; its run deploys it")
+            return 0
+        decision = controller.deploy(release, git_sha=head_sha(), model_version=model)
     return 0 if decision.successful else 1
+
+
+def _newer_commit(branch: str, current: str | None) -> str | None:
+    """The commit `branch` points at on GitHub when it is not `current`."""
+    from pr2prod.github.api import GitHub
+
+    with GitHub.from_environment() as github:
+        newest = github.get(f"branches/{branch}")["commit"]["sha"]
+    return None if newest == current else str(newest)
 
 
 @command(
@@ -138,18 +176,21 @@ def rehearse(args: argparse.Namespace) -> int:
     arg("--to", help="release to bring back (default: the previous)"),
 )
 def rollback(args: argparse.Namespace) -> int:
-    from pr2prod.deploy.assembly import make_controller
+    from pr2prod.deploy.assembly import deployment_lock, make_controller
 
-    make_controller().rollback(to=args.to)
+    controller = make_controller()
+    with deployment_lock(controller.target):
+        controller.rollback(to=args.to)
     return 0
 
 
 @command("abort", "stop any canary at once (recording an unfinished rollout)")
 def abort(_: argparse.Namespace) -> int:
-    from pr2prod.deploy.assembly import describe, make_controller
+    from pr2prod.deploy.assembly import deployment_lock, describe, make_controller
 
     controller = make_controller()
-    serving = controller.abort("aborted: the deploy job failed")
+    with deployment_lock(controller.target):
+        serving = controller.abort("aborted: the deploy job failed")
     print(f"abort: running now: {describe(controller.target.running())}")
     return 0 if serving else 1
 
@@ -161,4 +202,177 @@ def deploy_status(_: argparse.Namespace) -> int:
     controller = make_controller()
     print(f"running ({controller.target.name}): {describe(controller.target.running())}\n")
     print(controller.history.table())
+    return 0
+
+
+# -- the deploy workflow's steps --------------------------------------------------------------
+
+
+@command(
+    "rehearsal-start",
+    "start the release the previous CI rehearsal left serving (from main's newest saved "
+    "state) as stable; without one, the rehearsal is a first deploy",
+    arg("--built", help="the bento just built (default: the current model's)"),
+    OUTPUTS,
+)
+def rehearsal_start(args: argparse.Namespace) -> int:
+    from pr2prod.deploy.carried_state import fetch_newest, start_previous
+    from pr2prod.errors import Pr2prodError
+    from pr2prod.github.api import GitHub
+    from pr2prod.release.bento import built_bento_tag
+
+    built = args.built or built_bento_tag()
+    stable, run_id = None, None
+    try:
+        with GitHub.from_environment() as github:
+            carried = fetch_newest(github, paths.DEPLOY_STATE / "carried")
+        if carried is None:
+            print("::notice::No saved rehearsal state on main (none yet, or it expired): "
+                  "this rehearsal is a first deploy.")  # fmt: skip
+        elif carried.stable is None:
+            run_id = carried.run_id
+            print(f"::notice::The state of run {run_id} names no serving release: "
+                  "this rehearsal is a first deploy.")  # fmt: skip
+        else:
+            run_id = carried.run_id
+            stable = start_previous(carried, built)
+            print(f"rehearsal-start: {stable} serves as stable (state of run {run_id})")
+    except Pr2prodError as error:
+        # A rehearsal without its previous state is still a rehearsal: warn, go on.
+        print(f"::warning::{error}: rehearsing a first deploy instead.")
+        stable = None
+    _write_outputs(args.outputs, stable=stable, run_id=run_id, built=built)
+    return 0
+
+
+@command(
+    "rehearsal-save",
+    "write what the next CI rehearsal starts from (stable release, its bento, the history)",
+    arg("directory", type=Path, help="where to write it (the artifact's folder)"),
+    OUTPUTS,
+)
+def rehearsal_save(args: argparse.Namespace) -> int:
+    from pr2prod.deploy.carried_state import save
+
+    stable = save(args.directory)
+    if stable is None:
+        print("::notice::No stable version serves: nothing saved; the next rehearsal starts "
+              "from the last saved state.")  # fmt: skip
+    _write_outputs(args.outputs, saved="true" if stable else "false", stable=stable)
+    return 0
+
+
+@command(
+    "rehearsal-check",
+    "after a failed rehearsal: end any canary, then check that stable serves through the router",
+    arg("--previous", default="", help="the stable release the rehearsal started from"),
+    OUTPUTS,
+)
+def rehearsal_check(args: argparse.Namespace) -> int:
+    from pr2prod.deploy.assembly import local_target, make_controller
+    from pr2prod.errors import Pr2prodError
+    from pr2prod.readiness import wait_until_ready
+
+    try:
+        make_controller().abort("aborted: the rehearsal failed")
+    except Pr2prodError as error:
+        print(f"::warning::ending the canary failed ({error}); checking what serves all the same")
+    status = local_target().status()
+    stable = status["stable"]["release"] if status["stable"] and status["stable"]["alive"] else ""
+    router = (status["router"] or {}).get("url")
+    if not stable and not args.previous:
+        result = "none"
+    else:
+        result = "failed"
+        if stable and router:
+            try:
+                wait_until_ready(router, 30)
+                result = "passed"
+            except Pr2prodError as error:
+                print(f"rehearsal-check: {error}")
+    for log in sorted((paths.DEPLOY_STATE / "local" / "versions").glob("*/serve.log")):
+        print(f"::group::the end of {log}")
+        print("\n".join(log.read_text(errors="replace").splitlines()[-40:]))
+        print("::endgroup::")
+    _write_outputs(args.outputs, result=result, stable=stable)
+    if result == "failed":
+        failed = stable or args.previous
+        print(f"::error::After the failed rehearsal, stable {failed} does not serve.")
+        return 1
+    return 0
+
+
+@command(
+    "deploy-summary",
+    "the deploy job's summary in markdown: what happened, what runs, the history",
+    arg("--target", choices=["local", "kubernetes"], required=True),
+    arg("--release", help="what was rolled out (default: the current model's bento)"),
+    arg("--outcome", default="", help="the rollout step's outcome (success, failure, ...)"),
+    arg("--previous", default="", help="the stable release a rehearsal started from"),
+    arg("--state-run", default="", help="the run whose saved state a rehearsal started from"),
+    arg("--check", default="", help="the stable check after a failed rehearsal"),
+)
+def deploy_summary(args: argparse.Namespace) -> int:
+    from pr2prod import environment
+    from pr2prod.deploy.assembly import describe, make_controller
+    from pr2prod.deploy.job_summary import DeployJob, render
+    from pr2prod.errors import Pr2prodError
+
+    if args.release is None:
+        from pr2prod.release.bento import built_bento_tag
+
+        args.release = built_bento_tag()
+    job = DeployJob(
+        target=args.target,
+        release=args.release,
+        outcome=args.outcome,
+        previous=args.previous,
+        state_run=args.state_run,
+        check=args.check,
+        namespace=environment.KUBE_NAMESPACE.value(),
+    )
+    try:
+        controller = make_controller()
+        running = describe(controller.target.running())
+        status = f"running ({controller.target.name}): {running}\n\n{controller.history.table()}"
+    except Pr2prodError as error:
+        status = f"(deploy-status failed: {error})"
+    print(render(job, status))
+    return 0
+
+
+@command(
+    "connect-cluster",
+    "write the kubeconfig read on stdin to a private file, check the cluster answers, and "
+    "print KUBECONFIG=<file> (a workflow appends it to $GITHUB_ENV)",
+    arg("--kubeconfig", type=Path, required=True, help="the file to write (outside the checkout)"),
+)
+def connect_cluster(args: argparse.Namespace) -> int:
+    from pr2prod import environment
+    from pr2prod.deploy.kubernetes import KubernetesTarget
+    from pr2prod.errors import Pr2prodError
+
+    kubeconfig = sys.stdin.read()
+    needed = {
+        "the secret KUBE_CONFIG (on stdin)": kubeconfig.strip(),
+        "the variable PROMETHEUS_URL": environment.PROMETHEUS_URL.value(),
+        "PR2PROD_ENTRY_URL (the variable PRODUCTION_URL)": environment.PR2PROD_ENTRY_URL.value(),
+    }
+    missing = [what for what, value in needed.items() if not value]
+    if missing:
+        raise Pr2prodError(
+            f"DEPLOY_TARGET=kubernetes needs {'; '.join(missing)}", hint="see docs/github-setup.md"
+        )
+    args.kubeconfig.parent.mkdir(parents=True, exist_ok=True)
+    # Readable by this user only, from its first byte.
+    descriptor = os.open(args.kubeconfig, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(kubeconfig if kubeconfig.endswith("\n") else kubeconfig + "\n")
+    target = KubernetesTarget(
+        environment.KUBE_NAMESPACE.value(),
+        context=environment.KUBE_CONTEXT.value() or None,
+        kubeconfig=args.kubeconfig,
+    )
+    print(target.kubectl("version"), file=sys.stderr)
+    print(f"KUBECONFIG={args.kubeconfig}")
     return 0

@@ -1,4 +1,5 @@
-"""Subcommands around the DVC pipeline: its data, `dvc repro`, checking and summing up results.
+"""Subcommands around the DVC pipeline: its data, `dvc repro`, checking and summing up results,
+and keeping the locked environment it runs in current.
 
 The stages themselves are in pr2prod.commands.stages.
 """
@@ -7,9 +8,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from pr2prod import paths
-from pr2prod.commands import command
+from pr2prod.commands import arg, command
 from pr2prod.errors import Pr2prodError
 
 
@@ -30,6 +32,7 @@ def repro(_: argparse.Namespace) -> int:
 
 @command("verify", "fail when the reproduced dvc.lock or metrics differ from HEAD's")
 def verify(_: argparse.Namespace) -> int:
+    from pr2prod.report.gate import REPRODUCE_AND_COMMIT
     from pr2prod.report.reproducibility import check_reproducibility
 
     result = check_reproducibility(paths.REPRO_RECORD)
@@ -43,8 +46,7 @@ def verify(_: argparse.Namespace) -> int:
     )
     print(
         f"verify: what was reproduced differs from what was committed:\n{differences}\n"
-        "The commit does not hold the results of its own pipeline: run `make repro` and "
-        "commit dvc.lock and results/.",
+        f"The commit does not hold the results of its own pipeline: {REPRODUCE_AND_COMMIT}.",
         file=sys.stderr,
     )
     return 1
@@ -62,4 +64,25 @@ def summary(_: argparse.Namespace) -> int:
         f" {paths.RESULTS}/plots/ (ROC and precision-recall data), {paths.MODEL} (the model)."
         "\nPlots: `dvc plots show` writes them to dvc_plots/index.html."
     )
+    return 0
+
+
+@command(
+    "propose-lock",
+    "open or update the pull request that moves the lock files to their re-locked contents",
+    arg("files", nargs="+", type=Path, help="the lock files `make lock` writes"),
+    arg("--base", default="main", help="the branch checked out here (default: main)"),
+)
+def propose_lock(args: argparse.Namespace) -> int:
+    from pr2prod.github.api import GitHub
+    from pr2prod.github.lock_update import propose_lock_update
+
+    with GitHub.from_environment() as github:
+        proposal = propose_lock_update(github, args.files, base=args.base)
+    if proposal.url is None:
+        print("propose-lock: the lock files are as committed; nothing to propose")
+    else:
+        done = "opened" if proposal.opened else "updated"
+        changed = ", ".join(file.as_posix() for file in proposal.changed)
+        print(f"propose-lock: {done} {proposal.url} ({changed})")
     return 0

@@ -25,8 +25,8 @@ def request_records(frame: pd.DataFrame, schema: FeatureSchema) -> list[dict[str
 
 def split_records(path: Path, schema: FeatureSchema) -> list[dict[str, Any]]:
     """A split file (validated by the pipeline) as request records, read in its types."""
-    # Imported here: pandera is slow to import, and the service, which imports this module
-    # through its bundle, never reads a split file.
+    # Imported here: pandera is slow to import, and callers that only turn rows into records
+    # (synthetic load, benchmarks) never read a split file.
     from pr2prod.data.validation import load_typed
 
     return request_records(load_typed(path, schema), schema)

@@ -2,10 +2,15 @@
 
 DEPLOY_TARGET picks the target (`local`, the default, or `kubernetes`); PROMETHEUS_URL,
 when set, makes metrics come from that Prometheus instead of each version's /metrics.
+The history and an unfinished rollout live where the target does: files in .deploy/ for
+the local target, the state ConfigMap on the cluster for the Kubernetes one.
 """
 
 from __future__ import annotations
 
+import os
+import socket
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
 from pr2prod import environment, paths
@@ -17,6 +22,7 @@ from pr2prod.deploy.controller import (
 )
 from pr2prod.deploy.history import History
 from pr2prod.deploy.observations import PrometheusSource, scrape
+from pr2prod.deploy.records import FileRecord, Record
 from pr2prod.deploy.target import Deployed, DeployTarget
 from pr2prod.errors import Pr2prodError
 from pr2prod.settings import CanarySettings, load_settings
@@ -50,6 +56,11 @@ def make_target(
     return LocalTarget(paths.DEPLOY_STATE / "local", settings=settings, router_port=router_port)
 
 
+def local_target(router_port: int | None = None) -> DeployTarget:
+    """The local target, whatever DEPLOY_TARGET says (the rehearsal and `make up` use it)."""
+    return make_target(load_settings().canary, "local", router_port=router_port)
+
+
 def make_observer(name: str) -> Observe:
     prometheus = environment.PROMETHEUS_URL.value()
     if prometheus:
@@ -67,16 +78,40 @@ def make_controller(settings: CanarySettings | None = None, say=print) -> Contro
     settings = settings or load_settings().canary
     name = target_name()
     prometheus = bool(environment.PROMETHEUS_URL.value())
+    target = make_target(settings, name)
     return Controller(
-        target=make_target(settings, name),
+        target=target,
         settings=settings,
-        history=History(paths.DEPLOY_STATE / "history.jsonl"),
-        state_path=paths.DEPLOY_STATE / "rollout.json",
+        history=History(state_record(target, "history.jsonl")),
+        state_path=state_record(target, "rollout.json"),
         observe=make_observer(name),
         synthetic_records=synthetic_records(),
         early_check_seconds=EARLY_CHECK_SECONDS_PROMETHEUS if prometheus else EARLY_CHECK_SECONDS,
         say=say,
     )
+
+
+def state_record(target: DeployTarget, key: str) -> Record:
+    """Where `target`'s deployment keeps `key`: on the cluster, or in .deploy/."""
+    from pr2prod.deploy.kubernetes import KubernetesTarget
+
+    if isinstance(target, KubernetesTarget):
+        return target.record(key)
+    return FileRecord(paths.DEPLOY_STATE / key)
+
+
+def deployment_lock(target: DeployTarget) -> AbstractContextManager[None]:
+    """Held while a command changes what runs. The local target runs on one machine, where
+    `make` is not run twice at once; a cluster is shared by every CI run that deploys."""
+    from pr2prod.deploy.kubernetes import KubernetesTarget
+
+    if not isinstance(target, KubernetesTarget):
+        return nullcontext()
+    # In CI the holder is the run, so that a step ending a rollout its own run left midway
+    # (a cancelled `pr2prod deploy`, killed while it held the lock) gets in at once.
+    run = environment.GITHUB_RUN_ID.value()
+    holder = f"CI run {run}" if run else f"{socket.gethostname()} pid {os.getpid()}"
+    return target.locked(holder)
 
 
 def standalone_controller(

@@ -9,7 +9,6 @@ there, and otherwise rolls back cleanly. Stable serves throughout.
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Callable, Mapping
 from contextlib import nullcontext
@@ -27,6 +26,7 @@ from pr2prod.deploy.observations import (
     VersionUnreachable,
     Window,
 )
+from pr2prod.deploy.records import Record, as_record
 from pr2prod.deploy.target import Deployed, DeployTarget
 from pr2prod.errors import Pr2prodError
 from pr2prod.readiness import NotReady, wait_until_ready
@@ -83,7 +83,7 @@ class Controller:
         target: DeployTarget,
         settings: CanarySettings,
         history: History,
-        state_path: Path,
+        state_path: Path | Record,
         observe: Observe,
         synthetic_records: list[dict[str, Any]] | None = None,
         early_check_seconds: float = EARLY_CHECK_SECONDS,
@@ -92,7 +92,8 @@ class Controller:
         self.target = target
         self.settings = settings
         self.history = history
-        self.state_path = state_path
+        # The unfinished rollout, if any (a file, or a key of the cluster's ConfigMap).
+        self.state = as_record(state_path)
         self.observe = observe
         self.synthetic_records = synthetic_records or []
         self.early_check_seconds = early_check_seconds
@@ -294,7 +295,7 @@ class Controller:
             windows=tuple(rollout.windows),
         )
         self.history.append(decision)
-        self.state_path.unlink(missing_ok=True)
+        self.state.delete()
         self.say(f"deploy: {outcome}: {rollout.release} ({reason})")
         return decision
 
@@ -343,12 +344,8 @@ class Controller:
     # -- state -------------------------------------------------------------------------------
 
     def _load(self) -> Rollout | None:
-        if not self.state_path.is_file():
-            return None
-        return Rollout.from_json(json.loads(self.state_path.read_text()))
+        saved = self.state.read()
+        return None if saved is None else Rollout.from_json(json.loads(saved))
 
     def _save(self, rollout: Rollout) -> None:
-        self.state_path.parent.mkdir(parents=True, exist_ok=True)
-        scratch = self.state_path.with_suffix(".tmp")
-        scratch.write_text(json.dumps(rollout.to_json(), indent=2))
-        os.replace(scratch, self.state_path)  # atomic: a kill never leaves half a file
+        self.state.write(json.dumps(rollout.to_json(), indent=2))

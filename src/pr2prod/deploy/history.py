@@ -1,7 +1,8 @@
 """The deployment history: one JSON line per decision, printed as a table by deploy-status.
 
 The format is described in docs/deploy-history.md. A history outlives the code that
-wrote it (CI carries it from one workflow run to the next), so reading is tolerant: a key
+wrote it (the Kubernetes target keeps it in a ConfigMap on the cluster, the local target in
+.deploy/), so reading is tolerant: a key
 this version does not know is ignored, and a figure an older version did not measure is
 simply absent from `figures`.
 """
@@ -18,6 +19,7 @@ from typing import Any
 from tabulate import tabulate
 
 from pr2prod.deploy.analysis import Analysis, Outcome
+from pr2prod.deploy.records import Record, as_record
 from pr2prod.errors import Pr2prodError
 
 # Decisions that leave their release serving as stable: what `make rollback` may return to.
@@ -106,26 +108,33 @@ class Decision:
 
 
 class History:
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    def __init__(self, where: Path | Record) -> None:
+        self.record = as_record(where)
 
     def append(self, decision: Decision) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open("a") as handle:
-            handle.write(json.dumps(decision.to_json(), sort_keys=True) + "\n")
+        line = json.dumps(decision.to_json(), sort_keys=True) + "\n"
+        limit = self.record.max_chars
+
+        def appended(text: str | None) -> str:
+            lines = [*(text or "").splitlines(keepends=True), line]
+            # Where space is bounded the oldest decisions go first; the newest always stays.
+            while limit and len(lines) > 1 and sum(map(len, lines)) > limit:
+                lines.pop(0)
+            return "".join(lines)
+
+        self.record.update(appended)
 
     def decisions(self) -> list[Decision]:
-        if not self.path.is_file():
-            return []
         decisions = []
-        for number, line in enumerate(self.path.read_text().splitlines(), start=1):
+        text = self.record.read() or ""
+        for number, line in enumerate(text.splitlines(), start=1):
             if not line.strip():
                 continue
             try:
                 decisions.append(Decision.from_json(json.loads(line)))
             except (ValueError, KeyError, TypeError, AttributeError) as error:
                 raise Pr2prodError(
-                    f"{self.path}:{number} is not a deployment decision ({error!r})",
+                    f"{self.record.name}:{number} is not a deployment decision ({error!r})",
                     hint="`make deploy`, `make rollback` and `make up` write one JSON object a "
                     "line (see docs/deploy-history.md): repair or delete that line",
                 ) from error

@@ -20,6 +20,7 @@ import contextlib
 import fcntl
 import json
 import os
+import secrets
 import shutil
 import subprocess
 import sys
@@ -27,7 +28,7 @@ import tarfile
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -53,11 +54,24 @@ class RouterRecord:
     port: int
     url: str
     log: str
+    admin_port: int = 0  # 0: a router from before the admin API had a port of its own
+    # The admin API's bearer token; the state file is readable by its owner only.
+    token: str = field(default="", repr=False)
 
     @property
     def signature(self) -> tuple[str, ...]:
         """Arguments only our process has in its command line."""
         return (ROUTER_MODULE, str(self.port))
+
+    @property
+    def ports(self) -> tuple[int, ...]:
+        return (self.port, self.admin_port)
+
+    def admin(self, method: str, path: str, **options: Any) -> httpx.Response:
+        """A call to the router's admin API (`path` under /-/), token included."""
+        headers = {"authorization": f"Bearer {self.token}"}
+        url = f"http://{HOST}:{self.admin_port}/-/{path}"
+        return httpx.request(method, url, headers=headers, timeout=5, **options)
 
 
 @dataclass(frozen=True)
@@ -77,6 +91,10 @@ class VersionRecord:
     @property
     def signature(self) -> tuple[str, ...]:
         return (str(self.bento),)  # a folder unique to this version
+
+    @property
+    def ports(self) -> tuple[int, ...]:
+        return (self.port,)
 
 
 Record = RouterRecord | VersionRecord
@@ -184,11 +202,12 @@ def wait_listening(record: Record, timeout: float) -> None:
                 f"process {record.pid} exited before listening on {record.port}:\n"
                 f"{log_tail(record.log)}"
             )
-        if listens(process, record.port):
+        if all(listens(process, port) for port in record.ports):
             return
         time.sleep(0.1)
+    ports = " and ".join(map(str, record.ports))
     raise Pr2prodError(
-        f"process {record.pid} did not listen on {record.port} within {timeout} s:\n"
+        f"process {record.pid} did not listen on {ports} within {timeout} s:\n"
         f"{log_tail(record.log)}"
     )
 
@@ -453,7 +472,7 @@ class LocalTarget:
         router_alive = bool(router and alive(router))
         return {
             "state_dir": str(self.state_dir),
-            "router": {**asdict(router), "alive": router_alive} if router else None,
+            "router": describe_router(router, router_alive) if router else None,
             "stable": describe_version(state.stable),
             "canary": describe_version(state.canary),
             "canary_weight": state.canary_weight if state.canary else 0,
@@ -467,7 +486,7 @@ class LocalTarget:
         if router is None:
             return None
         try:
-            return httpx.get(f"{router.url}/-/stats", timeout=2).json()
+            return router.admin("GET", "stats").json()
         except (httpx.HTTPError, ValueError):
             return None
 
@@ -510,11 +529,15 @@ class LocalTarget:
     def _ensure_router(self, state: DeployState) -> DeployState:
         if state.router and alive(state.router):
             return state
-        port = self.router_port or free_port()
+        port, admin_port = self.router_port or free_port(), free_port()
         log = self.state_dir / "router.log"
-        command = [sys.executable, "-m", ROUTER_MODULE, "--host", HOST]
-        pid = spawn([*command, "--port", str(port)], log, dict(os.environ), self.state_dir)
-        record = RouterRecord(pid, port, f"http://{HOST}:{port}", str(log))
+        token = secrets.token_urlsafe(32)
+        command = [sys.executable, "-m", ROUTER_MODULE, "--host", HOST, "--port", str(port)]
+        command += ["--admin-port", str(admin_port)]
+        env = {**os.environ, environment.PR2PROD_ROUTER_TOKEN.name: token}
+        pid = spawn(command, log, env, self.state_dir)
+        url = f"http://{HOST}:{port}"
+        record = RouterRecord(pid, port, url, str(log), admin_port, token)
         state = self._save(replace(state, router=record))
         try:
             wait_listening(record, self.listen_timeout)
@@ -576,12 +599,11 @@ class LocalTarget:
         if state.router is None:
             return
         config = routing(state, self.settings.retry_on_stable)
-        url = f"{state.router.url}/-/backends"
         try:
             if config is None:
-                response = httpx.delete(url, timeout=5)
+                response = state.router.admin("DELETE", "backends")
             else:
-                response = httpx.put(url, json=config, timeout=5)
+                response = state.router.admin("PUT", "backends", json=config)
         except httpx.HTTPError as error:
             if not required:
                 return
@@ -591,6 +613,11 @@ class LocalTarget:
             ) from error
         if response.status_code != 200:
             raise Pr2prodError(f"the router refused {config}: {response.text}")
+
+
+def describe_router(router: RouterRecord, alive: bool) -> dict[str, Any]:
+    described = {key: value for key, value in asdict(router).items() if key != "token"}
+    return {**described, "alive": alive}
 
 
 def routing(state: DeployState, retry_on_stable: bool) -> dict[str, Any] | None:

@@ -26,7 +26,13 @@ import yaml
 
 from pr2prod import paths
 from pr2prod.errors import Pr2prodError
-from pr2prod.release.bento import BENTOFILE, BUILD_CONTEXT, SERVICE_SOURCES, expected_tags
+from pr2prod.release.bento import (
+    BENTOFILE,
+    BUILD_CONTEXT,
+    SERVICE_SOURCES,
+    SERVING_LOCK,
+    expected_tags,
+)
 from pr2prod.settings import rewrite_params
 
 # What packaging a model reads, relative to the workspace (the model itself is replaced).
@@ -34,6 +40,7 @@ SCRATCH_INPUTS = (
     paths.PARAMS,
     paths.SCHEMA,
     BENTOFILE,
+    SERVING_LOCK,
     paths.TRAIN_SPLIT,
     paths.TEST_SPLIT,
     paths.MODEL,

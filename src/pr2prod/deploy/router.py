@@ -1,8 +1,11 @@
 """The local target's router: one entry point that splits traffic between stable and canary.
 
-Run as `python -m pr2prod.deploy.router --host 127.0.0.1 --port N`. It starts with no
-backends; `PUT /-/backends` tells it where stable and canary are and the canary's share.
-Paths under `/-/` are its own admin API and are never proxied:
+Run as `python -m pr2prod.deploy.router --port N --admin-port M` with the admin token in
+PR2PROD_ROUTER_TOKEN. It listens twice: clients' traffic on N, where every request is
+proxied, and its admin API on M, on the loopback interface only, where each request must
+carry `Authorization: Bearer <token>` and a loopback Host (a web page the user visits cannot
+reach it through DNS rebinding). It starts with no backends; `PUT /-/backends` tells it
+where stable and canary are and the canary's share. The admin API:
 
     PUT /-/backends  {"stable": url, "canary": url | null, "canary_weight": 0-100,
                       "retry_on_stable": bool}
@@ -11,9 +14,15 @@ Paths under `/-/` are its own admin API and are never proxied:
     GET /-/stats     counters per role (see RoleStats)
     GET /-/healthz   200 while the router runs
 
-Every other request is forwarded (method, path, query, body, end-to-end headers) and the
-backend's answer is returned as it came, plus an `x-pr2prod-backend` header naming the role
-that answered. The split is deterministic (see SmoothSplit), so tests can assert exact shares.
+Backends must be on one of the allowed hosts (loopback unless `--backend-host` says more):
+whoever holds the token can repoint traffic, but not at a cloud metadata address.
+
+Every traffic request is forwarded (method, path, query, body, end-to-end headers; the
+client's own forwarding headers are replaced, not passed on) and the backend's answer is
+returned as it came, plus an `x-pr2prod-backend` header naming the role that answered.
+A connection that has not sent a whole request head within the header timeout is closed,
+so idle or trickling connections cannot tie the router up. The split is deterministic (see
+SmoothSplit), so tests can assert exact shares.
 A canary that refuses a connection (its process is gone) gets no more requests until the
 next `PUT /-/backends`.
 """
@@ -21,21 +30,29 @@ next `PUT /-/backends`.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import dataclasses
+import hmac
 import json
+import sys
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+import h11
 import httpx
 import uvicorn
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from pr2prod import environment
 from pr2prod.deploy.target import Role
 
 ROLES: tuple[Role, ...] = ("stable", "canary")
@@ -59,7 +76,8 @@ HOP_BY_HOP = frozenset(
 # backend that does not accept within 2 s is as good as down (and the canary gets retried).
 TIMEOUT = httpx.Timeout(connect=2.0, read=35.0, write=10.0, pool=5.0)
 # Bounded everywhere: at most this many upstream connections (a request waiting longer than
-# the pool timeout for one fails), and uvicorn answers 503 above LIMIT_CONCURRENCY.
+# the pool timeout for one fails), and the router answers 503 above LIMIT_CONCURRENCY requests
+# in flight (requests, not connections: idle connections cost nothing but a socket).
 # Idle upstream connections are dropped after 2 s, well before the backends' own keep-alive
 # timeout (uvicorn's 5 s): reusing a connection the backend is closing at that moment
 # fails the request with a 502 that no backend caused.
@@ -67,6 +85,14 @@ POOL = httpx.Limits(max_connections=200, max_keepalive_connections=50, keepalive
 LIMIT_CONCURRENCY = 400
 MAX_BODY_BYTES = 4 * 1024 * 1024  # above the service's own limit, so it can answer 413 itself
 PROXIED_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+# A client has this long from connecting (or from its first byte after an idle keep-alive)
+# to send a whole request head.
+HEADER_TIMEOUT = 10.0
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+# Set by the client, they would claim an address the router never saw: replaced, not kept.
+CLIENT_FORWARDING_HEADERS = frozenset(
+    {b"forwarded", b"x-forwarded-for", b"x-forwarded-host", b"x-forwarded-proto", b"x-real-ip"}
+)
 
 
 class InvalidBackends(ValueError):
@@ -81,8 +107,9 @@ class Backends:
     retry_on_stable: bool = True
 
 
-def parse_backends(raw: object) -> Backends:
+def parse_backends(raw: object, allowed_hosts: Iterable[str] = LOOPBACK_HOSTS) -> Backends:
     """Validate a `PUT /-/backends` body; InvalidBackends says what is wrong."""
+    allowed = tuple(allowed_hosts)
     if not isinstance(raw, dict):
         raise InvalidBackends("the body must be a JSON object")
     unknown = set(raw) - {"stable", "canary", "canary_weight", "retry_on_stable"}
@@ -90,8 +117,9 @@ def parse_backends(raw: object) -> Backends:
         raise InvalidBackends(f"unknown keys: {sorted(unknown)}")
     if raw.get("stable") is None:
         raise InvalidBackends("stable is required")
-    stable = parse_backend_url(raw["stable"], "stable")
-    canary = None if raw.get("canary") is None else parse_backend_url(raw["canary"], "canary")
+    stable = parse_backend_url(raw["stable"], "stable", allowed)
+    canary = raw.get("canary")
+    canary = None if canary is None else parse_backend_url(canary, "canary", allowed)
     weight = raw.get("canary_weight", 0)
     # bool is an int in Python, but `true` is not a percentage.
     if isinstance(weight, bool) or not isinstance(weight, int) or not 0 <= weight <= 100:
@@ -104,8 +132,8 @@ def parse_backends(raw: object) -> Backends:
     return Backends(stable, canary, weight, retry)
 
 
-def parse_backend_url(value: object, name: str) -> str:
-    """An http(s) base URL with a host and port and nothing after it (no path prefix)."""
+def parse_backend_url(value: object, name: str, allowed_hosts: tuple[str, ...]) -> str:
+    """An http(s) base URL on an allowed host, with a port and nothing after it."""
     if not isinstance(value, str):
         raise InvalidBackends(f"{name} must be a URL string")
     parts = urlsplit(value)
@@ -117,6 +145,11 @@ def parse_backend_url(value: object, name: str) -> str:
         raise InvalidBackends(f"{name} must look like http://host:port, not {value!r}")
     if parts.path not in ("", "/") or parts.query or parts.fragment:
         raise InvalidBackends(f"{name} must not have a path, query or fragment: {value!r}")
+    if parts.hostname not in allowed_hosts:
+        raise InvalidBackends(
+            f"{name}: the router forwards only to {', '.join(allowed_hosts)}, "
+            f"not {parts.hostname} (start it with --backend-host to allow another host)"
+        )
     return f"{parts.scheme}://{parts.netloc}"
 
 
@@ -181,6 +214,8 @@ class RouterState:
     stats: dict[Role, RoleStats] = field(
         default_factory=lambda: {role: RoleStats() for role in ROLES}
     )
+    allowed_hosts: tuple[str, ...] = LOOPBACK_HOSTS
+    in_flight: int = 0  # proxied requests not yet answered
 
     # A canary that refused a connection is not running: its share goes to stable until the
     # next configuration (the controller, seeing it gone, rolls back). Timeouts and 5xx
@@ -231,6 +266,7 @@ def request_headers(request: Request) -> list[tuple[bytes, bytes]]:
         for name, value in forwarded_headers(request.headers.raw)
         if name.lower() not in (b"host", b"content-length")
     ]
+    kept = [(name, value) for name, value in kept if name.lower() not in CLIENT_FORWARDING_HEADERS]
     if request.client:
         kept.append((b"x-forwarded-for", request.client.host.encode()))
     return kept
@@ -307,6 +343,16 @@ async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes | No
 
 async def proxy(request: Request) -> Response:
     state: RouterState = request.app.state.router
+    if state.in_flight >= LIMIT_CONCURRENCY:
+        return JSONResponse({"error": "the router is at capacity; retry shortly"}, 503)
+    state.in_flight += 1
+    try:
+        return await forward(request, state)
+    finally:
+        state.in_flight -= 1
+
+
+async def forward(request: Request, state: RouterState) -> Response:
     client: httpx.AsyncClient = request.app.state.client
     backends = state.backends  # one snapshot: a PUT during this request does not mix configs
     if backends is None:
@@ -333,7 +379,8 @@ async def proxy(request: Request) -> Response:
 
 async def put_backends(request: Request) -> Response:
     try:
-        backends = parse_backends(json.loads(await request.body()))
+        state: RouterState = request.app.state.router
+        backends = parse_backends(json.loads(await request.body()), state.allowed_hosts)
     except json.JSONDecodeError as error:
         return JSONResponse({"error": f"the body is not JSON: {error}"}, 400)
     except InvalidBackends as error:
@@ -365,8 +412,35 @@ async def unknown_admin(request: Request) -> Response:
     return JSONResponse({"error": f"no admin endpoint {request.url.path}"}, 404)
 
 
-def create_app(transport: httpx.AsyncBaseTransport | None = None) -> Starlette:
-    """The router app; `transport` replaces the network (tests)."""
+class AdminGuard(BaseHTTPMiddleware):
+    """Admin requests need the token (but the health probe) and a loopback Host header."""
+
+    def __init__(self, app: Any, token: str) -> None:
+        super().__init__(app)
+        self.token = token.encode()
+
+    async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
+        host = request.url.hostname or ""
+        if host not in LOOPBACK_HOSTS:
+            # A browser tricked by DNS rebinding sends the attacker's host name here.
+            return JSONResponse({"error": f"admin API: host {host!r} is not loopback"}, 403)
+        if request.url.path == "/-/healthz" and request.method == "GET":
+            return await call_next(request)  # probes carry no token; it tells nothing secret
+        scheme, _, given = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given.encode(), self.token):
+            return JSONResponse({"error": "admin API: missing or wrong bearer token"}, 401)
+        return await call_next(request)
+
+
+def create_apps(
+    token: str,
+    allowed_hosts: Iterable[str] = LOOPBACK_HOSTS,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> tuple[Starlette, Starlette]:
+    """The traffic app and the admin app, sharing one state; `transport` replaces the network."""
+    if not token:
+        raise ValueError("the admin API needs a token")
+    state = RouterState(allowed_hosts=tuple(allowed_hosts))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -377,41 +451,131 @@ def create_app(transport: httpx.AsyncBaseTransport | None = None) -> Starlette:
             app.state.client = client
             yield
 
-    routes = [
+    traffic = Starlette(
+        routes=[Route("/{path:path}", proxy, methods=PROXIED_METHODS)], lifespan=lifespan
+    )
+    admin_routes = [
         Route("/-/backends", put_backends, methods=["PUT"]),
         Route("/-/backends", get_backends, methods=["GET"]),
         Route("/-/backends", delete_backends, methods=["DELETE"]),
         Route("/-/stats", get_stats, methods=["GET"]),
         Route("/-/healthz", healthz, methods=["GET"]),
-        Route("/-/{rest:path}", unknown_admin, methods=PROXIED_METHODS),
-        Route("/{path:path}", proxy, methods=PROXIED_METHODS),
+        Route("/{rest:path}", unknown_admin, methods=PROXIED_METHODS),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan)
-    app.state.router = RouterState()
-    return app
+    admin = Starlette(routes=admin_routes, middleware=[Middleware(AdminGuard, token=token)])
+    traffic.state.router = admin.state.router = state
+    return traffic, admin
+
+
+class HeaderDeadline(H11Protocol):
+    """uvicorn's HTTP/1.1 protocol, closing connections whose request head comes too slowly.
+
+    uvicorn times out idle keep-alive connections but not a new connection that sends
+    nothing, nor one that trickles a request head byte by byte: enough of those and every
+    request waits. The deadline starts when a connection opens, and again when bytes of a
+    next request start arriving; a complete request head stops it.
+    """
+
+    header_timeout = HEADER_TIMEOUT
+    _deadline: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm()
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self._deadline is None:
+            self._arm()
+
+    def handle_events(self) -> None:
+        super().handle_events()
+        if self.conn.their_state is not h11.IDLE:  # a whole request head has arrived
+            self._disarm()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def _arm(self) -> None:
+        if self.conn.their_state is h11.IDLE:
+            self._deadline = self.loop.call_later(self.header_timeout, self._expire)
+
+    def _disarm(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _expire(self) -> None:
+        self._deadline = None
+        if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
+            self.transport.close()
+
+
+class AdminServer(uvicorn.Server):
+    """The admin listener: the traffic server owns the signals and stops this one after it."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Any:
+        yield
+
+
+async def serve(traffic: uvicorn.Server, admin: AdminServer) -> None:
+    admin_task = asyncio.create_task(admin.serve())
+    try:
+        await traffic.serve()
+    finally:
+        admin.should_exit = True
+        await admin_task
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--host", default="127.0.0.1", help="where traffic is accepted")
+    parser.add_argument("--port", type=int, required=True, help="the traffic port")
+    parser.add_argument("--admin-port", type=int, required=True, help="the admin API's port")
+    parser.add_argument(
+        "--backend-host",
+        action="append",
+        default=[],
+        help="a host backends may be on, besides loopback (repeatable)",
+    )
+    parser.add_argument("--header-timeout", type=float, default=HEADER_TIMEOUT)
     parser.add_argument("--log-level", default="info")
     args = parser.parse_args(argv)
-    uvicorn.run(
-        create_app(),
-        host=args.host,
-        port=args.port,
-        log_level=args.log_level,
-        access_log=False,  # per-request lines would dwarf the log; /-/stats counts instead
-        limit_concurrency=LIMIT_CONCURRENCY,
-        # The backend's own Server and Date headers pass through; no second copy.
-        server_header=False,
-        date_header=False,
-        # SIGTERM: stop accepting, let in-flight requests finish (the drain), then exit.
-        timeout_graceful_shutdown=10,
-        # Longer than clients keep idle connections (httpx: 5 s), for the same race as POOL.
-        timeout_keep_alive=15,
+    token = environment.PR2PROD_ROUTER_TOKEN.value()
+    if not token:
+        sys.exit(f"set {environment.PR2PROD_ROUTER_TOKEN.name} to the admin API's token")
+    traffic_app, admin_app = create_apps(token, [*LOOPBACK_HOSTS, *args.backend_host])
+    HeaderDeadline.header_timeout = args.header_timeout
+    traffic = uvicorn.Server(
+        uvicorn.Config(
+            traffic_app,
+            host=args.host,
+            port=args.port,
+            http=HeaderDeadline,
+            log_level=args.log_level,
+            access_log=False,  # per-request lines would dwarf the log; /-/stats counts instead
+            # The backend's own Server and Date headers pass through; no second copy.
+            server_header=False,
+            date_header=False,
+            # SIGTERM: stop accepting, let in-flight requests finish (the drain), then exit.
+            timeout_graceful_shutdown=10,
+            # Longer than clients keep idle connections (httpx: 5 s), for the same race as POOL.
+            timeout_keep_alive=15,
+        )
     )
+    admin = AdminServer(
+        uvicorn.Config(
+            admin_app,
+            host="127.0.0.1",
+            port=args.admin_port,
+            http=HeaderDeadline,
+            log_level=args.log_level,
+            access_log=False,
+        )
+    )
+    asyncio.run(serve(traffic, admin))
 
 
 if __name__ == "__main__":

@@ -1,21 +1,25 @@
 """`make bento` and `make image`: package the DVC pipeline's model for serving.
 
-Versions are content hashes, so rebuilding an unchanged model is a no-op and any
-change to the model (or to the service code) gives a new version.
+Versions are content hashes, so rebuilding an unchanged model is a no-op. The bento's
+version hashes exactly what it ships: the model, the files bentofile.yaml includes, the
+runtime lock it installs and bentofile.yaml itself. Editing code that does not ship (the
+pipeline, the report, the deploy controller) makes no new release.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import bentoml
+import yaml
 
 from pr2prod import paths
 from pr2prod.errors import Pr2prodError
+from pr2prod.release.bundle import write_bundle
 from pr2prod.schema import FeatureSchema
-from pr2prod.serving.bundle import write_bundle
 from pr2prod.settings import Settings
 
 MODEL_NAME = "pr2prod-model"
@@ -23,6 +27,10 @@ BENTO_NAME = "pr2prod"
 BENTOFILE = Path("bentofile.yaml")
 BUILD_CONTEXT = Path("src")
 SERVICE_SOURCES = Path("src/pr2prod")
+# The bento's requirements (`make lock`; bentofile.yaml names it relative to BUILD_CONTEXT).
+SERVING_LOCK = BUILD_CONTEXT / "requirements-serving.lock"
+# Where a bento keeps the requirements its image installs.
+BENTO_REQUIREMENTS = "env/python/requirements.txt"
 
 
 @dataclass(frozen=True)
@@ -38,9 +46,26 @@ def expected_tags() -> tuple[str, str]:
     if not paths.MODEL.is_file():
         raise Pr2prodError(f"{paths.MODEL} not found", hint="train the model first: `make repro`")
     model_tag = f"{MODEL_NAME}:{_digest([paths.MODEL])}"
-    # Every source in the build context: the service, and any module a release ships.
-    sources = [*sorted(BUILD_CONTEXT.rglob("*.py")), BENTOFILE]
-    return model_tag, f"{BENTO_NAME}:{_digest(sources, salt=model_tag)}"
+    return model_tag, f"{BENTO_NAME}:{_digest([BENTOFILE, *shipped_files()], salt=model_tag)}"
+
+
+def shipped_files() -> list[Path]:
+    """What a bento built here takes from the build context: the files bentofile.yaml's
+    `include` names (paths or globs relative to the context) and its requirements file."""
+    build = yaml.safe_load(BENTOFILE.read_text())
+    files: set[Path] = set()
+    for pattern in build.get("include", []):
+        matched = [path for path in BUILD_CONTEXT.glob(pattern) if path.is_file()]
+        if not matched:
+            raise Pr2prodError(
+                f"{BENTOFILE} includes {pattern!r}, which matches no file in {BUILD_CONTEXT}/",
+                hint="fix or remove that entry of `include:` (paths are relative to src/)",
+            )
+        files.update(matched)
+    requirements = build.get("python", {}).get("requirements_txt")
+    if requirements:
+        files.add(BUILD_CONTEXT / requirements)
+    return sorted(files)
 
 
 def build_bento(settings: Settings, schema: FeatureSchema) -> BentoInfo:
@@ -49,13 +74,14 @@ def build_bento(settings: Settings, schema: FeatureSchema) -> BentoInfo:
     model_created = _ensure_model(model_tag, settings, schema)
     bento_created = False
     if not _exists(bentoml.bentos.get, bento_tag):
-        bentoml.bentos.build_bentofile(
+        bento = bentoml.bentos.build_bentofile(
             str(BENTOFILE.resolve()),
             build_ctx=str(BUILD_CONTEXT.resolve()),
             version=bento_tag.split(":")[1],
             args={"model_tag": model_tag},
             labels={"model_tag": model_tag},
         )
+        _require_the_runtime_lock(Path(bento.path_of(BENTO_REQUIREMENTS)))
         bento_created = True
     return BentoInfo(model_tag, bento_tag, model_created, bento_created)
 
@@ -86,6 +112,25 @@ def _ensure_model(tag: str, settings: Settings, schema: FeatureSchema) -> bool:
             schema=schema,
         )
     return True
+
+
+def _require_the_runtime_lock(requirements: Path) -> None:
+    """Make the bento's requirements the runtime lock, byte for byte.
+
+    BentoML rewrites the file it is given and appends an unhashed `bentoml==<version>` line
+    (it adds one unless bentoml is named by URL). pip tolerates that duplicate, but
+    `--require-hashes` installers such as `uv pip install --require-hashes` refuse it. The
+    lock already pins bentoml, with hashes, at the version building here; so the bento
+    gets the lock itself, and every line an image installs is hash-checked.
+    """
+    locked = re.search(r"^bentoml==(\S+)", SERVING_LOCK.read_text(), re.M)
+    if locked is None or locked.group(1) != bentoml.__version__:
+        raise Pr2prodError(
+            f"{SERVING_LOCK} pins bentoml {locked.group(1) if locked else '(none)'}, but "
+            f"bentoml {bentoml.__version__} is building the bento",
+            hint="run `make lock`, then `make venv`, so both use the same version",
+        )
+    requirements.write_bytes(SERVING_LOCK.read_bytes())
 
 
 def _exists(getter, tag: str) -> bool:

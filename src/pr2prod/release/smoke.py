@@ -13,8 +13,9 @@ import numpy as np
 
 from pr2prod import paths
 from pr2prod.readiness import NotReady, wait_until_ready
+from pr2prod.release.bundle import golden_rows
 from pr2prod.schema import load_schema
-from pr2prod.serving.bundle import TOLERANCE, golden_rows
+from pr2prod.serving.bundle import TOLERANCE
 
 
 def smoke_test(url: str, timeout: float) -> tuple[bool, str]:

@@ -12,7 +12,13 @@ from pr2prod.model.metrics import flatten_metrics
 from pr2prod.report.bootstrap import DeltaIntervals, Predictions, delta_intervals
 from pr2prod.report.comparison import MetricRow, compare_metrics
 from pr2prod.report.data_section import DataSection, describe_data
-from pr2prod.report.gate import RuleResult, check_gate
+from pr2prod.report.gate import (
+    REPRODUCE_AND_COMMIT,
+    REPRODUCTION,
+    RuleResult,
+    check_gate,
+    check_reproduction,
+)
 from pr2prod.report.params_diff import ParamChange, diff_params
 from pr2prod.report.plots import confusion_matrix, confusion_plot, curve_plot
 from pr2prod.report.reproducibility import Reproducibility, check_reproducibility
@@ -72,7 +78,10 @@ def build_report(base: str | None, out_dir: Path) -> Report:
         intervals = _intervals(base, base_schema, schema, params, notes) if base_metrics else None
         interval_note = intervals.note if intervals else ""
         rows = compare_metrics(base_metrics, head_metrics, params.gate, intervals)
-        gate = check_gate(params.gate, head_metrics, base_metrics)
+        gate = [
+            *check_gate(params.gate, head_metrics, base_metrics),
+            check_reproduction(reproducibility),
+        ]
         plots, confusion = _plots(base, schema, out_dir)
     else:
         notes.append(
@@ -81,7 +90,7 @@ def build_report(base: str | None, out_dir: Path) -> Report:
         )
 
     return Report(
-        verdict=_verdict(validation_failed, data, gate, reproducibility),
+        verdict=judge(validation_failed, data, gate, reproducibility),
         base_revision=base,
         base_sha=base_sha,
         head_sha=environment.PR2PROD_HEAD_SHA.value() or head_sha(),
@@ -225,12 +234,13 @@ def _base_data_file(base: str | None) -> Path | None:
         return None
 
 
-def _verdict(
+def judge(
     validation_failed: bool,
     data: DataSection,
     gate: list[RuleResult],
     reproducibility: Reproducibility,
 ) -> Verdict:
+    """The report's verdict: the first reason it fails, or that every rule passes."""
     if validation_failed:
         broken = len(data.validation_failures)
         return Verdict(False, f"the data failed validation ({broken} rule(s) broken)")
@@ -239,8 +249,13 @@ def _verdict(
     failed = [rule for rule in gate if not rule.passed]
     if failed:
         detail = "; ".join(f"{r.metric} {r.check} (found {r.value})" for r in failed)
-        return Verdict(False, f"{len(failed)} of {len(gate)} gate rule(s) failed: {detail}")
-    if not gate:
+        reason = f"{len(failed)} of {len(gate)} gate rule(s) failed: {detail}"
+        if any(rule.metric == REPRODUCTION for rule in failed):
+            reason += (
+                f". The commit does not hold its own pipeline's results: {REPRODUCE_AND_COMMIT}"
+            )
+        return Verdict(False, reason)
+    if not any(rule.metric != REPRODUCTION for rule in gate):
         return Verdict(True, "no gate rules are configured in params.yaml")
     return Verdict(True, f"all {len(gate)} gate rules pass")
 

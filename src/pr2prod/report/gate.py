@@ -1,4 +1,5 @@
-"""The quality gate: the rules in params.yaml (`gate:`) checked on the PR's metrics."""
+"""The quality gate: the rules in params.yaml (`gate:`) checked on the PR's metrics, and
+one rule every pull request obeys: it commits what its own pipeline reproduces."""
 
 from __future__ import annotations
 
@@ -6,7 +7,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from pr2prod.model.metrics import DECIMALS
+from pr2prod.report.reproducibility import Reproducibility
 from pr2prod.settings import GateRule
+
+# The reproduction rule's name in the gate table, and what to do when it fails.
+REPRODUCTION = "reproduction"
+REPRODUCE_AND_COMMIT = "run `make repro`, then commit dvc.lock and results/"
 
 
 @dataclass(frozen=True)
@@ -44,3 +50,18 @@ def check_gate(
                 )
             )
     return results
+
+
+def check_reproduction(reproducibility: Reproducibility) -> RuleResult:
+    """Does the commit hold the dvc.lock and metrics its pipeline reproduces here?
+
+    main's workflow reproduces the pipeline and refuses to release when they differ
+    (`make verify`), so a pull request that passes without this rule would break main.
+    """
+    if not reproducibility.committed:
+        return RuleResult(REPRODUCTION, "dvc.lock is committed", "missing", passed=False)
+    differences = len(reproducibility.lock_differences) + len(reproducibility.metric_differences)
+    found = "as committed" if differences == 0 else f"{differences} difference(s)"
+    return RuleResult(
+        REPRODUCTION, "dvc.lock and metrics as reproduced", found, passed=differences == 0
+    )

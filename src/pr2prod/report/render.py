@@ -8,6 +8,7 @@ from typing import Any
 
 from pr2prod.report.build import Report
 from pr2prod.report.comparison import MetricRow
+from pr2prod.report.gate import REPRODUCE_AND_COMMIT
 
 # Hidden in the rendered comment; lets a bot find and update the same comment.
 MARKER = "<!-- pr2prod-report -->"
@@ -47,11 +48,13 @@ def to_markdown(report: Report) -> str:
 
 def _verdict(report: Report) -> str:
     icon, word = ("✅", "passes") if report.verdict.passed else ("❌", "fails")
-    compared = (
-        f"Compared with `{report.base_revision}` ({_sha(report.base_sha)})."
-        if report.base_revision
-        else "No base revision to compare with."
-    )
+    if not report.base_revision:
+        compared = "No base revision to compare with."
+    elif report.base_revision == report.base_sha:
+        # CI names the base by its commit (the event's base sha): one short form is enough.
+        compared = f"Compared with the base commit `{_sha(report.base_sha)}`."
+    else:
+        compared = f"Compared with `{report.base_revision}` ({_sha(report.base_sha)})."
     return f"## {icon} pr2prod: the quality gate {word}: {report.verdict.reason}\n\n{compared}"
 
 
@@ -208,15 +211,20 @@ def _reproducibility(report: Report) -> str:
     else:
         ran = ", ".join(repro.stages_run) or "none (everything was up to date)"
         lines.append(f"Stages re-run: {ran} in {repro.seconds:g} s.")
-    if not repro.committed:
-        lines.append("The commit has no dvc.lock: nothing to check the reproduction against.")
-    elif repro.matches:
+    if repro.matches:
         lines.append("The committed dvc.lock and metrics match what was reproduced.")
+        return "\n".join(lines)
+    if not repro.committed:
+        lines.append("**The commit has no dvc.lock**: nothing to check the reproduction against.")
     else:
         lines.append("**The committed results differ from what was reproduced:**")
         lines += [f"- {difference}" for difference in repro.lock_differences]
         lines += [f"- {difference}" for difference in repro.metric_differences]
-        lines.append("\nRun `make repro` and commit dvc.lock and results/.")
+    lines.append(
+        "\nThis fails the gate: main reproduces the pipeline before it releases, and would "
+        f"refuse these results. To fix it, {REPRODUCE_AND_COMMIT} (if the base branch moved "
+        "on, merge it into this branch first)."
+    )
     return "\n".join(lines)
 
 

@@ -4,11 +4,12 @@ The BentoML model directory holds the DVC pipeline's model.joblib, its model car
 the schema it was trained on, the serving policy, a summary of its test metrics and a
 few golden rows (test inputs with the probabilities `evaluate` recorded for them), so a
 served model can prove at start-up that it is the model the pipeline evaluated.
+
+This side only reads a bundle; pr2prod.release.bundle writes it (and never ships).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,9 +19,8 @@ import joblib
 import numpy as np
 import pandas as pd
 
-from pr2prod.data.records import split_records
 from pr2prod.schema import FeatureSchema, parse_schema
-from pr2prod.settings import ServingPolicy
+from pr2prod.serving.policy import ServingPolicy
 
 MODEL_FILE = "model.joblib"
 CARD_FILE = "model.json"
@@ -28,7 +28,6 @@ SCHEMA_FILE = "schema.yaml"
 POLICY_FILE = "serving.json"
 METRICS_FILE = "metrics.json"
 GOLDEN_FILE = "golden.json"
-GOLDEN_ROWS = 8
 TOLERANCE = 1e-5  # predictions.csv keeps six decimals
 
 
@@ -67,36 +66,3 @@ class ModelBundle:
 def probabilities_in_schema_order(model: Any, frame: pd.DataFrame, schema: FeatureSchema):
     order = [list(map(str, model.classes_)).index(label) for label in schema.target.classes]
     return model.predict_proba(frame)[:, order]
-
-
-def write_bundle(
-    directory: Path,
-    model_file: Path,
-    card_file: Path,
-    schema_file: Path,
-    metrics_file: Path,
-    policy: ServingPolicy,
-    test_file: Path,
-    predictions_file: Path,
-    schema: FeatureSchema,
-) -> None:
-    """Fill a (new, empty) model directory from the DVC pipeline's outputs."""
-    for source, name in (
-        (model_file, MODEL_FILE),
-        (card_file, CARD_FILE),
-        (schema_file, SCHEMA_FILE),
-        (metrics_file, METRICS_FILE),
-    ):
-        (directory / name).write_bytes(source.read_bytes())
-    (directory / POLICY_FILE).write_text(json.dumps(dataclasses.asdict(policy), indent=2))
-    (directory / GOLDEN_FILE).write_text(
-        json.dumps(golden_rows(test_file, predictions_file, schema), indent=2)
-    )
-
-
-def golden_rows(test_file: Path, predictions_file: Path, schema: FeatureSchema) -> dict:
-    """The first test rows with the probabilities `evaluate` recorded for them."""
-    records = split_records(test_file, schema)[:GOLDEN_ROWS]
-    predictions = pd.read_csv(predictions_file).head(GOLDEN_ROWS)
-    columns = [f"proba_{label}" for label in schema.target.classes]
-    return {"records": records, "probabilities": predictions[columns].to_numpy().tolist()}

@@ -15,7 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from pr2prod.schema import Feature, FeatureSchema
-from pr2prod.settings import ServingPolicy
+from pr2prod.serving.policy import ServingPolicy
 
 
 class Prediction(BaseModel):
