@@ -22,7 +22,7 @@ STAMP := $(VENV)/.installed
 export PATH := $(abspath $(BIN)):$(PATH)
 endif
 
-.PHONY: help venv data validate repro report gate bento serve bench-serve bench-canary image up down status deploy rollback abort deploy-status smoke verify run rehearse sample-report actionlint test test-fast lint lock propose-lock clean
+.PHONY: help venv data validate repro report gate bento serve bench-serve bench-canary image smoke-image up down status deploy rollback abort deploy-status smoke verify run rehearse sample-report actionlint test test-fast lint lock propose-lock clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -66,11 +66,14 @@ bench-serve: bento ## Requests/s and latency: served bento vs in-process predict
 bench-canary: bento ## Per bad canary: time to roll back, client failures; router overhead (build/)
 	python -m bench.canary
 
-image: bento ## Container image (bentoml containerize), or a Docker build context in build/image/
+image: bento ## Container image IMAGE (default: the bento tag) with Docker or Podman; build/image.json
 	pr2prod image $(if $(IMAGE),--image $(IMAGE))
 
 smoke: $(STAMP) ## Check the service at URL (default :$(PORT)): ready, golden rows as evaluated
 	pr2prod smoke --url $(or $(URL),http://127.0.0.1:$(PORT))
+
+smoke-image: $(STAMP) ## Run IMAGE (default: the one `make image` built) in a container and smoke-test it
+	pr2prod smoke --image $(IMAGE)
 
 verify: repro ## Fail when the reproduced dvc.lock or metrics differ from the committed ones
 	pr2prod verify

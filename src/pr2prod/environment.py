@@ -92,6 +92,26 @@ GITHUB_TOKEN = Variable(
     "the token those subcommands call GitHub's REST API with; CI passes the job's token",
 )
 
+# The image
+IMAGE_BUILDER = Variable(
+    "IMAGE_BUILDER",
+    "auto",
+    "what builds `make image`: `docker`, `podman`, or `auto` (Docker if its daemon answers, "
+    "else Podman)",
+)
+IMAGE_BASE = Variable(
+    "IMAGE_BASE",
+    "",
+    "the base image of `make image`; unset: the bentofile's `docker.base_image`, else the "
+    "slim Python image of its `docker.python_version`",
+)
+IMAGE_CA_BUNDLE = Variable(
+    "IMAGE_CA_BUNDLE",
+    "",
+    "a CA bundle (PEM) that `make image` trusts while it installs the requirements, for a "
+    "TLS-intercepting proxy; a build secret, never in the image",
+)
+
 # Serving
 PR2PROD_MODEL_TAG = Variable(
     "PR2PROD_MODEL_TAG",
@@ -115,6 +135,9 @@ VARIABLES = (
     GITHUB_RUN_ID,
     GITHUB_API_URL,
     GITHUB_TOKEN,
+    IMAGE_BUILDER,
+    IMAGE_BASE,
+    IMAGE_CA_BUNDLE,
     PR2PROD_MODEL_TAG,
 )
 

@@ -40,6 +40,8 @@ RECIPES: dict[str, list[tuple[str, str]]] = {
 _PIPELINE = "tests/integration/test_pipeline.py"
 _REPORT = "tests/integration/test_report.py"
 _BENTO = "tests/integration/test_bento.py"
+_IMAGE = "tests/integration/test_image.py"
+_SMOKE_IMAGE = "test_make_smoke_image_passes_on_the_built_image"
 _ROLLOUTS = "tests/integration/test_canary_rollouts.py"
 _SERVED = "tests/docs/test_served_examples.py"
 
@@ -50,7 +52,17 @@ ELSEWHERE: dict[str, str] = {
     "make report": f"{_REPORT}::test_a_hyperparameter_change_gives_every_section_and_passes",
     "make gate": f"{_REPORT}::test_a_hyperparameter_change_gives_every_section_and_passes",
     "make serve": f"{_SERVED}::test_make_serve_serves_the_bento",
-    "make image": f"{_BENTO}::test_the_image_context_holds_the_model_and_a_dockerfile",
+    # The `built_image` fixture runs `make image`; the smoke test runs `make smoke-image`.
+    "make image": f"{_IMAGE}::built_image",
+    "make image IMAGE=pr2prod:dev": f"{_IMAGE}::built_image",
+    "make smoke-image IMAGE=pr2prod:dev": f"{_IMAGE}::{_SMOKE_IMAGE}",
+    "IMAGE_BASE=localhost/debian-python:bookworm IMAGE_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt"
+    " make image IMAGE=pr2prod:dev": f"{_IMAGE}::built_image",
+    # The `debian_base` fixture runs these when the base image is not there yet.
+    "mmdebstrap --variant=minbase --include=python3,python3-venv,ca-certificates bookworm "
+    "base.tar": f"{_IMAGE}::debian_base",
+    "podman import --change 'CMD [\"/usr/bin/python3\"]' base.tar "
+    "localhost/debian-python:bookworm": f"{_IMAGE}::debian_base",
     # The `deployment` fixture runs `pr2prod up` before the rollouts and `pr2prod down` after.
     "make up": f"{_ROLLOUTS}::deployment",
     "make down": f"{_ROLLOUTS}::deployment",
@@ -62,8 +74,15 @@ ELSEWHERE: dict[str, str] = {
 _CLUSTER = "needs a Kubernetes cluster; tests/integration/test_kubernetes.py renders the manifests"
 _GITHUB = "changes a repository on GitHub"
 
+_FIXED_PORT = (
+    "takes the fixed port 3000 and a fixed container name, which a test cannot count on; "
+    "`make smoke-image`, which tests/integration/test_image.py runs, does the same on a free port"
+)
+
 # Command -> why no test runs it.
 NOT_HERE: dict[str, str] = {
+    "podman run --detach --name pr2prod --publish 127.0.0.1:3000:3000 pr2prod:dev": _FIXED_PORT,
+    "podman rm --force pr2prod": _FIXED_PORT,
     "make test": "the whole suite, this test included; CI runs it (.ci/run)",
     ".venv/bin/pytest -m integration -k remotes": "runs tests of this suite",
     "kubectl apply -k deploy/k8s/overlays/gateway -n pr2prod": _CLUSTER,

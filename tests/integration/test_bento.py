@@ -6,6 +6,7 @@ import contextlib
 import importlib
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -110,21 +111,24 @@ def test_the_service_loads_no_pipeline_report_or_deploy_module(
     assert modules <= shipped, f"loaded but not shipped: {sorted(modules - shipped)}"
 
 
-def test_the_image_context_holds_the_model_and_a_dockerfile(
+def test_the_image_context_holds_the_bento_its_model_and_a_labelled_containerfile(
     reproduced_project: Path, bento_tag: str
 ) -> None:
-    output = run("pr2prod", "image", cwd=reproduced_project).stdout
+    output = run("pr2prod", "image", "--context-only", cwd=reproduced_project).stdout
     context = reproduced_project / "build" / "image"
 
-    assert "no Docker daemon here" in output and "docker build" in output
-    dockerfile = (context / "Dockerfile").read_text()
-    assert "COPY --chown=bentoml:bentoml . ./" in dockerfile  # the bento, models included
-    manifest = yaml.safe_load((context / "bento.yaml").read_text())
+    assert "wrote the build context" in output
+    containerfile = (context / "Containerfile").read_text()
+    assert "COPY bento /home/bentoml/bento" in containerfile  # the bento, models included
+    assert not re.search(r"@[A-Z_]+@", containerfile)  # every marker filled in
+    manifest = yaml.safe_load((context / "bento" / "bento.yaml").read_text())
     (model,) = manifest["services"][0]["models"]
     name, version = model["tag"].split(":")
-    assert (context / "models" / name / version / "model.joblib").is_file()
-    assert f'LABEL io.pr2prod.model="{model["tag"]}"' in dockerfile
-    assert 'LABEL org.opencontainers.image.revision="' in dockerfile
+    assert (context / "bento" / "models" / name / version / "model.joblib").is_file()
+    assert (context / "bento" / "env" / "python" / "requirements.txt").is_file()
+    assert f'LABEL io.pr2prod.model="{model["tag"]}"' in containerfile
+    assert 'LABEL org.opencontainers.image.revision="' in containerfile
+    assert 'ENV BENTOML_DO_NOT_TRACK="true"' in containerfile  # the bentofile's envs
 
 
 def test_the_smoke_test_passes_against_the_served_model(

@@ -1,7 +1,9 @@
 """`pr2prod smoke`: is a running service (process or container) the model we evaluated?
 
 Waits for /readyz, then sends the golden rows (test rows with the probabilities
-`evaluate` recorded, from the workspace's model bundle inputs) and compares answers.
+`evaluate` recorded, from the workspace's model bundle inputs) and compares answers; a
+request with no records must be refused with a 4xx, and /metrics must serve the request
+counters a canary analysis reads.
 """
 
 from __future__ import annotations
@@ -37,7 +39,14 @@ def smoke_test(url: str, timeout: float) -> tuple[bool, str]:
     if gap > TOLERANCE:
         return False, f"smoke: golden rows differ from the evaluation by up to {gap:.3g}"
     version = response.json()[0]["model_version"]
+    refused = httpx.post(f"{url}/predict", json={"records": []}, timeout=30).status_code
+    if not 400 <= refused < 500:
+        return False, f"smoke: a request with no records got {refused}, not a 4xx"
+    metrics = httpx.get(f"{url}/metrics", timeout=30)
+    if metrics.status_code != 200 or "bentoml_service_request_total" not in metrics.text:
+        return False, f"smoke: /metrics answered {metrics.status_code} without request counters"
     return True, (
         f"smoke: {url} ready after {waited:.1f} s; model {version} answered {rows} golden rows "
-        f"as evaluated (largest gap {gap:.2g})"
+        f"as evaluated (largest gap {gap:.2g}); a request with no records got {refused}; "
+        "/metrics serves"
     )
