@@ -113,3 +113,14 @@ def test_an_unknown_field_is_named_escaped_and_cut_short() -> None:
 )
 def test_quoted_names_print_on_one_short_line(name: str, quoted: str) -> None:
     assert quoted_name(name) == quoted
+
+
+def test_a_warning_quotes_the_client_category_on_one_short_line() -> None:
+    warn = ServingPolicy(unseen_category="warn")
+    sent = "north\nforged line" + "x" * 10_000
+    record = record_model(MIXED, warn).model_validate({**GOOD, "region": sent}).model_dump()
+
+    (problem,) = policy_warnings(record, MIXED)
+
+    assert "\n" not in problem and len(problem) < 200
+    assert problem.startswith("region: unseen category 'north\\nforged line")

@@ -127,5 +127,6 @@ def policy_warnings(record: dict[str, Any], schema: FeatureSchema) -> list[str]:
                     f"{feature.name}: {value} is outside [{feature.min}, {feature.max}]"
                 )
         elif value not in feature.categories:
-            problems.append(f"{feature.name}: unseen category {value!r}")
+            # The value is the client's: quoted, a long one cut, as it goes into the log.
+            problems.append(f"{feature.name}: unseen category '{quoted_name(value)}'")
     return problems

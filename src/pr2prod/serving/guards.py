@@ -41,7 +41,7 @@ class RequestGuard:
             await _refuse(
                 send,
                 415,
-                f"Content-Type {content_type!r} is not supported; send JSON "
+                f"Content-Type '{quoted_name(content_type)}' is not supported; send JSON "
                 "with Content-Type: application/json",
             )
             return
