@@ -192,6 +192,9 @@ def test_an_image_that_never_serves_fails_the_smoke_test_with_its_log(
     assert result.returncode == 1
     assert "was not ready within 5 s" in result.stderr
     assert "the container's last 40 log lines" in result.stderr
+    # A bare base image is not a release: no labels, and root.
+    assert "the image lacks the labels" in result.stderr
+    assert "the image runs as root" in result.stderr
     container = result.stderr.split("container ")[1].split(",")[0]
     assert podman("ps", "--all", "--quiet", "--filter", f"id={container}").stdout == ""
 

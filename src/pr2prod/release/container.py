@@ -1,7 +1,9 @@
 """`make smoke-image`: start an image as a container, smoke-test it, and remove it.
 
 The container publishes the service's port on a free loopback port and is stopped and
-removed by its id whatever happens; on failure its log tail says why.
+removed by its id whatever happens; on failure its log tail says why. The image itself
+must say what it is (its version, revision and model labels) and run as a user who is
+not root.
 """
 
 from __future__ import annotations
@@ -10,13 +12,41 @@ import subprocess
 
 from pr2prod.errors import Pr2prodError
 from pr2prod.ports import free_port
-from pr2prod.release.image import SERVICE_PORT
+from pr2prod.release.image import SERVICE_PORT, inspect_image
 from pr2prod.release.smoke import smoke_test
 
 LOG_LINES = 40
+# What main.yml reads back from the image, and what a deployment names it by.
+REQUIRED_LABELS = (
+    "org.opencontainers.image.version",
+    "org.opencontainers.image.revision",
+    "io.pr2prod.model",
+)
 
 
 def smoke_test_image(builder: str, reference: str, timeout: float) -> tuple[bool, str]:
+    problems = image_problems(inspect_image(builder, reference))
+    passed, summary = _smoke_test_container(builder, reference, timeout)
+    if problems:
+        return False, "\n".join([*(f"smoke: {problem}" for problem in problems), summary])
+    return passed, summary
+
+
+def image_problems(facts: dict) -> list[str]:
+    """What is wrong with an image's description (`docker/podman image inspect`)."""
+    config = facts.get("Config") or {}
+    labels = config.get("Labels") or {}
+    problems = []
+    missing = [name for name in REQUIRED_LABELS if not labels.get(name)]
+    if missing:
+        problems.append(f"the image lacks the labels {', '.join(missing)}")
+    user = (config.get("User") or "").split(":")[0]
+    if user in ("", "0", "root"):
+        problems.append(f"the image runs as root (USER {user or 'unset'}), not as a service user")
+    return problems
+
+
+def _smoke_test_container(builder: str, reference: str, timeout: float) -> tuple[bool, str]:
     port = free_port()
     started = subprocess.run(
         [builder, "run", "--detach", "--publish", f"127.0.0.1:{port}:{SERVICE_PORT}", reference],
