@@ -16,6 +16,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from conftest import REPO_ROOT
 from github_fake import FakeGitHub
 
 from pr2prod.cli import main
@@ -292,6 +293,13 @@ def test_a_rehearsals_summary_says_first_that_nothing_reached_production(
     assert "```\nrunning (local): stable pr2prod:bbbb\n```" in summary
 
 
+def test_a_superseded_production_run_says_who_deploys_instead() -> None:
+    job = DeployJob("kubernetes", "ghcr.io/o/r/pr2prod:abc", "success", superseded_by="f00d")
+    summary = render(job, "history")
+    assert "- Rollout: none: main is at `f00d` now" in summary
+    assert "succeeded" not in summary
+
+
 def test_a_production_summary_names_the_image_and_the_namespace() -> None:
     image = "ghcr.io/o/r/pr2prod:abc@sha256:" + "1" * 64
     summary = render(DeployJob("kubernetes", image, "failure", namespace="ml"), "history")
@@ -353,3 +361,23 @@ def test_a_deploy_behind_the_newest_main_is_skipped(fake: FakeGitHub, in_ci: Pat
     assert deploy_commands._newer_commit("main", "0" * 40) == "1" * 40
     with pytest.raises(Pr2prodError, match="GitHub answered 404"):
         deploy_commands._newer_commit("release", "0" * 40)
+
+
+def test_the_skipped_deploy_rolls_nothing_out_and_says_why(
+    fake: FakeGitHub, in_ci: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pr2prod.report.revisions
+
+    monkeypatch.chdir(REPO_ROOT)  # params.yaml
+    fake.branches["main"] = "1" * 40
+    monkeypatch.setattr(pr2prod.report.revisions, "head_sha", lambda: "0" * 40)
+
+    def deploy(*args: object, **kwargs: object) -> None:
+        pytest.fail("a superseded run must not roll out")
+
+    controller = SimpleNamespace(target=object(), deploy=deploy)
+    monkeypatch.setattr(assembly, "make_controller", lambda *args, **kwargs: controller)
+    github_output = in_ci / "github-output"
+    arguments = ["deploy", "canary", "ghcr.io/o/r/pr2prod:0000", "--skip-if-behind", "main"]
+    assert main([*arguments, "--outputs", str(github_output)]) == 0
+    assert outputs(github_output) == {"superseded-by": "1" * 40}

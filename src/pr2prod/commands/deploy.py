@@ -106,6 +106,7 @@ def status(args: argparse.Namespace) -> int:
         help="do nothing when BRANCH on GitHub has moved past this commit (its own run "
         "deploys the newer one); checked while holding the deployment lock",
     ),
+    OUTPUTS,
     RELEASE,
 )
 def deploy(args: argparse.Namespace) -> int:
@@ -124,6 +125,8 @@ def deploy(args: argparse.Namespace) -> int:
         newer = _newer_commit(args.skip_if_behind, head_sha()) if args.skip_if_behind else None
         if newer:
             print(f"deploy: skipped: {args.skip_if_behind} is at {newer} now; its run deploys it")
+            if args.outputs:
+                _write_outputs(args.outputs, superseded_by=newer)
             return 0
         decision = controller.deploy(release, git_sha=head_sha(), model_version=model)
     return 0 if decision.successful else 1
@@ -311,6 +314,7 @@ def rehearsal_check(args: argparse.Namespace) -> int:
     arg("--previous", default="", help="the stable release a rehearsal started from"),
     arg("--state-run", default="", help="the run whose saved state a rehearsal started from"),
     arg("--check", default="", help="the stable check after a failed rehearsal"),
+    arg("--superseded-by", default="", help="the newer commit whose run deploys instead"),
 )
 def deploy_summary(args: argparse.Namespace) -> int:
     from pr2prod import environment
@@ -330,6 +334,7 @@ def deploy_summary(args: argparse.Namespace) -> int:
         state_run=args.state_run,
         check=args.check,
         namespace=environment.KUBE_NAMESPACE.value(),
+        superseded_by=args.superseded_by,
     )
     try:
         controller = make_controller()

@@ -29,9 +29,15 @@ class DeployJob:
     state_run: str = ""  # the run whose saved state a rehearsal started from
     check: str = ""  # the stable check after a failed rehearsal
     namespace: str = ""
+    superseded_by: str = ""  # main's newer commit, when this run left the rollout to its run
 
 
 def _rollout_line(job: DeployJob) -> str:
+    if job.superseded_by:
+        return (
+            f"- Rollout: none: main is at `{job.superseded_by}` now, a newer commit whose own "
+            "run deploys it (and contains this one)."
+        )
     if job.outcome == "skipped" and job.previous == job.release:
         return f"- Rollout: none needed: `{job.release}` already served as stable."
     return {
