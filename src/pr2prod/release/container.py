@@ -9,9 +9,12 @@ not root.
 from __future__ import annotations
 
 import subprocess
+import tempfile
+from pathlib import Path
 
 from pr2prod.errors import Pr2prodError
 from pr2prod.ports import free_port
+from pr2prod.readiness import Watched
 from pr2prod.release.image import SERVICE_PORT, inspect_image
 from pr2prod.release.smoke import smoke_test
 
@@ -61,15 +64,36 @@ def _smoke_test_container(builder: str, reference: str, timeout: float) -> tuple
         )
     container = started.stdout.strip().splitlines()[-1]
     try:
-        passed, summary = smoke_test(f"http://127.0.0.1:{port}", timeout=timeout)
-        if not passed:
-            summary += f"\n--- the container's last {LOG_LINES} log lines\n" + _log_tail(
-                builder, container
-            )
+        with tempfile.TemporaryDirectory() as scratch:
+            log = Path(scratch) / "container.log"
+
+            def running() -> bool:
+                # An exited container's log is kept for the smoke test's message.
+                if _inspect_state(builder, container) == "true":
+                    return True
+                log.write_text(_log_tail(builder, container))
+                return False
+
+            watched = Watched(f"the container {container[:12]}", running, log)
+            passed, summary = smoke_test(f"http://127.0.0.1:{port}", timeout, watched)
+            if not passed and not log.is_file():  # still running: its log is not shown yet
+                summary += f"\n--- the container's last {LOG_LINES} log lines\n" + _log_tail(
+                    builder, container
+                )
         return passed, f"{summary}\n(image {reference}, container {container[:12]}, {builder})"
     finally:
         subprocess.run([builder, "stop", "-t", "10", container], capture_output=True, check=False)
         subprocess.run([builder, "rm", "--force", container], capture_output=True, check=False)
+
+
+def _inspect_state(builder: str, container: str) -> str:
+    state = subprocess.run(
+        [builder, "inspect", "--format", "{{.State.Running}}", container],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return state.stdout.strip()
 
 
 def _log_tail(builder: str, container: str) -> str:
