@@ -28,7 +28,7 @@ def test_the_final_stage_holds_the_environment_and_the_bento_run_by_a_non_root_u
     text = render_containerfile(LABELS, {"BENTOML_DO_NOT_TRACK": "true"}, ca_bundle=False)
     build, final = stages(text)
 
-    assert "pip install -r /tmp/requirements.txt" in build
+    assert "pip install -r /opt/requirements.txt" in build
     assert "pip" not in final.replace("/opt/venv", "")  # installed in the first stage only
     assert "COPY --from=environment /opt/venv /opt/venv" in final
     assert "COPY bento /home/bentoml/bento" in final
