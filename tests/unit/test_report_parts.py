@@ -95,7 +95,7 @@ class TestBootstrap:
         paired = delta_intervals(base, head, 500, 0.95, seed=3)
         unpaired = delta_intervals(base, shuffled, 500, 0.95, seed=3)
 
-        assert unpaired.pairing == "unpaired" and "0 in common" in unpaired.note
+        assert unpaired.pairing == "unpaired" and "the test sets differ" in unpaired.note
         width = {name: high - low for name, (low, high) in paired.intervals.items()}
         unpaired_width = {name: high - low for name, (low, high) in unpaired.intervals.items()}
         assert width["accuracy"] < unpaired_width["accuracy"]

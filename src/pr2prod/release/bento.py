@@ -19,6 +19,7 @@ import yaml
 from pr2prod import paths
 from pr2prod.errors import Pr2prodError
 from pr2prod.release.bundle import write_bundle
+from pr2prod.release.golden import golden_rows
 from pr2prod.schema import FeatureSchema
 from pr2prod.settings import Settings
 
@@ -107,9 +108,9 @@ def _ensure_model(tag: str, settings: Settings, schema: FeatureSchema) -> bool:
             schema_file=paths.SCHEMA,
             metrics_file=paths.METRICS,
             policy=settings.serving,
-            test_file=paths.TEST_SPLIT,
-            predictions_file=paths.PREDICTIONS,
-            schema=schema,
+            golden=golden_rows(
+                paths.TRAIN_SPLIT, paths.TEST_SPLIT, paths.MODEL, schema, settings.seed
+            ),
         )
     return True
 

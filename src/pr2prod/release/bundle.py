@@ -1,7 +1,7 @@
 """Writing a model bundle from the DVC pipeline's outputs (pr2prod.serving.bundle reads it).
 
-Picking the golden rows reads a split file through the pipeline's typed loader, which is
-why writing lives here, outside the service's code: the service never reads a split.
+Writing lives here, outside the service's code: the golden rows it stores are made from
+the training split (pr2prod.release.golden), which the service never reads.
 """
 
 from __future__ import annotations
@@ -10,10 +10,6 @@ import dataclasses
 import json
 from pathlib import Path
 
-import pandas as pd
-
-from pr2prod.data.records import split_records
-from pr2prod.schema import FeatureSchema
 from pr2prod.serving.bundle import (
     CARD_FILE,
     GOLDEN_FILE,
@@ -24,8 +20,6 @@ from pr2prod.serving.bundle import (
 )
 from pr2prod.serving.policy import ServingPolicy
 
-GOLDEN_ROWS = 8
-
 
 def write_bundle(
     directory: Path,
@@ -34,9 +28,7 @@ def write_bundle(
     schema_file: Path,
     metrics_file: Path,
     policy: ServingPolicy,
-    test_file: Path,
-    predictions_file: Path,
-    schema: FeatureSchema,
+    golden: dict,
 ) -> None:
     """Fill a (new, empty) model directory from the DVC pipeline's outputs."""
     for source, name in (
@@ -47,14 +39,4 @@ def write_bundle(
     ):
         (directory / name).write_bytes(source.read_bytes())
     (directory / POLICY_FILE).write_text(json.dumps(dataclasses.asdict(policy), indent=2))
-    (directory / GOLDEN_FILE).write_text(
-        json.dumps(golden_rows(test_file, predictions_file, schema), indent=2)
-    )
-
-
-def golden_rows(test_file: Path, predictions_file: Path, schema: FeatureSchema) -> dict:
-    """The first test rows with the probabilities `evaluate` recorded for them."""
-    records = split_records(test_file, schema)[:GOLDEN_ROWS]
-    predictions = pd.read_csv(predictions_file).head(GOLDEN_ROWS)
-    columns = [f"proba_{label}" for label in schema.target.classes]
-    return {"records": records, "probabilities": predictions[columns].to_numpy().tolist()}
+    (directory / GOLDEN_FILE).write_text(json.dumps(golden, indent=2))

@@ -1,7 +1,7 @@
 """`pr2prod smoke`: is a running service (process or container) the model we evaluated?
 
-Waits for /readyz, then sends the golden rows (test rows with the probabilities
-`evaluate` recorded, from the workspace's model bundle inputs) and compares answers; a
+Waits for /readyz, then sends the golden rows (synthetic rows with the probabilities the
+workspace's model gives them, made as `make bento` makes them) and compares answers; a
 request with no records must be refused with a 4xx, and /metrics must serve the request
 counters a canary analysis reads.
 """
@@ -13,15 +13,18 @@ import numpy as np
 
 from pr2prod import paths
 from pr2prod.readiness import NotReady, Watched, wait_until_ready
-from pr2prod.release.bundle import golden_rows
+from pr2prod.release.golden import golden_rows
 from pr2prod.schema import load_schema
 from pr2prod.serving.bundle import TOLERANCE
+from pr2prod.settings import load_settings
 
 
 def smoke_test(url: str, timeout: float, watched: Watched | None = None) -> tuple[bool, str]:
     """(passed, what was found). With `watched`, waiting stops as soon as it exits."""
     schema = load_schema(paths.SCHEMA)
-    golden = golden_rows(paths.TEST_SPLIT, paths.PREDICTIONS, schema)
+    golden = golden_rows(
+        paths.TRAIN_SPLIT, paths.TEST_SPLIT, paths.MODEL, schema, load_settings().seed
+    )
     try:
         waited = wait_until_ready(url, timeout, process=watched)
     except NotReady as error:

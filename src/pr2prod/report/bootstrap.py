@@ -1,6 +1,7 @@
 """Confidence intervals for metric deltas by bootstrapping the test set.
 
-Paired when both models predicted the same test rows (matched by row id): each draw
+Paired when both models predicted the same test rows (the same row ids, each row's place
+in the test split, with the same labels; see pr2prod.model.evaluate.row_ids): each draw
 resamples rows once and scores both models on them, so row-to-row difficulty cancels
 out. Otherwise the two test sets are resampled independently (a wider, unpaired interval).
 """
@@ -66,10 +67,11 @@ def delta_intervals(
         note = f"paired bootstrap over the same {len(head.frame)} test rows"
     else:
         pairing = "unpaired"
-        common = len(set(base.frame["row_id"]) & set(head.frame["row_id"]))
+        # Row ids are places in the test split, not identities: ids two different test
+        # sets share say nothing about common rows, so none are counted.
         note = (
             f"unpaired bootstrap: the test sets differ ({len(base.frame)} base rows, "
-            f"{len(head.frame)} PR rows, {common} in common)"
+            f"{len(head.frame)} PR rows)"
         )
     deltas: dict[str, list[float]] = {}
     for _ in range(resamples):

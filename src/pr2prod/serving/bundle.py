@@ -2,8 +2,9 @@
 
 The BentoML model directory holds the DVC pipeline's model.joblib, its model card,
 the schema it was trained on, the serving policy, a summary of its test metrics and a
-few golden rows (test inputs with the probabilities `evaluate` recorded for them), so a
-served model can prove at start-up that it is the model the pipeline evaluated.
+few golden rows (synthetic inputs, never a real record, with the probabilities the
+pipeline's model gave them when the bento was made), so a served model can prove at
+start-up that it is the model the pipeline evaluated.
 
 This side only reads a bundle; pr2prod.release.bundle writes it (and never ships).
 """
@@ -28,7 +29,7 @@ SCHEMA_FILE = "schema.yaml"
 POLICY_FILE = "serving.json"
 METRICS_FILE = "metrics.json"
 GOLDEN_FILE = "golden.json"
-TOLERANCE = 1e-5  # predictions.csv keeps six decimals
+TOLERANCE = 1e-5  # answers over HTTP keep six decimals
 
 
 @dataclass(frozen=True)
@@ -55,7 +56,7 @@ class ModelBundle:
         return joblib.load(self.path / MODEL_FILE)
 
     def golden_rows_match(self, model: Any) -> tuple[bool, float]:
-        """Do the golden rows get the probabilities evaluate recorded? (and the worst gap)"""
+        """Do the golden rows get the probabilities recorded for them? (and the worst gap)"""
         frame = pd.DataFrame(self.golden["records"], columns=self.schema.feature_names)
         expected = np.asarray(self.golden["probabilities"])
         actual = probabilities_in_schema_order(model, frame, self.schema)

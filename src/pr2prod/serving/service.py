@@ -81,7 +81,7 @@ class Classifier:
             logger.info("model %s loaded; golden rows match (largest gap %.2g)", MODEL_TAG, gap)
         else:
             logger.error(
-                "model %s gives golden-row probabilities %.3g away from what evaluate "
+                "model %s gives golden-row probabilities %.3g away from what was "
                 "recorded: not ready (wrong scikit-learn version in this environment?)",
                 MODEL_TAG,
                 gap,
@@ -147,7 +147,8 @@ def model_metadata(_: Request) -> JSONResponse:
             "features": {f.name: field_name(f.name) for f in BUNDLE.schema.features},
             "classes": list(BUNDLE.schema.target.classes),
             "policy": POLICY.__dict__,
-            # Inputs with the answers evaluate recorded: lets a deployer check this version.
+            # Synthetic inputs (no real record) with the answers recorded for them when the
+            # bento was made: lets a deployer check this version. No data row is served here.
             "golden": BUNDLE.golden,
         }
     )

@@ -1,0 +1,124 @@
+"""Golden rows: synthetic inputs, with the probabilities the trained model gives them.
+
+A served model proves at start-up (readiness) and over HTTP (`make smoke`, the canary's
+checks) that it answers these rows as the pipeline's model does. They ship in the image
+and GET /model shows them to any caller, so they must not be anybody's record: each row
+is built from summaries of the training split, never copied from it.
+
+Per class, a row takes every numeric feature at one quantile of that class's training
+values (the median first, then the quartiles, then the deciles) and every categorical
+feature at one of its categories in that class (the most frequent first), so the rows
+usually cover every class. A candidate that equals a row of the data, or an earlier
+candidate, is dropped; seeded random mixes of quantiles fill any gap, so the same
+training split, model and seed give the same rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import joblib
+import numpy as np
+import pandas as pd
+
+from pr2prod.data.records import json_value, request_records
+from pr2prod.data.validation import load_typed
+from pr2prod.schema import FeatureSchema
+from pr2prod.serving.bundle import probabilities_in_schema_order
+
+GOLDEN_ROWS = 8
+PROFILE_QUANTILES = (0.5, 0.25, 0.75, 0.1, 0.9)
+DECIMALS = 6  # enough to tell quantiles apart, short enough to read
+RANDOM_ATTEMPTS = 50  # per missing row, before settling for fewer rows
+
+
+def golden_rows(
+    train_file: Path, test_file: Path, model_file: Path, schema: FeatureSchema, seed: int
+) -> dict[str, Any]:
+    """Synthetic rows from the training split, with the model's probabilities for them."""
+    train = load_typed(train_file, schema)
+    real = pd.concat([train, load_typed(test_file, schema)], ignore_index=True)
+    records = synthetic_records(train, real, schema, GOLDEN_ROWS, seed)
+    frame = pd.DataFrame(records, columns=schema.feature_names)
+    # The model is the pipeline's own, trained in this workspace (the same file evaluate
+    # scored); loading it is what recording its answers means.
+    model = joblib.load(model_file)
+    probabilities = probabilities_in_schema_order(model, frame, schema)
+    return {
+        "origin": "synthetic: per-class quantiles of the training split, no real row",
+        "records": records,
+        "probabilities": probabilities.tolist(),
+    }
+
+
+def synthetic_records(
+    train: pd.DataFrame, real: pd.DataFrame, schema: FeatureSchema, count: int, seed: int
+) -> list[dict[str, Any]]:
+    """Up to `count` records, none equal to a row of `real` (features compared)."""
+    target = schema.target.name
+    groups = [train[train[target] == label] for label in schema.target.classes]
+    groups = [group for group in groups if len(group)]
+    taken = {_key(record, schema) for record in request_records(real, schema)}
+    records: list[dict[str, Any]] = []
+
+    def offer(record: dict[str, Any]) -> None:
+        key = _key(record, schema)
+        if len(records) < count and key not in taken:
+            taken.add(key)
+            records.append(record)
+
+    for rank, quantile in enumerate(PROFILE_QUANTILES):
+        for group in groups:
+            offer(_profile(group, schema, lambda q=quantile: q, lambda _, r=rank: r))
+    rng = np.random.default_rng(seed)
+    for attempt in range(RANDOM_ATTEMPTS * count):
+        if len(records) >= count:
+            break
+        group = groups[attempt % len(groups)]
+        offer(
+            _profile(
+                group,
+                schema,
+                lambda: float(rng.uniform(0.05, 0.95)),
+                lambda size: int(rng.integers(size)),
+            )
+        )
+    return records
+
+
+def _profile(
+    group: pd.DataFrame,
+    schema: FeatureSchema,
+    quantile_of: Callable[[], float],
+    rank_of: Callable[[int], int],
+) -> dict[str, Any]:
+    """One record: each numeric feature at a quantile, each categorical one at a rank
+    (of the categories seen in `group`, by frequency; `rank_of` gets how many there are)."""
+    record: dict[str, Any] = {}
+    for feature in schema.features:
+        values = group[feature.name].dropna()
+        if values.empty:
+            record[feature.name] = None
+        elif feature.is_numeric:
+            record[feature.name] = round(float(values.quantile(quantile_of())), DECIMALS)
+        else:
+            by_frequency = values.astype(str).value_counts().sort_index(kind="stable")
+            ordered = by_frequency.sort_values(ascending=False, kind="stable").index
+            record[feature.name] = str(ordered[rank_of(len(ordered)) % len(ordered)])
+    return record
+
+
+def _key(record: dict[str, Any], schema: FeatureSchema) -> tuple:
+    """A record's feature values, comparable whatever their source types."""
+    return tuple(
+        _comparable(json_value(record[name]), name in schema.numeric_features)
+        for name in schema.feature_names
+    )
+
+
+def _comparable(value: Any, numeric: bool) -> Any:
+    if value is None:
+        return None
+    return round(float(value), DECIMALS) if numeric else str(value)
