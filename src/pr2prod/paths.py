@@ -33,7 +33,7 @@ REPORT_MD = REPORT_DIR / "report.md"
 REPORT_JSON = REPORT_DIR / "report.json"
 REPRO_RECORD = REPORT_DIR / "repro.json"
 
-# Serving: a Docker build context, written by `make image` where no Docker daemon runs.
+# The image's build context (the exported bento and its Containerfile), from `make image`.
 IMAGE_CONTEXT = Path("build") / "image"
 
 # Deployments: the local target's processes, the rollout in progress, the history.

@@ -9,6 +9,7 @@ import pytest
 
 from pr2prod.errors import Pr2prodError
 from pr2prod.release import image
+from pr2prod.release.container import REQUIRED_LABELS, image_problems
 from pr2prod.release.image import (
     build_command,
     choose_builder,
@@ -27,7 +28,7 @@ def test_the_final_stage_holds_the_environment_and_the_bento_run_by_a_non_root_u
     text = render_containerfile(LABELS, {"BENTOML_DO_NOT_TRACK": "true"}, ca_bundle=False)
     build, final = stages(text)
 
-    assert "pip install -r /tmp/requirements.txt" in build
+    assert "pip install -r /opt/requirements.txt" in build
     assert "pip" not in final.replace("/opt/venv", "")  # installed in the first stage only
     assert "COPY --from=environment /opt/venv /opt/venv" in final
     assert "COPY bento /home/bentoml/bento" in final
@@ -109,3 +110,13 @@ def test_a_ca_bundle_that_is_not_a_file_is_refused(monkeypatch, tmp_path: Path) 
 
     with pytest.raises(Pr2prodError, match="is not a file"):
         image._ca_bundle()
+
+
+def test_an_image_without_labels_or_running_as_root_has_problems() -> None:
+    labelled = {label: "x" for label in REQUIRED_LABELS}
+
+    assert image_problems({"Config": {"Labels": labelled, "User": "1034:1034"}}) == []
+    unlabelled_root = image_problems({"Config": {"Labels": None, "User": ""}})
+    assert len(unlabelled_root) == 2
+    assert "io.pr2prod.model" in unlabelled_root[0] and "root" in unlabelled_root[1]
+    assert image_problems({"Config": {"Labels": labelled, "User": "root"}}) != []

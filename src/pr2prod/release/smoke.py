@@ -12,18 +12,21 @@ import httpx
 import numpy as np
 
 from pr2prod import paths
-from pr2prod.readiness import NotReady, wait_until_ready
+from pr2prod.readiness import NotReady, Watched, wait_until_ready
 from pr2prod.release.bundle import golden_rows
 from pr2prod.schema import load_schema
 from pr2prod.serving.bundle import TOLERANCE
 
 
-def smoke_test(url: str, timeout: float) -> tuple[bool, str]:
+def smoke_test(url: str, timeout: float, watched: Watched | None = None) -> tuple[bool, str]:
+    """(passed, what was found). With `watched`, waiting stops as soon as it exits."""
     schema = load_schema(paths.SCHEMA)
     golden = golden_rows(paths.TEST_SPLIT, paths.PREDICTIONS, schema)
     try:
-        waited = wait_until_ready(url, timeout)
-    except NotReady:
+        waited = wait_until_ready(url, timeout, process=watched)
+    except NotReady as error:
+        if watched is not None:
+            return False, f"smoke: {error}"
         return False, f"smoke: {url} was not ready within {timeout:g} s"
     response = httpx.post(f"{url}/predict", json={"records": golden["records"]}, timeout=30)
     if response.status_code != 200:
