@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -38,10 +39,13 @@ def record(test_records: list[dict[str, Any]]) -> dict[str, Any]:
     return test_records[0]
 
 
+JSON = {"content-type": "application/json"}
+
+
 def post(client: httpx.Client, body: Any) -> httpx.Response:
     # allow_nan: JSON has no NaN, but clients do send it; the service must refuse it.
     content = body if isinstance(body, bytes) else json.dumps(body, allow_nan=True).encode()
-    return client.post("/predict", content=content, headers={"content-type": "application/json"})
+    return client.post("/predict", content=content, headers=JSON)
 
 
 def test_served_predictions_equal_the_offline_evaluation(
@@ -200,3 +204,87 @@ def test_a_fuzz_run_of_the_openapi_spec_finds_no_server_error(
     )
 
     assert result.returncode == 0, result.stdout[-4000:]
+
+
+def test_an_oversized_chunked_body_is_refused_too(client: httpx.Client) -> None:
+    """A body sent in chunks declares no length: it must still get 413, not a 500."""
+
+    def chunks() -> Any:  # a generator: httpx sends it with Transfer-Encoding: chunked
+        yield b'{"records": ['
+        for _ in range(32):
+            yield b" " * 65_536
+        yield b"]}"
+
+    response = client.post("/predict", content=chunks(), headers=JSON)
+
+    assert response.request.headers["transfer-encoding"] == "chunked"
+    assert response.status_code == 413, response.text
+    assert "larger than" in response.json()["error"]
+
+
+def test_a_chunked_body_within_the_limit_is_answered(client: httpx.Client, record: dict) -> None:
+    body = json.dumps({"records": [record]}).encode()
+
+    response = client.post("/predict", content=iter([body[:10], body[10:]]), headers=JSON)
+
+    assert response.status_code == 200, response.text
+    assert response.json()[0]["predicted"] in {"malignant", "benign"}
+
+
+def test_a_client_chosen_field_name_cannot_forge_log_lines_or_flood_the_answer(
+    client: httpx.Client, record: dict, served_bento: Server
+) -> None:
+    forged = "colour\n2026-01-01T00:00:00+0000 [ERROR] forged line"
+    huge = "k" * 900_000
+
+    response = post(client, {"records": [change(record, **{forged: 1, huge: 2})]})
+
+    assert response.status_code == 400
+    assert len(response.content) < 10_000
+    names = [item["loc"][-1] for item in response.json()["detail"]]
+    assert "colour\\n2026-01-01T00:00:00+0000 [ERROR] forged line" in names  # still named
+    assert any(name.startswith("kkkk") and "900000 characters" in name for name in names)
+    lines = served_bento.log.read_text().splitlines()
+    assert not any(line.startswith("2026-01-01T00:00:00+0000 [ERROR] forged") for line in lines)
+    assert max(map(len, lines)) < 10_000
+
+
+def multiprocess_metric_bytes() -> int:
+    folder = Path(os.environ["BENTOML_HOME"]) / "prometheus_multiproc_dir"
+    return sum(file.stat().st_size for file in folder.iterdir())
+
+
+def test_unknown_paths_make_no_metric_series(client: httpx.Client, record: dict) -> None:
+    """Made-up paths once became series each: 2,000 made /metrics 21 MB, past the scrape."""
+    files_before = multiprocess_metric_bytes()
+
+    for number in range(3_000):
+        method = "POST" if number % 3 == 0 else "GET"
+        response = client.request(method, f"/probe-{number}/x%0Ay", content=b"{}", headers=JSON)
+        assert response.status_code == 404
+
+    metrics = client.get("/metrics")
+    assert metrics.status_code == 200
+    assert len(metrics.content) < 300_000
+    assert "probe-" not in metrics.text
+    assert multiprocess_metric_bytes() - files_before < 1_000_000
+    assert post(client, {"records": [record]}).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "path", ["/", "/docs.json", "/schema.json", "/livez", "/healthz", "/readyz", "/model"]
+)
+def test_every_endpoint_the_service_serves_still_answers(client: httpx.Client, path: str) -> None:
+    assert client.get(path).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "header", [("x-forwarded-for", "203.0.113.7"), ("forwarded", "for=203.0.113.7")]
+)
+def test_metrics_are_not_served_through_a_proxy(client: httpx.Client, header: tuple) -> None:
+    """The router and gateways add a forwarding header; the scraper asks the pod directly."""
+    name, value = header
+
+    assert client.get("/metrics", headers={name: value}).status_code == 404
+    assert client.get("/metrics").status_code == 200
+    assert client.get("/model", headers={name: value}).status_code == 200

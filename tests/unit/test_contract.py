@@ -11,7 +11,7 @@ from conftest import FIXTURES
 from pydantic import ValidationError
 
 from pr2prod.schema import load_schema
-from pr2prod.serving.contract import field_name, policy_warnings, record_model
+from pr2prod.serving.contract import field_name, policy_warnings, quoted_name, record_model
 from pr2prod.serving.policy import ServingPolicy
 
 MIXED = load_schema(FIXTURES / "mixed" / "schema.yaml")
@@ -89,3 +89,38 @@ def test_columns_that_are_not_identifiers_keep_their_names_on_the_wire(tmp_path:
 
     assert record.model_dump(by_alias=True) == {"mean radius": 1.0, "class": 2.0}
     assert field_name("class") == "f_class" and field_name("1st") == "f_1st"
+
+
+def test_an_unknown_field_is_named_escaped_and_cut_short() -> None:
+    model = record_model(MIXED, ServingPolicy())
+    record = {**GOOD, "age": -1.0, "a\nforged line": 1, "k" * 10_000: 2}
+
+    found = errors(model, record)
+
+    assert ("age", "greater_than_equal") in found  # the known fields are still checked
+    assert ("a\\nforged line", "extra_forbidden") in found
+    assert (f"{'k' * 64}... (10000 characters)", "extra_forbidden") in found
+
+
+@pytest.mark.parametrize(
+    ("name", "quoted"),
+    [
+        ("colour", "colour"),
+        ("tab\there", "tab\\there"),
+        ("line\u2028separator", "line\\u2028separator"),
+        ("x" * 65, f"{'x' * 64}... (65 characters)"),
+    ],
+)
+def test_quoted_names_print_on_one_short_line(name: str, quoted: str) -> None:
+    assert quoted_name(name) == quoted
+
+
+def test_a_warning_quotes_the_client_category_on_one_short_line() -> None:
+    warn = ServingPolicy(unseen_category="warn")
+    sent = "north\nforged line" + "x" * 10_000
+    record = record_model(MIXED, warn).model_validate({**GOOD, "region": sent}).model_dump()
+
+    (problem,) = policy_warnings(record, MIXED)
+
+    assert "\n" not in problem and len(problem) < 200
+    assert problem.startswith("region: unseen category 'north\\nforged line")

@@ -12,7 +12,16 @@ import keyword
 import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    create_model,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails
 
 from pr2prod.schema import Feature, FeatureSchema
 from pr2prod.serving.policy import ServingPolicy
@@ -32,16 +41,59 @@ def field_name(column: str) -> str:
     return name
 
 
+# Longest client-supplied name quoted back in an error (the 400 answer and the log).
+MAX_QUOTED_NAME = 64
+
+
+def quoted_name(name: str, limit: int = MAX_QUOTED_NAME) -> str:
+    """A client-supplied name made safe to print: control characters escaped, long ones cut.
+
+    Key names come from whoever sends the request: verbatim, a newline in one forges a log
+    line and a megabyte-long one makes a megabyte-long line and answer.
+    """
+    shown = repr(name[:limit])[1:-1]  # backslash escapes, without repr's outer quotes
+    return shown if len(name) <= limit else f"{shown}... ({len(name)} characters)"
+
+
+class _RecordBase(BaseModel):
+    """What every generated record model shares: strictness and safe unknown-field errors."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, populate_by_name=False)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _name_unknown_fields_safely(cls, data: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+        # pydantic's own extra-field error quotes the key verbatim in its `loc`: check the
+        # known fields as usual, then report each unknown key by its quoted name instead.
+        if not isinstance(data, dict):
+            return handler(data)
+        known = {info.alias or name for name, info in cls.model_fields.items()}
+        unknown = [key for key in data if key not in known]
+        if not unknown:
+            return handler(data)
+        problems: list[InitErrorDetails] = []
+        try:
+            handler({key: value for key, value in data.items() if key in known})
+        except ValidationError as error:
+            problems.extend(
+                InitErrorDetails(
+                    type=e["type"], loc=e["loc"], input=e["input"], ctx=e.get("ctx", {})
+                )
+                for e in error.errors()
+            )
+        problems.extend(
+            InitErrorDetails(type="extra_forbidden", loc=(quoted_name(str(key)),), input=None)
+            for key in unknown
+        )
+        raise ValidationError.from_exception_data(cls.__name__, problems)
+
+
 def record_model(schema: FeatureSchema, policy: ServingPolicy) -> type[BaseModel]:
     """One pydantic model for a record: one field per feature, named as in the data."""
     fields: dict[str, Any] = {
         field_name(feature.name): _field(feature, policy) for feature in schema.features
     }
-    return create_model(
-        "Record",
-        __config__=ConfigDict(extra="forbid", strict=True, populate_by_name=False),
-        **fields,
-    )
+    return create_model("Record", __base__=_RecordBase, **fields)
 
 
 def _field(feature: Feature, policy: ServingPolicy) -> tuple[Any, Any]:
@@ -75,5 +127,6 @@ def policy_warnings(record: dict[str, Any], schema: FeatureSchema) -> list[str]:
                     f"{feature.name}: {value} is outside [{feature.min}, {feature.max}]"
                 )
         elif value not in feature.categories:
-            problems.append(f"{feature.name}: unseen category {value!r}")
+            # The value is the client's: quoted, a long one cut, as it goes into the log.
+            problems.append(f"{feature.name}: unseen category '{quoted_name(value)}'")
     return problems

@@ -24,7 +24,12 @@ from starlette.routing import Route
 from pr2prod import environment
 from pr2prod.serving.bundle import ModelBundle, probabilities_in_schema_order
 from pr2prod.serving.contract import Prediction, field_name, policy_warnings, record_model
-from pr2prod.serving.guards import RequestGuard, quiet_client_errors
+from pr2prod.serving.guards import (
+    KnownPathsOnly,
+    RequestGuard,
+    quiet_client_errors,
+    served_paths,
+)
 from pr2prod.serving.telemetry import LATENCY_BUCKETS, PredictionMetrics
 
 logger = logging.getLogger("pr2prod.serving")
@@ -150,3 +155,21 @@ def model_metadata(_: Request) -> JSONResponse:
 
 Classifier.mount_asgi_app(Starlette(routes=[Route("/model", model_metadata)]), path="/")
 Classifier.add_asgi_middleware(RequestGuard, max_bytes=POLICY.max_body_bytes)
+
+
+class _KnownPathsService(type(Classifier)):
+    """The service, with its ASGI app wrapped in KnownPathsOnly.
+
+    BentoML puts its request-metrics middleware outside every middleware a service adds,
+    so only a wrapper around the app it builds can keep unknown paths away from it. The
+    worker builds the app through `to_asgi`; this is the one place to wrap it.
+    """
+
+    __slots__ = ()  # the same layout as BentoML's service class, so the instance can switch
+
+    def to_asgi(self, is_main: bool = True) -> KnownPathsOnly:
+        app = super().to_asgi(is_main=is_main)
+        return KnownPathsOnly(app, served_paths(app.routes), internal={"/metrics"})
+
+
+Classifier.__class__ = _KnownPathsService
