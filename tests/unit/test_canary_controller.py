@@ -41,13 +41,15 @@ class MemoryTarget:
         self.roles["canary"] = Deployed(release, "http://canary")
         return self.roles["canary"]
 
-    def set_canary_weight(self, percent: int) -> None:
+    def set_canary_weight(self, percent: int, release: str) -> None:
+        assert self.roles["canary"].release == release
         self.weights.append(percent)
 
-    def promote(self) -> None:
+    def promote(self, release: str) -> None:
+        assert self.roles["canary"].release == release
         self.roles["stable"] = self.roles.pop("canary")
 
-    def abort_canary(self) -> None:
+    def abort_canary(self, release: str) -> None:
         self.weights.append(0)
         self.roles.pop("canary", None)
 
@@ -165,10 +167,10 @@ class DyingTarget(MemoryTarget):
 
     dying = True
 
-    def set_canary_weight(self, percent: int) -> None:
+    def set_canary_weight(self, percent: int, release: str) -> None:
         if self.dying and len(self.weights) == 1:
             raise Killed
-        super().set_canary_weight(percent)
+        super().set_canary_weight(percent, release)
 
 
 def test_a_re_run_controller_remembers_the_suspect_window(
