@@ -50,6 +50,8 @@ class MemoryTarget:
         self.roles["stable"] = self.roles.pop("canary")
 
     def abort_canary(self, release: str) -> None:
+        if "canary" in self.roles:
+            assert self.roles["canary"].release == release, "another rollout's canary"
         self.weights.append(0)
         self.roles.pop("canary", None)
 
@@ -205,3 +207,21 @@ def test_a_held_step_judges_its_windows_together(
     assert (extended["canary_requests"], extended["stable_requests"]) == (60, 2 * REQUESTS)
     assert (fresh["canary_requests"], fresh["stable_requests"]) == (REQUESTS, REQUESTS)
     assert target.weights == [25, 25, 50, 100]
+
+
+def test_abort_stops_a_canary_its_saved_rollout_does_not_know(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A rollout of r2 saved, but r3 runs as the canary (the state of another, dead run):
+    `make abort` stops r3 all the same and records r2's rollout as rolled back."""
+    target = MemoryTarget("r1")
+    controller = make_controller(tmp_path, ScriptedMetrics(target, []), monkeypatch)
+    controller._save(controller_module.Rollout("r2", "r1", None, None, started=1.0))
+    target.start_canary("r3")
+
+    assert controller.abort("aborted: the deploy job failed")
+
+    assert target.running() == {"stable": Deployed("r1", "http://stable")}
+    [decision] = History(tmp_path / "history.jsonl").decisions()
+    assert (decision.release, decision.decision) == ("r2", "rolled-back")
+    assert not (tmp_path / "rollout.json").exists()

@@ -303,10 +303,13 @@ class Controller:
         """Take any canary out of traffic and stop it; record an unfinished rollout as rolled
         back. Idempotent. True when a stable version serves afterwards."""
         rollout = self._load()
+        canary = self.target.running().get("canary")
+        if canary is not None and (rollout is None or canary.release != rollout.release):
+            # Whichever canary runs, even one no saved rollout knows: this is the way out
+            # the targets point to when they refuse another rollout's canary.
+            self.target.abort_canary(canary.release)
         if rollout is not None:
             self._roll_back(rollout, reason)
-        elif canary := self.target.running().get("canary"):
-            self.target.abort_canary(canary.release)
         return "stable" in self.target.running()
 
     # -- manual rollback --------------------------------------------------------------------

@@ -70,6 +70,6 @@ def another_canary(found: str, expected: str, where: str) -> Pr2prodError:
     return Pr2prodError(
         f"the canary on {where} is {found}, not {expected}: another rollout started it, "
         "so this one leaves it alone",
-        hint="see what runs with `make deploy-status`; let that rollout finish, or end it "
-        "with `make abort` and deploy again",
+        hint="see what runs with `make deploy-status`; once that rollout has ended, "
+        "`make abort` stops any canary left, then deploy again",
     )
