@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -13,6 +14,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from pr2prod.deploy.target import DeployTarget
+from pr2prod.errors import Pr2prodError
 from pr2prod.ports import free_port
 from pr2prod.processes import stop_process
 from pr2prod.readiness import NotReady, Watched, wait_until_ready
@@ -181,3 +184,16 @@ def system_program(name: str, how_to_install: str) -> str:
     if os.environ.get(REQUIRE_ALL) == "1":
         pytest.fail(f"{reason} ({REQUIRE_ALL}=1 forbids skipping)")
     pytest.skip(reason)
+
+
+def assert_refused_for_another_release(target: DeployTarget, running: str, other: str) -> None:
+    """Each call that changes traffic, meant for `other` while `running` is the canary,
+    is refused naming both (the caller checks that nothing changed)."""
+    for call in (
+        lambda: target.set_canary_weight(10, other),
+        lambda: target.promote(other),
+        lambda: target.abort_canary(other),
+    ):
+        with pytest.raises(Pr2prodError, match=f"is {re.escape(running)}, not") as refused:
+            call()
+        assert other in str(refused.value) and "make abort" in refused.value.hint

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import FIXTURES, REPO_ROOT, system_program
+from conftest import FIXTURES, REPO_ROOT, assert_refused_for_another_release, system_program
 
 from pr2prod.deploy.history import Decision, History
 from pr2prod.deploy.kubernetes import HTTPROUTE, KubernetesTarget, release_annotations
@@ -414,11 +414,12 @@ def test_a_rollout_is_exactly_these_kubectl_commands(cluster: Cluster) -> None:
     cluster.recording()
 
     for step in (10, 25, 50, 100):
-        target.set_canary_weight(step)
-        assert cluster.recording() == [weights(100 - step, step)]
+        target.set_canary_weight(step, V2)
+        # The canary is checked to be the rollout's own before its weight changes.
+        assert cluster.recording() == [GET, weights(100 - step, step)]
         assert cluster.weights() == [100 - step, step]
 
-    target.promote()
+    target.promote(V2)
     # The stable Deployment is on the new image and rolled out before the canary loses
     # its traffic; the canary is scaled down only after its weight is 0 and the drain.
     assert cluster.recording() == promotion(V2)
@@ -434,8 +435,8 @@ def test_the_recorded_commands_are_ones_the_real_kubectl_accepts(
     """Replayed against the real client and no server: each gets as far as connecting."""
     target = cluster.target
     target.start_canary(V2)
-    target.set_canary_weight(10)
-    target.promote()
+    target.set_canary_weight(10, V2)
+    target.promote(V2)
     commands = [call for call in cluster.recording() if isinstance(call, list)]
     with socket.socket() as probe:  # a local port with nothing listening on it
         probe.bind(("127.0.0.1", 0))
@@ -461,12 +462,13 @@ def test_a_rollback_takes_the_canary_weight_to_zero_before_scaling_it_down(
 ) -> None:
     target = cluster.target
     target.start_canary(V3)
-    target.set_canary_weight(10)
-    target.set_canary_weight(25)
+    target.set_canary_weight(10, V3)
+    target.set_canary_weight(25, V3)
     cluster.recording()
 
-    target.abort_canary()
+    target.abort_canary(V3)
     assert cluster.recording() == [
+        GET,
         weights(100, 0),
         ("sleep", 7),
         ["scale", "deployment/pr2prod-canary", "--replicas=0"],
@@ -482,15 +484,15 @@ def test_a_manual_rollback_is_a_canary_of_the_earlier_image_then_a_promotion(
     target = cluster.target
     target.start_canary(V2)
     for step in (10, 25, 50, 100):
-        target.set_canary_weight(step)
-    target.promote()
+        target.set_canary_weight(step, V2)
+    target.promote(V2)
     assert target.running()["stable"].release == V2
     cluster.recording()
 
     target.start_canary(V1)  # the earlier release, as a canary like any other
-    target.set_canary_weight(100)
-    target.promote()
-    assert cluster.recording() == [*start(V1), weights(0, 100), *promotion(V1)]
+    target.set_canary_weight(100, V1)
+    target.promote(V1)
+    assert cluster.recording() == [*start(V1), GET, weights(0, 100), *promotion(V1)]
     assert target.running() == {"stable": Deployed(V1, STABLE_URL)}
 
 
@@ -507,20 +509,34 @@ def test_a_failed_rollout_raises_with_the_command_and_kubectls_message(cluster: 
     assert cluster.weights() == [100, 0], "the canary never got traffic"
 
     cluster.recording()
-    cluster.target.abort_canary()
+    cluster.target.abort_canary(V2)
     assert cluster.image_and_replicas("pr2prod-canary") == (V2, 0)
 
 
 def test_a_reordered_route_is_refused_not_patched_with_the_wrong_weights(
     cluster: Cluster,
 ) -> None:
+    cluster.target.start_canary(V2)
     state = cluster.read_state()
     backends = state["httproutes"]["pr2prod"]["spec"]["rules"][0]["backendRefs"]
     backends.reverse()
     cluster.write_state(state)
     with pytest.raises(Pr2prodError, match="testing value"):
-        cluster.target.set_canary_weight(10)
+        cluster.target.set_canary_weight(10, V2)
     assert cluster.weights() == [0, 100], "unchanged: canary's 0 and stable's 100, reversed"
+
+
+def test_calls_meant_for_another_release_leave_the_canary_alone(cluster: Cluster) -> None:
+    """One rollout's canary (V2) at 25 %: another rollout's calls, naming V3, are refused."""
+    target = cluster.target
+    target.start_canary(V2)
+    target.set_canary_weight(25, V2)
+    cluster.recording()
+    assert_refused_for_another_release(target, V2, V3)
+    assert cluster.recording() == [GET, GET, GET], "nothing but reads"
+    assert cluster.weights() == [75, 25]
+    assert cluster.image_and_replicas("pr2prod-stable") == (V1, 2)
+    assert cluster.image_and_replicas("pr2prod-canary") == (V2, 1)
 
 
 def test_bad_input_and_a_missing_setup_are_clear_errors(
@@ -528,9 +544,9 @@ def test_bad_input_and_a_missing_setup_are_clear_errors(
 ) -> None:
     for percent in (-1, 101, 12.5, True):
         with pytest.raises(Pr2prodError, match="whole percent"):
-            cluster.target.set_canary_weight(percent)  # type: ignore[arg-type]
+            cluster.target.set_canary_weight(percent, V2)  # type: ignore[arg-type]
     with pytest.raises(Pr2prodError, match="no canary to promote"):
-        cluster.target.promote()
+        cluster.target.promote(V2)
     assert cluster.recording() == [GET], "nothing changed"
 
     cluster.write_state({"deployments": {}, "httproutes": {}})
@@ -552,8 +568,8 @@ def test_bad_input_and_a_missing_setup_are_clear_errors(
 def test_each_deployment_names_the_release_it_runs(cluster: Cluster) -> None:
     tagged = "ghcr.io/acme/model/pr2prod:5f00d@sha256:" + "2" * 64
     cluster.target.start_canary(tagged)
-    cluster.target.set_canary_weight(100)
-    cluster.target.promote()
+    cluster.target.set_canary_weight(100, tagged)
+    cluster.target.promote(tagged)
     for name in ("pr2prod-canary", "pr2prod-stable"):
         annotations = cluster.read_state()["deployments"][name]["metadata"]["annotations"]
         assert annotations["pr2prod/release"] == tagged

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import socket
+import subprocess
 import sys
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -16,7 +18,7 @@ from typing import Any
 import httpx
 import psutil
 import pytest
-from conftest import free_port, start_server, stop_server
+from conftest import assert_refused_for_another_release, free_port, start_server, stop_server
 
 from pr2prod import environment
 from pr2prod.data.records import split_records
@@ -397,7 +399,7 @@ def test_a_local_deployment_from_up_to_down(
     processes.remember()
     assert canary.url != stable["url"]
     wait_ready(canary.url)
-    target.set_canary_weight(50)
+    target.set_canary_weight(50, bento_tag)
     served = Counter(predict(client, records).headers["x-pr2prod-backend"] for _ in range(20))
     assert served == {"stable": 10, "canary": 10}
     stats = target.stats()
@@ -410,9 +412,16 @@ def test_a_local_deployment_from_up_to_down(
     assert predictions_counted(canary.url) == 10
     assert predictions_counted(stable["url"]) == 11
 
+    # another rollout's calls, naming the release it means, leave this canary alone
+    assert_refused_for_another_release(target, bento_tag, "pr2prod:0000000000000000")
+    assert target.load().canary_weight == 50 and target.load().stable.url == stable["url"]
+    assert set(target.running()) == {"stable", "canary"}
+    served = Counter(predict(client, records).headers["x-pr2prod-backend"] for _ in range(20))
+    assert served == {"stable": 10, "canary": 10}
+
     # abort: the canary's processes are gone, stable keeps serving
     first_canary = processes.family(target.load().canary.pid)
-    target.abort_canary()
+    target.abort_canary(bento_tag)
     assert gone(first_canary)
     assert set(target.running()) == {"stable"} and target.status()["canary"] is None
     assert predict(client, records).headers["x-pr2prod-backend"] == "stable"
@@ -428,7 +437,7 @@ def test_a_local_deployment_from_up_to_down(
     again = LocalTarget(target.state_dir, settings=target.settings, bento_store=target.bento_store)
     assert set(again.running()) == {"stable"} and again.status()["canary"]["alive"] is False
     with pytest.raises(Pr2prodError, match="not running"):
-        again.set_canary_weight(10)
+        again.set_canary_weight(10, bento_tag)
     canary = again.start_canary(bento_tag)
     processes.remember()
     assert gone(dead_family)  # its orphaned worker too
@@ -437,7 +446,7 @@ def test_a_local_deployment_from_up_to_down(
     # promote: the canary's process is stable now; the old stable's processes are gone
     old_stable = processes.family(stable["pid"])
     new_pid = target.load().canary.pid
-    target.promote()
+    target.promote(bento_tag)
     assert target.running() == {"stable": canary}
     assert target.load().stable.pid == new_pid and gone(old_stable)
     assert predict(client, records).headers["x-pr2prod-backend"] == "stable"
@@ -464,11 +473,43 @@ def test_a_first_deployment_needs_no_up(
     client.base_url = httpx.URL(target.entry_url())
     assert client.post("/predict", json={"records": records}).status_code == 503  # weight 0
     wait_ready(canary.url)
-    target.set_canary_weight(100)
+    target.set_canary_weight(100, bento_tag)
     predict(client, records)
-    target.promote()
+    target.promote(bento_tag)
 
     assert target.running() == {"stable": canary}
     pid = target.load().stable.pid
     assert target.up(bento_tag)["stable"]["pid"] == pid  # up keeps the running stable
     predict(client, records)
+
+
+HOLD_THE_LOCK = """
+import sys, time
+from pathlib import Path
+from pr2prod.deploy.local import LocalTarget
+with LocalTarget(Path(sys.argv[1])).locked("rollout of pr2prod:aaaa"):
+    print("holding", flush=True)
+    time.sleep(600)
+"""
+
+
+def test_a_second_rollout_fails_at_once_while_another_holds_the_lock(tmp_path: Path) -> None:
+    """The lock of a whole rollout, held by another process: refused with its holder's name,
+    waited for when asked to, and free again once that process is gone, however it ended."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_THE_LOCK, str(tmp_path)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "holding\n"
+        second = LocalTarget(tmp_path)
+        with pytest.raises(Pr2prodError, match="locked by rollout of pr2prod:aaaa since") as raised:
+            second.locked("rollout of pr2prod:bbbb").__enter__()
+        assert "make deploy-status" in raised.value.hint
+        with pytest.raises(Pr2prodError, match="locked by rollout of pr2prod:aaaa"):
+            second.locked("rollout of pr2prod:bbbb", wait_seconds=1).__enter__()
+    finally:
+        holder.kill()  # a holder that dies without a word releases it all the same
+        holder.wait(timeout=30)
+    with LocalTarget(tmp_path).locked("rollout of pr2prod:bbbb"):
+        holding = json.loads((tmp_path / "rollout.lock").read_text())
+        assert holding["holder"] == "rollout of pr2prod:bbbb"

@@ -41,13 +41,17 @@ class MemoryTarget:
         self.roles["canary"] = Deployed(release, "http://canary")
         return self.roles["canary"]
 
-    def set_canary_weight(self, percent: int) -> None:
+    def set_canary_weight(self, percent: int, release: str) -> None:
+        assert self.roles["canary"].release == release
         self.weights.append(percent)
 
-    def promote(self) -> None:
+    def promote(self, release: str) -> None:
+        assert self.roles["canary"].release == release
         self.roles["stable"] = self.roles.pop("canary")
 
-    def abort_canary(self) -> None:
+    def abort_canary(self, release: str) -> None:
+        if "canary" in self.roles:
+            assert self.roles["canary"].release == release, "another rollout's canary"
         self.weights.append(0)
         self.roles.pop("canary", None)
 
@@ -165,10 +169,10 @@ class DyingTarget(MemoryTarget):
 
     dying = True
 
-    def set_canary_weight(self, percent: int) -> None:
+    def set_canary_weight(self, percent: int, release: str) -> None:
         if self.dying and len(self.weights) == 1:
             raise Killed
-        super().set_canary_weight(percent)
+        super().set_canary_weight(percent, release)
 
 
 def test_a_re_run_controller_remembers_the_suspect_window(
@@ -203,3 +207,21 @@ def test_a_held_step_judges_its_windows_together(
     assert (extended["canary_requests"], extended["stable_requests"]) == (60, 2 * REQUESTS)
     assert (fresh["canary_requests"], fresh["stable_requests"]) == (REQUESTS, REQUESTS)
     assert target.weights == [25, 25, 50, 100]
+
+
+def test_abort_stops_a_canary_its_saved_rollout_does_not_know(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A rollout of r2 saved, but r3 runs as the canary (the state of another, dead run):
+    `make abort` stops r3 all the same and records r2's rollout as rolled back."""
+    target = MemoryTarget("r1")
+    controller = make_controller(tmp_path, ScriptedMetrics(target, []), monkeypatch)
+    controller._save(controller_module.Rollout("r2", "r1", None, None, started=1.0))
+    target.start_canary("r3")
+
+    assert controller.abort("aborted: the deploy job failed")
+
+    assert target.running() == {"stable": Deployed("r1", "http://stable")}
+    [decision] = History(tmp_path / "history.jsonl").decisions()
+    assert (decision.release, decision.decision) == ("r2", "rolled-back")
+    assert not (tmp_path / "rollout.json").exists()

@@ -8,7 +8,6 @@ import pytest
 
 from pr2prod.deploy.analysis import Analysis
 from pr2prod.deploy.history import Decision, History, WindowRecord, windows_table
-from pr2prod.errors import Pr2prodError
 
 # A line as the history was written before its records were typed (dicts in, asdict out),
 # by a version that did not yet measure the model's own time: no *_model_p50_ms figures.
@@ -48,12 +47,33 @@ def test_keys_a_later_version_adds_are_ignored(tmp_path: Path) -> None:
     assert History(path).decisions() == [Decision("r1", "first-deploy", "first", None, time=1.0)]
 
 
-def test_a_broken_line_is_named_with_its_number(tmp_path: Path) -> None:
-    path = tmp_path / "history.jsonl"
-    path.write_text(EARLIER_LINE + '{"release": "r3"}\n')
+def decision_line(release: str, when: float) -> str:
+    return History.line(Decision(release, "promoted", "passed", None, time=when))
 
-    with pytest.raises(Pr2prodError, match=r"history\.jsonl:2 is not a deployment decision"):
-        History(path).decisions()
+
+def test_a_torn_tail_and_a_bad_line_are_skipped_and_named(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "history.jsonl"
+    torn = decision_line("r4", 4.0)[:40]  # a write cut short: no line end
+    path.write_text(decision_line("r1", 1.0) + "garbage\n" + decision_line("r3", 3.0) + torn)
+
+    decisions = History(path).decisions()
+
+    assert [d.release for d in decisions] == ["r1", "r3"], "every good line is kept"
+    messages = [record.getMessage() for record in caplog.records]
+    assert any(f"{path}:2: not a decision" in message for message in messages), messages
+    assert any(f"{path}:4: a torn last line" in message for message in messages), messages
+
+
+def test_an_append_after_a_torn_tail_is_a_line_of_its_own(tmp_path: Path) -> None:
+    path = tmp_path / "history.jsonl"
+    path.write_text(decision_line("r1", 1.0) + decision_line("r2", 2.0)[:30])
+
+    History(path).append(Decision("r3", "promoted", "passed", "r1", time=3.0))
+
+    assert [d.release for d in History(path).decisions()] == ["r1", "r3"]
+    assert path.read_text().splitlines()[1] == decision_line("r2", 2.0)[:30], "kept as it was"
 
 
 def test_good_releases_are_those_that_served_as_stable(tmp_path: Path) -> None:

@@ -24,6 +24,7 @@ from pr2prod.commands import deploy as deploy_commands
 from pr2prod.deploy import assembly, carried_state
 from pr2prod.deploy.carried_state import fetch_newest
 from pr2prod.deploy.job_summary import REHEARSAL_HEADING, DeployJob, render
+from pr2prod.deploy.local import LocalTarget
 from pr2prod.errors import Pr2prodError
 from pr2prod.github.api import GitHub
 
@@ -375,7 +376,8 @@ def test_the_skipped_deploy_rolls_nothing_out_and_says_why(
     def deploy(*args: object, **kwargs: object) -> None:
         pytest.fail("a superseded run must not roll out")
 
-    controller = SimpleNamespace(target=object(), deploy=deploy)
+    # The skip is decided while holding the deployment lock: a real one, of a local target.
+    controller = SimpleNamespace(target=LocalTarget(in_ci / "local"), deploy=deploy)
     monkeypatch.setattr(assembly, "make_controller", lambda *args, **kwargs: controller)
     github_output = in_ci / "github-output"
     arguments = ["deploy", "canary", "ghcr.io/o/r/pr2prod:0000", "--skip-if-behind", "main"]

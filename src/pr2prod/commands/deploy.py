@@ -14,6 +14,13 @@ from pr2prod import paths
 from pr2prod.commands import arg, command
 
 RELEASE = arg("release", nargs="?", help="bento tag (default: the bento of the current model)")
+WAIT = arg(
+    "--wait",
+    type=float,
+    metavar="SECONDS",
+    help="how long to wait for a rollout that holds the deployment lock (default: none for "
+    "the local target, 2400 for kubernetes)",
+)
 OUTPUTS = arg(
     "--outputs",
     type=Path,
@@ -106,6 +113,7 @@ def status(args: argparse.Namespace) -> int:
         help="do nothing when BRANCH on GitHub has moved past this commit (its own run "
         "deploys the newer one); checked while holding the deployment lock",
     ),
+    WAIT,
     OUTPUTS,
     RELEASE,
 )
@@ -121,7 +129,7 @@ def deploy(args: argparse.Namespace) -> int:
     if args.synthetic_load is not None:
         settings = dataclasses.replace(settings, synthetic_load_rps=args.synthetic_load)
     controller = make_controller(settings)
-    with deployment_lock(controller.target):
+    with deployment_lock(controller.target, args.wait):
         newer = _newer_commit(args.skip_if_behind, head_sha()) if args.skip_if_behind else None
         if newer:
             print(f"deploy: skipped: {args.skip_if_behind} is at {newer} now; its run deploys it")
@@ -177,22 +185,23 @@ def rehearse(args: argparse.Namespace) -> int:
     "rollback",
     "bring back an earlier good release (default: the previous)",
     arg("--to", help="release to bring back (default: the previous)"),
+    WAIT,
 )
 def rollback(args: argparse.Namespace) -> int:
     from pr2prod.deploy.assembly import deployment_lock, make_controller
 
     controller = make_controller()
-    with deployment_lock(controller.target):
+    with deployment_lock(controller.target, args.wait):
         controller.rollback(to=args.to)
     return 0
 
 
-@command("abort", "stop any canary at once (recording an unfinished rollout)")
-def abort(_: argparse.Namespace) -> int:
+@command("abort", "stop any canary at once (recording an unfinished rollout)", WAIT)
+def abort(args: argparse.Namespace) -> int:
     from pr2prod.deploy.assembly import deployment_lock, describe, make_controller
 
     controller = make_controller()
-    with deployment_lock(controller.target):
+    with deployment_lock(controller.target, args.wait):
         serving = controller.abort("aborted: the deploy job failed")
     print(f"abort: running now: {describe(controller.target.running())}")
     return 0 if serving else 1

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import socket
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 from pr2prod import environment, paths
@@ -100,18 +100,17 @@ def state_record(target: DeployTarget, key: str) -> Record:
     return FileRecord(paths.DEPLOY_STATE / key)
 
 
-def deployment_lock(target: DeployTarget) -> AbstractContextManager[None]:
-    """Held while a command changes what runs. The local target runs on one machine, where
-    `make` is not run twice at once; a cluster is shared by every CI run that deploys."""
-    from pr2prod.deploy.kubernetes import KubernetesTarget
-
-    if not isinstance(target, KubernetesTarget):
-        return nullcontext()
+def deployment_lock(
+    target: DeployTarget, wait_seconds: float | None = None
+) -> AbstractContextManager[None]:
+    """Held while a command changes what runs, for the whole command: a second rollout waits
+    up to `wait_seconds` (default: the target's; none locally, up to 40 minutes on a cluster,
+    where CI runs queue), then fails naming the rollout that holds it."""
     # In CI the holder is the run, so that a step ending a rollout its own run left midway
     # (a cancelled `pr2prod deploy`, killed while it held the lock) gets in at once.
     run = environment.GITHUB_RUN_ID.value()
     holder = f"CI run {run}" if run else f"{socket.gethostname()} pid {os.getpid()}"
-    return target.locked(holder)
+    return target.locked(holder, wait_seconds)
 
 
 def standalone_controller(

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pr2prod import paths
+from pr2prod.deploy.records import write_atomically
 from pr2prod.errors import Pr2prodError
 from pr2prod.github.api import GitHub
 
@@ -123,8 +124,7 @@ def start_previous(carried: CarriedState, built: str) -> str:
         target.down()
         raise
     if carried.history.is_file():
-        paths.DEPLOY_STATE.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(carried.history, paths.DEPLOY_STATE / HISTORY_FILE)
+        write_atomically(paths.DEPLOY_STATE / HISTORY_FILE, carried.history.read_text())
     return carried.stable
 
 

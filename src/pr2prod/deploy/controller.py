@@ -123,7 +123,7 @@ class Controller:
         else:
             if canary is not None:
                 self.say(f"deploy: stopping a leftover canary {canary.release}")
-                self.target.abort_canary()
+                self.target.abort_canary(canary.release)
             rollout = Rollout(release, stable.release, git_sha, model_version, time.time())
             canary = self._start(
                 rollout, f"deploy: starting {release} next to {stable.release}, with no traffic"
@@ -161,7 +161,7 @@ class Controller:
                 return self._roll_back(rollout, f"no decision within the {deadline:g} s deadline")
             weight = steps[rollout.step]
             try:
-                self.target.set_canary_weight(weight)
+                self.target.set_canary_weight(weight, rollout.release)
             except Pr2prodError as error:  # e.g. the canary died between two windows
                 return self._roll_back(rollout, f"canary unreachable: {error}")
             analysis, start = self._analyse_window(weight, since, tail_breached_before(rollout))
@@ -263,7 +263,7 @@ class Controller:
 
     def _roll_back(self, rollout: Rollout, reason: str) -> Decision:
         self.say(f"deploy: rolling back {rollout.release}: {reason}")
-        self.target.abort_canary()
+        self.target.abort_canary(rollout.release)
         return self._finish(rollout, "rolled-back", reason)
 
     def _first_deploy(self, release: str, git_sha: str | None, model: str | None) -> Decision:
@@ -279,8 +279,8 @@ class Controller:
 
     def _promote(self, rollout: Rollout, outcome: str, reason: str) -> Decision:
         """Give the canary all the traffic and make it stable."""
-        self.target.set_canary_weight(100)
-        self.target.promote()
+        self.target.set_canary_weight(100, rollout.release)
+        self.target.promote(rollout.release)
         return self._finish(rollout, outcome, reason)
 
     def _finish(self, rollout: Rollout, outcome: str, reason: str) -> Decision:
@@ -303,10 +303,13 @@ class Controller:
         """Take any canary out of traffic and stop it; record an unfinished rollout as rolled
         back. Idempotent. True when a stable version serves afterwards."""
         rollout = self._load()
+        canary = self.target.running().get("canary")
+        if canary is not None and (rollout is None or canary.release != rollout.release):
+            # Whichever canary runs, even one no saved rollout knows: this is the way out
+            # the targets point to when they refuse another rollout's canary.
+            self.target.abort_canary(canary.release)
         if rollout is not None:
             self._roll_back(rollout, reason)
-        elif "canary" in self.target.running():
-            self.target.abort_canary()
         return "stable" in self.target.running()
 
     # -- manual rollback --------------------------------------------------------------------
@@ -337,7 +340,7 @@ class Controller:
         canary = self.target.start_canary(to)
         problem = self._pre_traffic_problem(canary)
         if problem:
-            self.target.abort_canary()
+            self.target.abort_canary(to)
             raise Pr2prodError(f"{to} cannot be brought back: {problem}; {current} still serves")
         return self._promote(rollout, "manual-rollback", f"requested: back to {to}")
 

@@ -10,6 +10,7 @@ simply absent from `figures`.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -20,7 +21,8 @@ from tabulate import tabulate
 
 from pr2prod.deploy.analysis import Analysis, Outcome
 from pr2prod.deploy.records import Record, as_record
-from pr2prod.errors import Pr2prodError
+
+logger = logging.getLogger("pr2prod.deploy")
 
 # Decisions that leave their release serving as stable: what `make rollback` may return to.
 SUCCESSFUL = ("promoted", "first-deploy", "manual-rollback")
@@ -111,12 +113,22 @@ class History:
     def __init__(self, where: Path | Record) -> None:
         self.record = as_record(where)
 
+    @staticmethod
+    def line(decision: Decision) -> str:
+        """`decision` as the history holds it: one JSON object, one line."""
+        return json.dumps(decision.to_json(), sort_keys=True) + "\n"
+
     def append(self, decision: Decision) -> None:
-        line = json.dumps(decision.to_json(), sort_keys=True) + "\n"
+        line = self.line(decision)
         limit = self.record.max_chars
 
         def appended(text: str | None) -> str:
-            lines = [*(text or "").splitlines(keepends=True), line]
+            lines = (text or "").splitlines(keepends=True)
+            if lines and not lines[-1].endswith("\n"):
+                # A torn last line stays (and is reported when read), but on a line of its
+                # own: glued to it, this decision would be lost too.
+                lines[-1] += "\n"
+            lines.append(line)
             # Where space is bounded the oldest decisions go first; the newest always stays.
             while limit and len(lines) > 1 and sum(map(len, lines)) > limit:
                 lines.pop(0)
@@ -125,6 +137,12 @@ class History:
         self.record.update(appended)
 
     def decisions(self) -> list[Decision]:
+        """Every decision that reads back, oldest first.
+
+        A line that does not (a write cut short by a crash, a hand edit) is skipped with a
+        warning naming it: one bad line must not stop `make rollback` or `make deploy-status`,
+        nor hide the decisions around it.
+        """
         decisions = []
         text = self.record.read() or ""
         for number, line in enumerate(text.splitlines(), start=1):
@@ -133,11 +151,13 @@ class History:
             try:
                 decisions.append(Decision.from_json(json.loads(line)))
             except (ValueError, KeyError, TypeError, AttributeError) as error:
-                raise Pr2prodError(
-                    f"{self.record.name}:{number} is not a deployment decision ({error!r})",
-                    hint="`make deploy`, `make rollback` and `make up` write one JSON object a "
-                    "line (see docs/deploy-history.md): repair or delete that line",
-                ) from error
+                torn = number == text.count("\n") + 1  # the last line, with no line end
+                what = "a torn last line (a write cut short)" if torn else "not a decision"
+                logger.warning(
+                    "warning: skipped %s:%d: %s (%r); repair or delete that line "
+                    "(see docs/deploy-history.md)",
+                    self.record.name, number, what, error,
+                )  # fmt: skip
         return decisions
 
     def good_releases(self) -> list[str]:

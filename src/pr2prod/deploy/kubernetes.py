@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from pr2prod.deploy.records import Change
-from pr2prod.deploy.target import Deployed, Role
+from pr2prod.deploy.target import Deployed, Role, another_canary
 from pr2prod.errors import Pr2prodError
 
 logger = logging.getLogger("pr2prod.deploy")
@@ -73,6 +73,9 @@ class KubernetesTarget:
     """Canary rollouts on one namespace of a cluster, through kubectl."""
 
     name = "kubernetes"
+    # CI runs that deploy queue for the lock instead of failing: GitHub's `concurrency`
+    # would cancel a waiting run in favour of a newer one.
+    lock_wait_seconds = 2400.0
 
     def __init__(
         self,
@@ -171,14 +174,18 @@ class KubernetesTarget:
         self._wait_for_rollout(canary)
         return Deployed(release=release, url=self.service_url("canary"))
 
-    def set_canary_weight(self, percent: int) -> None:
+    def set_canary_weight(self, percent: int, release: str) -> None:
         if isinstance(percent, bool) or not isinstance(percent, int) or not 0 <= percent <= 100:
             raise Pr2prodError(
                 f"canary weight must be a whole percent from 0 to 100, not {percent}"
             )
+        image, replicas = self._deployments()["canary"]
+        if replicas == 0:
+            raise Pr2prodError("no canary to send traffic to: the canary Deployment has 0 replicas")
+        self._check_canary(image, release)
         self._set_weights(canary_percent=percent)
 
-    def promote(self) -> None:
+    def promote(self, release: str) -> None:
         """Stable takes the canary's image (rolling update), then the canary is drained, stopped.
 
         During the stable rollout traffic keeps the canary's weight (100 after the last
@@ -188,15 +195,27 @@ class KubernetesTarget:
         image, replicas = self._deployments()["canary"]
         if replicas == 0:
             raise Pr2prodError("no canary to promote: the canary Deployment has 0 replicas")
+        self._check_canary(image, release)
         stable = self.deployments["stable"]
         self.kubectl("set", "image", f"deployment/{stable}", f"{self.container}={image}")
         self._annotate(stable, image)
         self._wait_for_rollout(stable)
         self._stop_canary()
 
-    def abort_canary(self) -> None:
-        """Canary weight 0 at once, then (after the drain time) the canary scaled to 0."""
+    def abort_canary(self, release: str) -> None:
+        """Canary weight 0 at once, then (after the drain time) the canary scaled to 0.
+
+        A canary of another release is refused while it has replicas; with none, nothing of
+        anyone's runs there, and taking it to weight 0 and 0 replicas is always safe."""
+        image, replicas = self._deployments()["canary"]
+        if replicas > 0:
+            self._check_canary(image, release)
         self._stop_canary()
+
+    def _check_canary(self, image: str, release: str) -> None:
+        if image != release:
+            where = f"deployment/{self.deployments['canary']} in namespace {self.namespace}"
+            raise another_canary(image, release, where)
 
     def entry_url(self) -> str:
         if not self._entry_url:
@@ -256,15 +275,17 @@ class KubernetesTarget:
 
     @contextmanager
     def locked(
-        self, holder: str, wait_seconds: float = 2400.0, poll_seconds: float = 15.0
+        self, holder: str, wait_seconds: float | None = None, poll_seconds: float = 15.0
     ) -> Iterator[None]:
         """Hold the deployment lock while the block runs: one rollout on the cluster at once.
 
-        CI runs that deploy wait here for each other instead of being cancelled by GitHub's
-        `concurrency` (which replaces a waiting job with a newer one). A lock older than
-        twice the rollout timeout plus `wait_seconds` is taken over: no rollout lasts that
-        long, so its holder died without releasing it.
+        CI runs that deploy wait here for each other (`lock_wait_seconds` by default)
+        instead of being cancelled by GitHub's `concurrency` (which replaces a waiting job
+        with a newer one). A lock older than twice the rollout timeout plus the wait is taken
+        over: no rollout lasts that long, so its holder died without releasing it.
         """
+        if wait_seconds is None:
+            wait_seconds = self.lock_wait_seconds
         stale_after = self.rollout_timeout_seconds * 2 + wait_seconds
         deadline = time.monotonic() + wait_seconds
         announced = False

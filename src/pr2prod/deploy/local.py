@@ -36,7 +36,8 @@ import httpx
 import psutil
 
 from pr2prod import environment
-from pr2prod.deploy.target import Deployed, Role
+from pr2prod.deploy.records import write_atomically
+from pr2prod.deploy.target import Deployed, Role, another_canary
 from pr2prod.errors import Pr2prodError
 from pr2prod.ports import free_port
 from pr2prod.processes import log_tail
@@ -306,6 +307,9 @@ class LocalTarget:
     """The DeployTarget protocol on this host, plus `up`, `down` and `status` for the Makefile."""
 
     name = "local"
+    # A second `make deploy` beside a running one fails at once, naming the running one:
+    # on one machine the person who started it is the one to ask.
+    lock_wait_seconds = 0.0
 
     def __init__(
         self,
@@ -376,13 +380,14 @@ class LocalTarget:
             self._sync_router(state)
             return Deployed(record.release, record.url)
 
-    def set_canary_weight(self, percent: int) -> None:
+    def set_canary_weight(self, percent: int, release: str) -> None:
         if isinstance(percent, bool) or not isinstance(percent, int) or not 0 <= percent <= 100:
             raise Pr2prodError(f"the canary weight must be an integer 0-100, not {percent!r}")
         with self._exclusive():
             state = self.load()
             if state.canary is None:
                 raise Pr2prodError("there is no canary to send traffic to")
+            self._check_canary(state.canary, release)
             if percent and not alive(state.canary):
                 raise Pr2prodError(
                     f"the canary {state.canary.release} (pid {state.canary.pid}) is not running",
@@ -391,7 +396,7 @@ class LocalTarget:
             state = self._save(replace(state, canary_weight=percent))
             self._sync_router(state)
 
-    def promote(self) -> None:
+    def promote(self, release: str) -> None:
         """All traffic to the canary, which becomes stable; the old stable drains, then stops.
 
         A stable that died meanwhile does not block this: the canary takes over all the same.
@@ -401,6 +406,7 @@ class LocalTarget:
             canary = state.canary
             if canary is None or not alive(canary):
                 raise Pr2prodError("there is no running canary to promote")
+            self._check_canary(canary, release)
             old = state.stable
             retiring = (*state.retiring, old) if old else state.retiring
             state = replace(state, stable=canary, canary=None, canary_weight=0, retiring=retiring)
@@ -409,12 +415,44 @@ class LocalTarget:
                 time.sleep(self.settings.drain_seconds)
             self._finish_retiring(state)
 
-    def abort_canary(self) -> None:
+    def abort_canary(self, release: str) -> None:
         """The canary out of traffic at once, then drained and stopped; stable untouched."""
         with self._exclusive():
             state = self._finish_retiring(self.load())
             if state.canary is not None:
+                self._check_canary(state.canary, release)
                 self._retire(state, "canary", drain=True)
+
+    def _check_canary(self, canary: VersionRecord, release: str) -> None:
+        if canary.release != release:
+            raise another_canary(canary.release, release, f"the local target ({self.state_dir})")
+
+    @contextlib.contextmanager
+    def locked(self, holder: str, wait_seconds: float | None = None) -> Iterator[None]:
+        """The deployment lock, held for a whole rollout: an flock on `<state dir>/rollout.lock`
+        (released by the kernel however its holder ends), which also says who holds it."""
+        wait = self.lock_wait_seconds if wait_seconds is None else wait_seconds
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        path = self.state_dir / "rollout.lock"
+        deadline = time.monotonic() + wait
+        with path.open("a+") as handle:
+            while True:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        handle.seek(0)
+                        raise lock_refusal(handle.read(), path) from None
+                    time.sleep(min(0.5, max(deadline - time.monotonic(), 0.01)))
+            handle.seek(0)
+            handle.truncate()
+            handle.write(json.dumps({"holder": holder, "since": time.time()}) + "\n")
+            handle.flush()
+            try:
+                yield
+            finally:
+                handle.truncate(0)  # the file stays (others may wait on it); its holder goes
 
     def entry_url(self) -> str:
         router = self.load().router
@@ -499,13 +537,7 @@ class LocalTarget:
 
     def _save(self, state: DeployState) -> DeployState:
         # Readers (`make status`, another command) see the old file or the new, never half.
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(dir=self.state_dir, prefix=".state-")
-        with os.fdopen(handle, "w") as output:
-            output.write(state.to_json())
-            output.flush()
-            os.fsync(output.fileno())
-        os.replace(temporary, self.state_file)
+        write_atomically(self.state_file, state.to_json())
         return state
 
     @contextlib.contextmanager
@@ -613,6 +645,21 @@ class LocalTarget:
             ) from error
         if response.status_code != 200:
             raise Pr2prodError(f"the router refused {config}: {response.text}")
+
+
+def lock_refusal(written: str, path: Path) -> Pr2prodError:
+    """The error of a rollout that found the lock held, naming the holder it wrote."""
+    try:
+        held = json.loads(written)
+        since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(held["since"])))
+        holder = f"{held['holder']} since {since}"
+    except (ValueError, KeyError, TypeError):
+        holder = "a process that is just starting or ending"
+    return Pr2prodError(
+        f"another rollout is running: the deployment is locked by {holder} ({path})",
+        hint="wait for it to finish (`make deploy-status` shows what runs), or stop it; "
+        "the lock goes with its process",
+    )
 
 
 def describe_router(router: RouterRecord, alive: bool) -> dict[str, Any]:

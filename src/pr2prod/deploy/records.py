@@ -7,8 +7,11 @@ so that the cluster itself, not a CI artifact that expires, says what was deploy
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
-from collections.abc import Callable
+import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Protocol
 
@@ -34,6 +37,43 @@ class Record(Protocol):
         """Remove it; nothing happens when there is none."""
 
 
+def write_atomically(path: Path, text: str) -> None:
+    """Replace `path` by `text` so that a reader, a crash or a power cut sees the old file or
+    the new one, never half of one.
+
+    The text goes to a temporary file of its own in the same directory (two writers never
+    share one), is flushed to disk, then renamed over `path`; the directory is flushed too,
+    so the rename itself survives a power cut.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, scratch = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w") as output:
+            output.write(text)
+            output.flush()
+            os.fsync(output.fileno())
+        os.replace(scratch, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(scratch)
+        raise
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+
+
+@contextlib.contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on `path` (created if need be) while the block runs; waits for
+    another holder. The kernel releases it when its holder exits, however it exits."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield  # closing the file releases the lock
+
+
 class FileRecord:
     """A record in a file, replaced atomically: a kill never leaves half a file."""
 
@@ -46,14 +86,13 @@ class FileRecord:
         return self.path.read_text() if self.path.is_file() else None
 
     def write(self, text: str) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        scratch = self.path.with_suffix(self.path.suffix + ".tmp")
-        scratch.write_text(text)
-        os.replace(scratch, self.path)
+        write_atomically(self.path, text)
 
     def update(self, change: Change) -> None:
-        # One machine, one `make` at a time: nothing writes in between.
-        self.write(change(self.read()))
+        # Two commands may append at once (`make up` beside a rollout): neither loses the
+        # other's change.
+        with file_lock(self.path.with_name(f".{self.path.name}.lock")):
+            self.write(change(self.read()))
 
     def delete(self) -> None:
         self.path.unlink(missing_ok=True)
