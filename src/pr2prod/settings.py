@@ -71,6 +71,21 @@ class ReportSettings:
 
 
 @dataclass(frozen=True)
+class PrivacySettings:
+    """How much of the data the pipeline's own outputs may show (docs/privacy.md).
+
+    The defaults suit public data such as the sample; records of people want `dvc` and
+    `false`.
+    """
+
+    # Where per-row results (results/predictions.csv) live: "git" commits them for review;
+    # "dvc" keeps them in the DVC cache and remote only (dvc.yaml must say `cache: true`).
+    per_row_files: Literal["git", "dvc"] = "git"
+    # Whether validation reports, the PR comment and the console quote the data's cells.
+    raw_values: bool = True
+
+
+@dataclass(frozen=True)
 class GateRule:
     """The quality gate's rule for one metric (params.yaml, `gate: {metric: rule}`).
 
@@ -147,6 +162,7 @@ class Settings:
     split: SplitSettings
     train: TrainSettings
     report: ReportSettings = field(default_factory=ReportSettings)
+    privacy: PrivacySettings = field(default_factory=PrivacySettings)
     gate: dict[str, GateRule] = field(default_factory=dict)  # metric -> rule; none: no gate
     serving: ServingPolicy = field(default_factory=ServingPolicy)
     canary: CanarySettings = field(default_factory=CanarySettings)

@@ -35,6 +35,13 @@ RECIPES: dict[str, list[tuple[str, str]]] = {
         ("docs/dvc-remotes.md", "dvc remote modify --local store access_key_id '<key id>'"),
     ],
     "test_renaming_everything_at_once": [("docs/renaming.md", "git mv src/pr2prod src/churn")],
+    "test_keeping_per_row_files_out_of_git": [
+        (
+            "docs/privacy.md",
+            "sed -i 's/per_row_files: git/per_row_files: dvc/; "
+            "s/raw_values: true/raw_values: false/' params.yaml",
+        )
+    ],
 }
 
 _PIPELINE = "tests/integration/test_pipeline.py"

@@ -93,3 +93,33 @@ def run_renamed(
     )
     assert result.returncode == 0, failure_message(" ".join(arguments), result)
     return result
+
+
+def test_keeping_per_row_files_out_of_git(project: Path) -> None:
+    # Half the switch (params.yaml alone) is refused, naming the dvc.yaml line to change.
+    params = project / "params.yaml"
+    original = params.read_text()
+    params.write_text(original.replace("per_row_files: git", "per_row_files: dvc"))
+    refused = run("pr2prod", "repro", cwd=project, check=False)
+    assert refused.returncode != 0 and "cache: true" in refused.stderr
+    params.write_text(original)
+
+    run_recipe("test_keeping_per_row_files_out_of_git", project)
+
+    committed = run("git", "ls-files", cwd=project).stdout.splitlines()
+    assert "results/predictions.csv" not in committed and "results/metrics.json" in committed
+    assert (project / "results" / "predictions.csv").is_file()  # in the workspace, from DVC
+    assert run("git", "status", "--porcelain", cwd=project).stdout == ""
+    lock = (project / "dvc.lock").read_text()
+    assert "results/predictions.csv" in lock
+
+    # A pull request on top still gets a paired comparison: the base's predictions come
+    # from the DVC cache.
+    changed = params.read_text().replace("n_estimators: 200", "n_estimators: 120")
+    params.write_text(changed)
+    run("pr2prod", "repro", cwd=project)
+    run("git", "commit", "--quiet", "--all", "-m", "fewer trees", cwd=project)
+    run("pr2prod", "report", "--base", "HEAD~1", cwd=project)
+    report = json.loads((project / "report" / "report.json").read_text())
+    assert "paired bootstrap" in report["interval_note"]
+    assert "results/predictions.csv" not in run("git", "ls-files", cwd=project).stdout

@@ -7,13 +7,15 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import FIXTURES
+from conftest import FIXTURES, REPO_ROOT
 
 from pr2prod.data.records import request_records
 from pr2prod.data.validation import load_typed
+from pr2prod.errors import Pr2prodError
 from pr2prod.model.evaluate import evaluate_model
 from pr2prod.model.split import split_dataset
 from pr2prod.model.train import train_model
+from pr2prod.per_row_files import cached_outputs, check_per_row_files
 from pr2prod.release.golden import (
     GOLDEN_ROWS,
     PROFILE_QUANTILES,
@@ -21,7 +23,7 @@ from pr2prod.release.golden import (
     synthetic_records,
 )
 from pr2prod.schema import FeatureSchema, load_schema
-from pr2prod.settings import DataSettings, load_settings
+from pr2prod.settings import DataSettings, PrivacySettings, load_settings
 
 MIXED = FIXTURES / "mixed"
 
@@ -104,3 +106,22 @@ def test_row_ids_are_not_derived_from_a_row(trained: tuple[Path, FeatureSchema])
     again = evaluate_model(folder / "model.joblib", folder / "changed.csv", schema).predictions
     assert again["row_id"].equals(ids["row_id"])
     assert ids["row_id"].is_unique and ids["row_id"].is_monotonic_increasing
+
+
+def test_per_row_files_must_be_where_params_yaml_says() -> None:
+    dvc_yaml = (REPO_ROOT / "dvc.yaml").read_text()
+    assert cached_outputs(dvc_yaml)["results/predictions.csv"] is False
+    check_per_row_files(PrivacySettings(per_row_files="git"), dvc_yaml)  # the template agrees
+
+    with pytest.raises(Pr2prodError) as refused:
+        check_per_row_files(PrivacySettings(per_row_files="dvc"), dvc_yaml)
+    assert "cache: true" in refused.value.hint and "git rm --cached" in refused.value.hint
+
+    cached = dvc_yaml.replace(
+        "- results/predictions.csv:\n          cache: false",
+        "- results/predictions.csv:\n          cache: true",
+    )
+    assert cached_outputs(cached)["results/predictions.csv"] is True
+    check_per_row_files(PrivacySettings(per_row_files="dvc"), cached)
+    with pytest.raises(Pr2prodError):
+        check_per_row_files(PrivacySettings(per_row_files="git"), cached)

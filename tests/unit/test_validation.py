@@ -63,6 +63,28 @@ def test_failures_give_row_counts_examples_and_line_numbers(
     assert failure.lines == [5]  # the fifth line of the file
 
 
+def test_without_raw_values_no_cell_is_quoted_but_rules_and_lines_stay(
+    sample_schema: FeatureSchema, sample_text: str, tmp_path: Path
+) -> None:
+    lines = sample_text.splitlines(keepends=True)
+    secret = "17.99" if "17.99" in lines[1] else lines[1].split(",")[0]
+    lines[1] = lines[1].replace(secret, "-" + secret, 1)  # a negative radius: out of range
+    lines[3] = lines[3].rsplit(",", 1)[0] + ",borderline\n"
+    broken = tmp_path / "broken.csv"
+    broken.write_text("".join(lines))
+
+    quoted = validate_file(broken, sample_schema)
+    private = quoted.without_values()
+
+    assert "borderline" in quoted.to_json() and f"-{secret}" in quoted.to_json()
+    assert "borderline" in describe_validation(quoted)
+    for text in (private.to_json(), describe_validation(private)):
+        assert "borderline" not in text and f"-{secret}" not in text
+    assert [(f.column, f.rule, f.rows, f.lines) for f in private.failures] == [
+        (f.column, f.rule, f.rows, f.lines) for f in quoted.failures
+    ]
+
+
 def test_an_uncoercible_value_is_reported_once_not_as_a_cascade(
     sample_schema: FeatureSchema, sample_text: str, tmp_path: Path
 ) -> None:

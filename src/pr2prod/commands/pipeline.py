@@ -25,8 +25,11 @@ def data(_: argparse.Namespace) -> int:
 
 @command("repro", "dvc repro, recording which stages ran (for the report)")
 def repro(_: argparse.Namespace) -> int:
+    from pr2prod.per_row_files import DVC_YAML, check_per_row_files
     from pr2prod.repro import reproduce
+    from pr2prod.settings import load_settings
 
+    check_per_row_files(load_settings().privacy, DVC_YAML.read_text())
     return reproduce(paths.REPRO_RECORD)
 
 

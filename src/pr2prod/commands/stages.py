@@ -23,6 +23,8 @@ def validate(_: argparse.Namespace) -> int:
 
     settings, schema = load_settings(), load_schema(paths.SCHEMA)
     report = validate_file(settings.data.file, schema)
+    if not settings.privacy.raw_values:
+        report = report.without_values()  # the report, the PR comment and this output
     paths.VALIDATION_REPORT.parent.mkdir(parents=True, exist_ok=True)
     paths.VALIDATION_REPORT.write_text(report.to_json())
     print(describe_validation(report), file=sys.stdout if report.valid else sys.stderr)

@@ -7,6 +7,7 @@ from a pandera schema derived from schema.yaml; rules about the table as a whole
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -29,6 +30,16 @@ class ValidationReport:
     @property
     def valid(self) -> bool:
         return not self.failures
+
+    def without_values(self) -> ValidationReport:
+        """The report quoting no cell of the data (`privacy.raw_values: false`): every rule,
+        column, row count and line number stays, so a failure can still be found and fixed
+        by someone who has the file."""
+        failures = [
+            dataclasses.replace(failure, examples=[]) if failure.column else failure
+            for failure in self.failures
+        ]
+        return dataclasses.replace(self, failures=failures)
 
     def to_json(self) -> str:
         body = {"valid": self.valid, **asdict(self)}

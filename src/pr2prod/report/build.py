@@ -22,7 +22,7 @@ from pr2prod.report.gate import (
 from pr2prod.report.params_diff import ParamChange, diff_params
 from pr2prod.report.plots import confusion_matrix, confusion_plot, curve_plot
 from pr2prod.report.reproducibility import Reproducibility, check_reproducibility
-from pr2prod.report.revisions import commit_sha, head_sha, read_at
+from pr2prod.report.revisions import commit_sha, head_sha, read_at, read_output_at
 from pr2prod.schema import FeatureSchema, load_schema, parse_schema
 from pr2prod.settings import DataSettings, Settings, load_settings, parse_section
 
@@ -162,8 +162,8 @@ def _intervals(
     params: Settings,
     notes: list[str],
 ) -> DeltaIntervals | None:
-    base_text = read_at(base, paths.PREDICTIONS)
-    head_text = read_at(None, paths.PREDICTIONS)
+    base_text = read_output_at(base, paths.PREDICTIONS)
+    head_text = read_output_at(None, paths.PREDICTIONS)
     if base_text is None or head_text is None or base_schema is None:
         notes.append("Confidence intervals unavailable: the base has no per-row predictions.")
         return None
@@ -183,7 +183,10 @@ def _plots(
     base: str | None, schema: FeatureSchema, out_dir: Path
 ) -> tuple[dict[str, str], dict[str, dict[str, dict[str, int]]]]:
     def both(path: Path) -> dict[str, str | None]:
-        return {"base": read_at(base, path) if base else None, "PR": read_at(None, path)}
+        return {
+            "base": read_output_at(base, path) if base else None,
+            "PR": read_output_at(None, path),
+        }
 
     plot_dir = out_dir / "plots"
     classes = list(schema.target.classes)

@@ -21,6 +21,21 @@ def read_at(revision: str | None, path: Path) -> str | None:
     return result.stdout if result.returncode == 0 else None
 
 
+def read_output_at(revision: str | None, path: Path) -> str | None:
+    """Like read_at, for a pipeline output that may be kept by DVC instead of git (per-row
+    files of private data): from the DVC cache, or its remote, as that revision's dvc.lock
+    records it. None when neither has it (e.g. no remote is reachable)."""
+    text = read_at(revision, path)
+    if text is not None or revision is None:
+        return text
+    import dvc.api  # slow to import, and only needed here
+
+    try:
+        return dvc.api.read(path.as_posix(), rev=revision)
+    except Exception:  # no lock entry, a missing object, no remote...: all mean "absent"
+        return None
+
+
 def commit_sha(revision: str) -> str:
     result = git("rev-parse", "--verify", "--quiet", f"{revision}^{{commit}}")
     if result.returncode != 0:
