@@ -71,6 +71,11 @@ def test_the_warn_policy_accepts_and_reports_what_it_let_through() -> None:
         "region: unseen category 'arctic'",
     ]
     assert ("age", "finite_number") in errors(model, {**GOOD, "age": math.inf})  # never allowed
+    # What the service logs names the field and the rule, never the request's value.
+    assert policy_warnings(record, MIXED, quote_values=False) == [
+        "debt_ratio: outside [0.0, 1.0]",
+        "region: unseen category",
+    ]
 
 
 def test_columns_that_are_not_identifiers_keep_their_names_on_the_wire(tmp_path: Path) -> None:

@@ -112,8 +112,14 @@ def _field(feature: Feature, policy: ServingPolicy) -> tuple[Any, Any]:
     return annotation, constraints
 
 
-def policy_warnings(record: dict[str, Any], schema: FeatureSchema) -> list[str]:
-    """What a 'warn' policy lets through: out-of-range numbers, unseen categories."""
+def policy_warnings(
+    record: dict[str, Any], schema: FeatureSchema, quote_values: bool = True
+) -> list[str]:
+    """What a 'warn' policy lets through: out-of-range numbers, unseen categories.
+
+    Without `quote_values`, each names the field and the rule but not the value: what the
+    service logs, since a request's values are somebody's data.
+    """
     problems = []
     for feature in schema.features:
         value = record.get(feature.name)
@@ -123,10 +129,10 @@ def policy_warnings(record: dict[str, Any], schema: FeatureSchema) -> list[str]:
             if (feature.min is not None and value < feature.min) or (
                 feature.max is not None and value > feature.max
             ):
-                problems.append(
-                    f"{feature.name}: {value} is outside [{feature.min}, {feature.max}]"
-                )
+                shown = f"{value} is outside" if quote_values else "outside"
+                problems.append(f"{feature.name}: {shown} [{feature.min}, {feature.max}]")
         elif value not in feature.categories:
-            # The value is the client's: quoted, a long one cut, as it goes into the log.
-            problems.append(f"{feature.name}: unseen category '{quoted_name(value)}'")
+            # The value is the client's: quoted, a long one cut, wherever it is shown.
+            shown = f" '{quoted_name(value)}'" if quote_values else ""
+            problems.append(f"{feature.name}: unseen category{shown}")
     return problems

@@ -131,7 +131,7 @@ class Classifier:
         if POLICY.out_of_range == "reject" and POLICY.unseen_category == "reject":
             return  # nothing out of bounds gets this far
         for row in rows:
-            for problem in policy_warnings(row, BUNDLE.schema):
+            for problem in policy_warnings(row, BUNDLE.schema, quote_values=False):
                 self.metrics.input_warnings.labels(problem.split(":")[0], self.version).inc()
                 logger.warning("accepted with a warning: %s", problem)
 
