@@ -5,8 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import REPO_ROOT
 
 from pr2prod.report.bootstrap import Predictions, delta_intervals
+from pr2prod.report.build import recorded_test_split
 from pr2prod.report.comparison import MetricRow, compare_metrics, direction
 from pr2prod.report.drift import feature_drift
 from pr2prod.report.gate import check_gate
@@ -99,6 +101,24 @@ class TestBootstrap:
         width = {name: high - low for name, (low, high) in paired.intervals.items()}
         unpaired_width = {name: high - low for name, (low, high) in unpaired.intervals.items()}
         assert width["accuracy"] < unpaired_width["accuracy"]
+
+    def test_equal_row_ids_of_different_test_splits_are_not_paired(self) -> None:
+        """Row ids are places in the split: a new split with as many rows (and the same
+        labels in the same places) must not be paired with the old one."""
+        base = predictions([True] * 80 + [False] * 20)
+        head = predictions([True] * 85 + [False] * 15)
+
+        known = delta_intervals(base, head, 50, 0.95, seed=3, same_test_split=True)
+        other = delta_intervals(base, head, 50, 0.95, seed=3, same_test_split=False)
+
+        assert known.pairing == "paired" and other.pairing == "unpaired"
+
+    def test_the_test_split_is_read_from_dvc_lock(self) -> None:
+        lock = (REPO_ROOT / "dvc.lock").read_text()
+        digest = recorded_test_split(lock)
+
+        assert digest is not None and len(digest) == 32 and digest in lock
+        assert recorded_test_split(None) is None and recorded_test_split("stages: {}") is None
 
 
 class TestGate:

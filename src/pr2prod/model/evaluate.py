@@ -70,7 +70,7 @@ def row_ids(rows: int) -> list[str]:
     whether they are in the test set and their label). Two revisions that split the same
     data with the same seed and test size have the same rows in the same places, so their
     ids match row for row and the report's bootstrap is paired; when the data or the split
-    changes, the row count or the labels in those places differ and it is unpaired.
+    changes, dvc.lock records another test split and it is unpaired (the report checks).
     """
     width = max(4, len(str(rows - 1)))
     return [f"{index:0{width}d}" for index in range(rows)]

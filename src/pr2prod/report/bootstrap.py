@@ -56,11 +56,20 @@ class DeltaIntervals:
 
 
 def delta_intervals(
-    base: Predictions, head: Predictions, resamples: int, confidence: float, seed: int
+    base: Predictions,
+    head: Predictions,
+    resamples: int,
+    confidence: float,
+    seed: int,
+    same_test_split: bool | None = None,
 ) -> DeltaIntervals:
+    """`same_test_split`: whether dvc.lock records the same test split file for both (None:
+    unknown). Row ids are places, so only the same split makes equal ids the same rows."""
     rng = np.random.default_rng(seed)
-    same_rows = base.frame["row_id"].equals(head.frame["row_id"]) and base.frame["actual"].equals(
-        head.frame["actual"]
+    same_rows = (
+        same_test_split is not False
+        and base.frame["row_id"].equals(head.frame["row_id"])
+        and base.frame["actual"].equals(head.frame["actual"])
     )
     if same_rows:
         pairing: Pairing = "paired"

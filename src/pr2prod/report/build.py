@@ -6,6 +6,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import yaml
+
 from pr2prod import environment, paths
 from pr2prod.errors import Pr2prodError
 from pr2prod.model.metrics import flatten_metrics
@@ -170,13 +172,30 @@ def _intervals(
     if base_schema.target.classes != schema.target.classes:
         notes.append("Confidence intervals unavailable: the target classes changed.")
         return None
+    base_split, head_split = (
+        recorded_test_split(read_at(revision, paths.DVC_LOCK)) for revision in (base, None)
+    )
     return delta_intervals(
         Predictions.from_csv(base_text, base_schema.target.positive_class),
         Predictions.from_csv(head_text, schema.target.positive_class),
         resamples=params.report.bootstrap_resamples,
         confidence=params.report.confidence,
         seed=params.seed,
+        same_test_split=None if None in (base_split, head_split) else base_split == head_split,
     )
+
+
+def recorded_test_split(lock_text: str | None) -> str | None:
+    """The hash dvc.lock records for the test split file (None when it records none)."""
+    try:
+        lock = yaml.safe_load(lock_text or "") or {}
+        outs = lock["stages"]["prepare"]["outs"]
+    except (yaml.YAMLError, KeyError, TypeError):
+        return None
+    for out in outs:
+        if isinstance(out, dict) and out.get("path") == paths.TEST_SPLIT.as_posix():
+            return out.get("md5")
+    return None
 
 
 def _plots(
