@@ -16,9 +16,11 @@ from pathlib import Path
 import httpx
 import pandas as pd
 import pytest
-from conftest import Server, run
+import yaml
+from conftest import Server, run, start_server, stop_server
 
 from pr2prod.data.validation import load_typed
+from pr2prod.ports import free_port
 from pr2prod.schema import FeatureSchema, load_schema
 
 pytestmark = pytest.mark.integration
@@ -125,3 +127,29 @@ def test_no_committed_file_holds_a_row(reproduced_project: Path, scanner: RowSca
 
     assert "results/predictions.csv" in names and not any(n.startswith("data/") for n in names)
     assert scanner.found_in_files(reproduced_project, names) == {}
+
+
+def test_the_service_logs_no_value_a_warn_policy_lets_through(
+    project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A request's values are somebody's data: the warning names the field, not the value."""
+    # Its own model store: the policy is stored with the model, whose tag hashes the model
+    # file alone, so the session's store would serve the reject policy it already holds.
+    monkeypatch.setenv("BENTOML_HOME", str(tmp_path / "bentoml"))
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["serving"]["out_of_range"] = "warn"
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    tag = run("pr2prod", "bento", cwd=project).stdout.split("bento ")[-1].split()[0]
+    port, log = free_port(), tmp_path / "server.log"
+    command = ["bentoml", "serve", tag, "--host", "127.0.0.1", "--port", str(port)]
+    process, url = start_server(command, project, log, port)
+    try:
+        (record, *_) = json.loads((project / "docs/examples/request.json").read_text())["records"]
+        sent = {**record, "mean_radius": 4242.4242}  # the schema allows at most 50
+        answer = httpx.post(f"{url}/predict", json={"records": [sent]}, timeout=30)
+    finally:
+        stop_server(process)
+
+    assert answer.status_code == 200  # accepted, with a warning
+    assert "mean_radius: outside [0.0, 50.0]" in log.read_text()
+    assert "4242" not in log.read_text()
