@@ -33,6 +33,8 @@ class SlowHandler(BaseHTTPRequestHandler):
         with SlowHandler.lock:
             SlowHandler.in_hand -= 1
         self.send_response(500 if b'"fail"' in body else 200)
+        if b'"fail"' in body:  # as a router names the version that failed
+            self.send_header("x-pr2prod-backend", "canary")
         self.send_header("content-length", "0")
         self.end_headers()
 
@@ -76,6 +78,7 @@ def test_every_answer_is_counted_by_status(slow_server: str) -> None:
     statuses = load.counts.statuses
     assert statuses["200"] >= statuses["500"] >= 4  # the two records alternate
     assert load.counts.failed == statuses["500"] and load.counts.sent == sum(statuses.values())
+    assert load.counts.failed_by == {"canary": statuses["500"]}
 
 
 def test_requests_to_nowhere_are_failures_not_crashes() -> None:
@@ -87,5 +90,9 @@ def test_requests_to_nowhere_are_failures_not_crashes() -> None:
 
 
 def test_counts_add_up() -> None:
-    total = LoadCounts(3, 1, {"200": 2, "500": 1}) + LoadCounts(2, 0, {"200": 2}, late=1)
-    assert total == LoadCounts(5, 1, {"200": 4, "500": 1}, late=1)
+    total = LoadCounts(3, 1, {"200": 2, "500": 1}, failed_by={"canary": 1}) + LoadCounts(
+        2, 1, {"200": 1, "503": 1}, late=1, failed_by={"stable": 1}
+    )
+    assert total == LoadCounts(
+        5, 2, {"200": 3, "500": 1, "503": 1}, late=1, failed_by={"canary": 1, "stable": 1}
+    )

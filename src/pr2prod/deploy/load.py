@@ -17,6 +17,8 @@ from typing import Any
 
 import httpx
 
+from pr2prod.deploy.target import BACKEND_HEADER
+
 TIMEOUT_SECONDS = 10.0
 
 
@@ -26,18 +28,29 @@ class LoadCounts:
     failed: int = 0  # anything but 200, or no answer at all
     statuses: dict[str, int] = field(default_factory=dict)
     late: int = 0  # sends that waited because max_in_flight requests were unanswered
+    # Failed answers by who gave them, as the local router names it (x-pr2prod-backend:
+    # stable or canary); "none" when no answer came or nothing named a version.
+    failed_by: dict[str, int] = field(default_factory=dict)
 
     @property
     def failure_rate(self) -> float:
         return self.failed / self.sent if self.sent else 0.0
 
     def __add__(self, other: LoadCounts) -> LoadCounts:
-        statuses = dict(self.statuses)
-        for status, count in other.statuses.items():
-            statuses[status] = statuses.get(status, 0) + count
         return LoadCounts(
-            self.sent + other.sent, self.failed + other.failed, statuses, self.late + other.late
+            self.sent + other.sent,
+            self.failed + other.failed,
+            _summed(self.statuses, other.statuses),
+            self.late + other.late,
+            _summed(self.failed_by, other.failed_by),
         )
+
+
+def _summed(first: dict[str, int], second: dict[str, int]) -> dict[str, int]:
+    total = dict(first)
+    for key, count in second.items():
+        total[key] = total.get(key, 0) + count
+    return total
 
 
 class SteadyLoad:
@@ -99,9 +112,11 @@ class SteadyLoad:
     async def _send(
         self, client: httpx.AsyncClient, record: dict[str, Any], slots: asyncio.Semaphore
     ) -> None:
+        backend = "none"
         try:
             response = await client.post("/predict", json={"records": [record]})
             status = str(response.status_code)
+            backend = response.headers.get(BACKEND_HEADER, backend)
         except httpx.HTTPError as error:
             status = type(error).__name__
         finally:
@@ -110,3 +125,4 @@ class SteadyLoad:
         self.counts.statuses[status] = self.counts.statuses.get(status, 0) + 1
         if status != "200":
             self.counts.failed += 1
+            self.counts.failed_by[backend] = self.counts.failed_by.get(backend, 0) + 1

@@ -53,10 +53,9 @@ from starlette.routing import Route
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from pr2prod import environment
-from pr2prod.deploy.target import Role
+from pr2prod.deploy.target import BACKEND_HEADER, Role
 
 ROLES: tuple[Role, ...] = ("stable", "canary")
-BACKEND_HEADER = "x-pr2prod-backend"
 
 # Headers that describe one connection, not the message: a proxy must not forward them.
 HOP_BY_HOP = frozenset(

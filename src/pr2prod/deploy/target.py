@@ -19,6 +19,8 @@ from typing import Literal, Protocol
 from pr2prod.errors import Pr2prodError
 
 Role = Literal["stable", "canary"]
+# The header a router adds to every answer, naming the role of the version that gave it.
+BACKEND_HEADER = "x-pr2prod-backend"
 
 
 @dataclass(frozen=True)
