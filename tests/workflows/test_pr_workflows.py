@@ -37,7 +37,10 @@ def step(path: Path, job: str, name: str) -> dict[str, Any]:
     return found
 
 
-@pytest.mark.parametrize("path", PR_SIDE, ids=lambda path: path.name)
+EVERY_WORKFLOW = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
+
+
+@pytest.mark.parametrize("path", EVERY_WORKFLOW, ids=lambda path: path.name)
 def test_secrets_reach_only_the_steps_that_use_them(path: Path) -> None:
     """A job- or workflow-level `env:` hands a secret to every step, third-party actions too."""
     workflow = load(path)
