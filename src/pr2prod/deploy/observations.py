@@ -183,11 +183,12 @@ class PrometheusSource:
             )
         return snapshot_from_samples(samples)
 
-    def query(self, promql: str) -> list[dict[str, Any]]:
-        """The result vector of an instant query."""
+    def query(self, promql: str, at: float | None = None) -> list[dict[str, Any]]:
+        """The result vector of an instant query, now or at Unix time `at`."""
         url = f"{self.base_url}/api/v1/query"
+        params = {"query": promql} if at is None else {"query": promql, "time": f"{at:.3f}"}
         try:
-            response = httpx.get(url, params={"query": promql}, timeout=self.timeout)
+            response = httpx.get(url, params=params, timeout=self.timeout)
         except httpx.HTTPError as error:
             raise MetricsUnavailable(f"Prometheus at {url} did not answer: {error!r}") from error
         try:

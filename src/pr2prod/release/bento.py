@@ -20,6 +20,7 @@ from pr2prod import paths
 from pr2prod.errors import Pr2prodError
 from pr2prod.release.bundle import write_bundle
 from pr2prod.release.golden import golden_rows
+from pr2prod.release.reference import build_reference
 from pr2prod.schema import FeatureSchema
 from pr2prod.settings import Settings
 
@@ -111,6 +112,7 @@ def _ensure_model(tag: str, settings: Settings, schema: FeatureSchema) -> bool:
             golden=golden_rows(
                 paths.TRAIN_SPLIT, paths.TEST_SPLIT, paths.MODEL, schema, settings.seed
             ),
+            reference=build_reference(paths.TRAIN_SPLIT, paths.TEST_SPLIT, paths.MODEL, schema),
         )
     return True
 

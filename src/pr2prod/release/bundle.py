@@ -19,6 +19,7 @@ from pr2prod.serving.bundle import (
     SCHEMA_FILE,
 )
 from pr2prod.serving.policy import ServingPolicy
+from pr2prod.serving.reference import REFERENCE_FILE, Reference
 
 
 def write_bundle(
@@ -29,6 +30,7 @@ def write_bundle(
     metrics_file: Path,
     policy: ServingPolicy,
     golden: dict,
+    reference: Reference,
 ) -> None:
     """Fill a (new, empty) model directory from the DVC pipeline's outputs."""
     for source, name in (
@@ -40,3 +42,4 @@ def write_bundle(
         (directory / name).write_bytes(source.read_bytes())
     (directory / POLICY_FILE).write_text(json.dumps(dataclasses.asdict(policy), indent=2))
     (directory / GOLDEN_FILE).write_text(json.dumps(golden, indent=2))
+    (directory / REFERENCE_FILE).write_text(reference.to_json())

@@ -30,7 +30,7 @@ from pr2prod.serving.guards import (
     quiet_client_errors,
     served_paths,
 )
-from pr2prod.serving.telemetry import LATENCY_BUCKETS, PredictionMetrics
+from pr2prod.serving.telemetry import LATENCY_BUCKETS, PredictionMetrics, feature_statistics
 
 logger = logging.getLogger("pr2prod.serving")
 
@@ -70,6 +70,7 @@ class Classifier:
         self.numeric = set(BUNDLE.schema.numeric_features)
         self.classes = list(BUNDLE.schema.target.classes)
         self.metrics = PredictionMetrics.create()
+        self.inputs = feature_statistics(BUNDLE.path, self.metrics, self.version)
         matches, gap = BUNDLE.golden_rows_match(self.model)
         self.ready = matches
         # The worker's heap (BentoML, pandas, scikit-learn, hundreds of trees) makes a full
@@ -99,6 +100,8 @@ class Classifier:
         """Predict the class of each record, with every class's probability."""
         rows = [record.model_dump(by_alias=True) for record in records]
         self._count_policy_warnings(rows)
+        if self.inputs is not None:
+            self.inputs.observe(rows)
         frame = self._frame(rows)
         with self.metrics.model_seconds.labels(self.version).time():
             probabilities = probabilities_in_schema_order(self.model, frame, BUNDLE.schema)

@@ -1,4 +1,4 @@
-"""Prometheus metrics about predictions, for canary analysis.
+"""Prometheus metrics about predictions and inputs, for canary analysis and drift monitoring.
 
 Created when a worker starts (not at import): BentoML sets up Prometheus's multiprocess
 directory after importing the service module, and metrics made earlier would not show
@@ -8,9 +8,24 @@ on /metrics. Created once per process: a registry refuses the same metric twice.
 from __future__ import annotations
 
 import functools
+import logging
+from collections import Counter as Tally
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 from prometheus_client import Counter, Histogram
+
+from pr2prod.serving.reference import (
+    MISSING,
+    REFERENCE_FILE,
+    UNSEEN,
+    NumericReference,
+    Reference,
+)
+
+logger = logging.getLogger("pr2prod.serving")
 
 PROBABILITY_BUCKETS = tuple(round(step / 10, 1) for step in range(1, 11))
 
@@ -28,6 +43,7 @@ class PredictionMetrics:
     probabilities: Histogram
     input_warnings: Counter
     model_seconds: Histogram
+    feature_values: Counter
 
     @classmethod
     @functools.cache
@@ -55,4 +71,72 @@ class PredictionMetrics:
                 ["model_version"],
                 buckets=LATENCY_BUCKETS,
             ),
+            feature_values=Counter(
+                "pr2prod_feature_values",
+                "Input values per feature, counted in the bins of the model's reference "
+                "(numeric: bin index; categorical: category, __unseen__; both: __missing__)",
+                ["feature", "bin", "model_version"],
+            ),
         )
+
+
+class FeatureStatistics:
+    """Counts each record's values in the bins of the model's reference.
+
+    Every label value comes from the reference (a bin index, a category of the schema,
+    __unseen__ or __missing__), never from a request: the series stay as few as the
+    reference's bins, and /metrics shows no client's data.
+    """
+
+    def __init__(self, reference: Reference, counter: Counter, model_version: str) -> None:
+        self.numeric: list[tuple[str, NumericReference]] = []
+        self.categories: dict[str, frozenset[str]] = {}
+        for name, feature in reference.features.items():
+            if isinstance(feature, NumericReference):
+                self.numeric.append((name, feature))
+            else:
+                self.categories[name] = frozenset(feature.counts)
+        # Children resolved once: a labelled child costs a dict lookup per increment.
+        self.children = {
+            (name, label): counter.labels(name, label, model_version)
+            for name, feature in reference.features.items()
+            for label in feature.bins()
+        }
+        for child in self.children.values():
+            child.inc(0)  # every series exists from the start: no traffic reads as zero
+
+    def observe(self, rows: Iterable[Mapping[str, Any]]) -> None:
+        """Count the records' values (one increment per bin a batch touches)."""
+        tally: Tally[tuple[str, str]] = Tally()
+        for row in rows:
+            for name, feature in self.numeric:
+                value = row[name]
+                if value is None or value != value:  # None or NaN
+                    tally[name, MISSING] += 1
+                else:
+                    tally[name, str(feature.bin_of(value))] += 1
+            for name, known in self.categories.items():
+                value = row[name]
+                if value is None:
+                    tally[name, MISSING] += 1
+                else:
+                    tally[name, value if value in known else UNSEEN] += 1
+        for key, count in tally.items():
+            self.children[key].inc(count)
+
+
+def feature_statistics(
+    bundle: Path, metrics: PredictionMetrics, model_version: str
+) -> FeatureStatistics | None:
+    """Input statistics for the bundle's reference; None for a bundle made without one."""
+    if not (bundle / REFERENCE_FILE).is_file():
+        # Models stored before bundles carried a reference: they serve, unmonitored.
+        logger.warning(
+            "model %s has no %s: inputs are not counted for drift monitoring "
+            "(rebuild its model with `make bento` after removing it from the store)",
+            model_version,
+            REFERENCE_FILE,
+        )
+        return None
+    reference = Reference.load(bundle / REFERENCE_FILE)
+    return FeatureStatistics(reference, metrics.feature_values, model_version)

@@ -1,0 +1,1 @@
+"""Drift monitoring: live statistics of the service compared with the model's reference."""

@@ -1,0 +1,96 @@
+"""Making a model's drift reference from the training split and the test split's predictions.
+
+The format, and how live values fall into its bins, is pr2prod.serving.reference's: the
+service counts traffic with the same code that reads this file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import joblib
+import numpy as np
+import pandas as pd
+
+from pr2prod.data.validation import load_typed
+from pr2prod.schema import Feature, FeatureSchema
+from pr2prod.serving.bundle import probabilities_in_schema_order
+from pr2prod.serving.reference import (
+    CategoricalReference,
+    FeatureReference,
+    NumericReference,
+    PredictionReference,
+    Reference,
+)
+from pr2prod.serving.telemetry import PROBABILITY_BUCKETS
+
+# Ten bins of about a tenth of the training rows each: a shift of a fifth of a standard
+# deviation moves several percent of the traffic across bins, while ten bins per feature
+# keep the service's series few and each expected count large enough for a chi-square test.
+NUMERIC_BINS = 10
+SIGNIFICANT_DIGITS = 6  # edges are quantiles, not data cells: no need for every digit
+
+
+def build_reference(
+    train_file: Path, test_file: Path, model_file: Path, schema: FeatureSchema
+) -> Reference:
+    train = load_typed(train_file, schema)
+    test = load_typed(test_file, schema)
+    probabilities = probabilities_in_schema_order(
+        joblib.load(model_file), test[schema.feature_names], schema
+    )
+    return Reference(
+        rows=len(train),
+        features={
+            feature.name: feature_reference(train[feature.name], feature)
+            for feature in schema.features
+        },
+        predictions=prediction_reference(probabilities, list(schema.target.classes)),
+    )
+
+
+def feature_reference(values: pd.Series, feature: Feature) -> FeatureReference:
+    present = values.dropna()
+    missing = len(values) - len(present)
+    if not feature.is_numeric:
+        counts = present.astype(str).value_counts()
+        return CategoricalReference(
+            counts={name: int(counts.get(name, 0)) for name in feature.categories},
+            missing=missing,
+        )
+    numbers = present.to_numpy(dtype="float64")
+    edges = quantile_edges(numbers, NUMERIC_BINS)
+    bins = np.searchsorted(edges, numbers, side="left")
+    counts = np.bincount(bins, minlength=len(edges) + 1)
+    return NumericReference(
+        edges=tuple(edges), counts=tuple(int(n) for n in counts), missing=missing
+    )
+
+
+def quantile_edges(numbers: np.ndarray, bins: int) -> list[float]:
+    """Inner edges at the training values' quantiles; repeated values make fewer bins."""
+    if len(numbers) == 0:
+        return []
+    inner = np.quantile(numbers, np.linspace(0, 1, bins + 1)[1:-1])
+    rounded = {float(f"{edge:.{SIGNIFICANT_DIGITS}g}") for edge in inner}
+    return sorted(rounded)
+
+
+def prediction_reference(probabilities: np.ndarray, classes: list[str]) -> PredictionReference:
+    predicted = probabilities.argmax(axis=1)
+    bounds = np.asarray(PROBABILITY_BUCKETS)
+    return PredictionReference(
+        rows=len(probabilities),
+        classes={label: int((predicted == i).sum()) for i, label in enumerate(classes)},
+        probability_bounds=tuple(PROBABILITY_BUCKETS),
+        probabilities={
+            label: tuple(
+                int(n)
+                for n in np.bincount(
+                    np.searchsorted(bounds, np.clip(probabilities[:, i], 0, 1), side="left"),
+                    minlength=len(bounds),
+                )
+            )
+            for i, label in enumerate(classes)
+        },
+    )

@@ -1,0 +1,130 @@
+"""The reference a model carries: its training data and test predictions, in counts.
+
+Drift is live traffic that no longer looks like what the model learnt from. To tell, each
+model bundle holds a compact summary of its training split, per feature, and of the
+model's predictions on the test split; the service counts live traffic in the very same
+bins (pr2prod.serving.telemetry) and `pr2prod monitor` compares the two.
+
+- A numeric feature: bin edges at quantiles of the training values (so every bin holds
+  about as many training rows) and the training rows in each bin. Bin `i` holds values `v`
+  with `edges[i-1] < v <= edges[i]` (Prometheus's `le` rule); the first and last bins are
+  open, so a value outside the training range still has a bin.
+- A categorical feature: training rows per category of the schema.
+- Both: training rows where the value is missing.
+- Predictions: test rows per predicted class, and per class a histogram of its predicted
+  probability in the service's probability buckets.
+
+Only counts and quantile edges are kept: no row of the data. The service reads this
+module; pr2prod.release.reference writes the file (and never ships).
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+REFERENCE_FILE = "reference.json"
+FORMAT = 1
+# Bin labels that are not a numeric bin's index nor a category of the schema. A category
+# the schema does not list is counted under UNSEEN, never under its own value: a label
+# value per raw input would leak what clients send and grow the series without bound.
+MISSING = "__missing__"
+UNSEEN = "__unseen__"
+
+
+@dataclass(frozen=True)
+class NumericReference:
+    edges: tuple[float, ...]  # inner bin edges, rising; len(counts) == len(edges) + 1
+    counts: tuple[int, ...]  # training rows per bin
+    missing: int
+
+    def bin_of(self, value: float) -> int:
+        return bisect.bisect_left(self.edges, value)
+
+    def bins(self) -> dict[str, int]:
+        """Training rows per bin label, the labels the service counts live values under."""
+        return {**{str(i): n for i, n in enumerate(self.counts)}, MISSING: self.missing}
+
+
+@dataclass(frozen=True)
+class CategoricalReference:
+    counts: dict[str, int]  # training rows per category of the schema (zeros included)
+    missing: int
+
+    def bins(self) -> dict[str, int]:
+        return {**self.counts, UNSEEN: 0, MISSING: self.missing}
+
+
+@dataclass(frozen=True)
+class PredictionReference:
+    rows: int  # test rows
+    classes: dict[str, int]  # test rows per predicted class
+    probability_bounds: tuple[float, ...]  # the upper bounds of the probability buckets
+    probabilities: dict[str, tuple[int, ...]]  # per class, test rows per bucket
+
+
+FeatureReference = NumericReference | CategoricalReference
+
+
+@dataclass(frozen=True)
+class Reference:
+    rows: int  # training rows
+    features: dict[str, FeatureReference]
+    predictions: PredictionReference
+
+    def to_json(self) -> str:
+        features = {
+            name: {"type": "numeric" if isinstance(ref, NumericReference) else "categorical"}
+            | asdict(ref)
+            for name, ref in self.features.items()
+        }
+        body = {
+            "format": FORMAT,
+            "rows": self.rows,
+            "features": features,
+            "predictions": asdict(self.predictions),
+        }
+        return json.dumps(body, indent=1) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str) -> Reference:
+        raw = json.loads(text)
+        if raw.get("format") != FORMAT:
+            raise ValueError(f"reference format {raw.get('format')!r}, expected {FORMAT}")
+        return cls(
+            rows=int(raw["rows"]),
+            features={name: _feature(spec) for name, spec in raw["features"].items()},
+            predictions=_predictions(raw["predictions"]),
+        )
+
+    @classmethod
+    def load(cls, path: Path) -> Reference:
+        return cls.from_json(path.read_text())
+
+
+def _feature(spec: dict[str, Any]) -> FeatureReference:
+    if spec["type"] == "numeric":
+        return NumericReference(
+            edges=tuple(float(edge) for edge in spec["edges"]),
+            counts=tuple(int(count) for count in spec["counts"]),
+            missing=int(spec["missing"]),
+        )
+    return CategoricalReference(
+        counts={str(name): int(count) for name, count in spec["counts"].items()},
+        missing=int(spec["missing"]),
+    )
+
+
+def _predictions(spec: dict[str, Any]) -> PredictionReference:
+    return PredictionReference(
+        rows=int(spec["rows"]),
+        classes={str(name): int(count) for name, count in spec["classes"].items()},
+        probability_bounds=tuple(float(bound) for bound in spec["probability_bounds"]),
+        probabilities={
+            str(name): tuple(int(count) for count in counts)
+            for name, counts in spec["probabilities"].items()
+        },
+    )
