@@ -33,6 +33,9 @@ REPORT_MD = REPORT_DIR / "report.md"
 REPORT_JSON = REPORT_DIR / "report.json"
 REPRO_RECORD = REPORT_DIR / "repro.json"
 
+# The drift monitor's report (`make monitor`; ignored by git).
+MONITOR_DIR = Path("build") / "monitor"
+
 # The image's build context (the exported bento and its Containerfile), from `make image`.
 IMAGE_CONTEXT = Path("build") / "image"
 

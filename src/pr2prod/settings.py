@@ -153,6 +153,20 @@ class CanarySettings:
 
 
 @dataclass(frozen=True)
+class MonitorSettings:
+    """Drift monitoring (params.yaml, `monitor:`): how sure an alarm must be, and of what."""
+
+    alpha: float = 0.01  # chance that a run on unshifted traffic alarms (all tests together)
+    min_rows: int = 200  # live records per model version below which a run is inconclusive
+
+    def __post_init__(self) -> None:
+        if not 0 < self.alpha < 1:
+            raise SettingError("alpha", f"must be between 0 and 1, not {self.alpha}")
+        if self.min_rows < 1:
+            raise SettingError("min_rows", f"must be at least 1, not {self.min_rows}")
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything in params.yaml. seed, data.file, split.test_size and train.estimator are
     required; every other setting has a default."""
@@ -166,6 +180,7 @@ class Settings:
     gate: dict[str, GateRule] = field(default_factory=dict)  # metric -> rule; none: no gate
     serving: ServingPolicy = field(default_factory=ServingPolicy)
     canary: CanarySettings = field(default_factory=CanarySettings)
+    monitor: MonitorSettings = field(default_factory=MonitorSettings)
 
 
 # --- reading ---------------------------------------------------------------------------------

@@ -51,6 +51,7 @@ _IMAGE = "tests/integration/test_image.py"
 _SMOKE_IMAGE = "test_make_smoke_image_passes_on_the_built_image"
 _ROLLOUTS = "tests/integration/test_canary_rollouts.py"
 _SERVED = "tests/docs/test_served_examples.py"
+_MONITOR = "tests/integration/test_monitor.py"
 
 # Command -> "path::function" of the test (or fixture) that runs it.
 ELSEWHERE: dict[str, str] = {
@@ -76,6 +77,10 @@ ELSEWHERE: dict[str, str] = {
     "make deploy": f"{_ROLLOUTS}::test_a_good_canary_is_promoted_with_no_client_errors",
     "make deploy-status": f"{_ROLLOUTS}::test_manual_rollback_returns_to_an_earlier_good_release",
     "make rollback": f"{_ROLLOUTS}::test_manual_rollback_returns_to_an_earlier_good_release",
+    # `make monitor` runs `pr2prod monitor --prometheus ... --since ... --selector ...`.
+    "PROMETHEUS_URL=http://prometheus.monitoring:9090 make monitor SINCE=6h "
+    "SELECTOR='job=\"pr2prod\"'": f"{_MONITOR}::"
+    "test_clean_traffic_then_a_shift_read_from_the_service_and_from_prometheus",
 }
 
 _CLUSTER = "needs a Kubernetes cluster; tests/integration/test_kubernetes.py renders the manifests"

@@ -25,6 +25,7 @@ EXPECTED = {
     "/metrics": "pr2prod_predictions_total{",
     '"mean_radius": -1': '"loc":["records",0,"mean_radius"]',
     "make smoke": "golden rows as evaluated",
+    "make monitor": "report in build/monitor/drift.md",
 }
 
 

@@ -1,0 +1,84 @@
+"""`pr2prod monitor`: is live traffic still what each served model was trained on?"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+import time
+from pathlib import Path
+
+from pr2prod import paths
+from pr2prod.commands import arg, command
+from pr2prod.errors import Pr2prodError
+
+UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def duration_seconds(text: str) -> float:
+    matched = re.fullmatch(r"(\d+(?:\.\d+)?)([smhd])", text.strip())
+    if matched is None:
+        raise Pr2prodError(
+            f"--since {text!r} is not a duration", hint="write it like 90s, 30m, 6h or 1d"
+        )
+    return float(matched.group(1)) * UNITS[matched.group(2)]
+
+
+@command(
+    "monitor",
+    "compare live traffic with each served model's reference and write a drift report",
+    arg("--url", help="a service's base URL: its GET /metrics (the counts since it started)"),
+    arg("--prometheus", help="a Prometheus base URL (default: $PROMETHEUS_URL): a time range"),
+    arg("--selector", default="", help='with Prometheus: matchers of the service, e.g. job="x"'),
+    arg("--since", default="1h", help="with Prometheus: the range ending now: 30m, 6h, 1d..."),
+    arg(
+        "--reference",
+        type=Path,
+        help="a reference.json for every version (default: each "
+        "version's own, from its bundle in the local model store)",
+    ),
+    arg("--output", type=Path, default=paths.MONITOR_DIR, help="where the report goes"),
+    arg("--fail-on-drift", action="store_true", help="exit with status 1 when drift is found"),
+)
+def monitor(args: argparse.Namespace) -> int:
+    from pr2prod import environment
+    from pr2prod.deploy.observations import PrometheusSource
+    from pr2prod.monitor.drift import DRIFT, compare, traffic_shares
+    from pr2prod.monitor.live import from_prometheus, from_service
+    from pr2prod.monitor.references import stored_reference
+    from pr2prod.monitor.report import MARKS, DriftReport, write_report
+    from pr2prod.serving.reference import Reference
+    from pr2prod.settings import load_settings
+
+    settings = load_settings().monitor
+    prometheus = args.prometheus or environment.PROMETHEUS_URL.value()
+    if args.url:
+        live, source = from_service(args.url), f"{args.url.rstrip('/')}/metrics (since it started)"
+    elif prometheus:
+        end = time.time()
+        source_api = PrometheusSource(prometheus, {})
+        live = from_prometheus(source_api, args.selector, end - duration_seconds(args.since), end)
+        source = f"Prometheus at {prometheus}, the last {args.since}"
+    else:
+        raise Pr2prodError(
+            "no live statistics to read",
+            hint="pass --url (a service) or --prometheus (or set PROMETHEUS_URL); "
+            "with make: `make monitor URL=http://127.0.0.1:3000`",
+        )
+    given = Reference.load(args.reference) if args.reference else None
+    shares = traffic_shares(live)
+    versions = [
+        compare(given or stored_reference(version), counts, version, shares[version], settings)
+        for version, counts in sorted(live.items())
+        if counts.rows > 0
+    ]
+    report = DriftReport(source, settings, versions)
+    written = write_report(report, args.output)
+    for version in versions:
+        drifted = ", ".join(finding.name for finding in version.drifted) or "nothing"
+        print(
+            f"monitor: model {version.model_version}: {MARKS[version.verdict]} "
+            f"({version.rows:.0f} records; drifted: {drifted})"
+        )
+    print(f"monitor: {MARKS[report.verdict]}; report in {written['markdown']}", file=sys.stdout)
+    return 1 if args.fail_on_drift and report.verdict == DRIFT else 0

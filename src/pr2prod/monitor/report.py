@@ -1,0 +1,166 @@
+"""The drift report: markdown for people (and the alert issue), JSON for machines, one plot."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from matplotlib.figure import Figure  # no pyplot: no global state, no display needed
+
+from pr2prod.monitor.drift import (
+    DRIFT,
+    NO_DRIFT,
+    NOT_ENOUGH_DATA,
+    Finding,
+    VersionDrift,
+    overall,
+)
+from pr2prod.settings import MonitorSettings
+
+MARKDOWN, JSON, PLOT = "drift.md", "drift.json", "drift.png"
+MARKS = {DRIFT: "🔴 drift", NO_DRIFT: "🟢 no drift", NOT_ENOUGH_DATA: "⚪ not enough data"}
+
+
+@dataclass(frozen=True)
+class DriftReport:
+    source: str  # where the live statistics came from, and over which range
+    settings: MonitorSettings
+    versions: list[VersionDrift]
+
+    @property
+    def verdict(self) -> str:
+        return overall(version.verdict for version in self.versions)
+
+    def to_json(self) -> str:
+        body = {
+            "verdict": self.verdict,
+            "source": self.source,
+            "alpha": self.settings.alpha,
+            "min_rows": self.settings.min_rows,
+            "versions": [
+                {
+                    "model_version": version.model_version,
+                    "rows": version.rows,
+                    "traffic_share": version.traffic_share,
+                    "verdict": version.verdict,
+                    "findings": [asdict(finding) for finding in version.findings],
+                }
+                for version in self.versions
+            ],
+        }
+        return json.dumps(body, indent=2) + "\n"
+
+
+def render_markdown(report: DriftReport) -> str:
+    lines = [
+        f"## Drift monitor: {MARKS[report.verdict]}",
+        "",
+        f"Live statistics from {report.source}, compared with each model version's "
+        f"reference (its training split and its test-set predictions). Chance of an alarm "
+        f"on unshifted traffic: at most {report.settings.alpha:g} per version and run "
+        f"(Holm's correction over every test); fewer than {report.settings.min_rows} "
+        "records is not enough data.",
+    ]
+    if not report.versions:
+        lines += ["", "No model version has served a record in this range."]
+    for version in report.versions:
+        lines += ["", *_version_section(version)]
+    return "\n".join(lines) + "\n"
+
+
+def _version_section(version: VersionDrift) -> list[str]:
+    drifted = ", ".join(f"`{finding.name}`" for finding in version.drifted) or "none"
+    lines = [
+        f"### Model version `{version.model_version}`: {MARKS[version.verdict]}",
+        "",
+        f"{version.rows:.0f} records ({version.traffic_share:.0%} of the traffic). "
+        f"Drifted: {drifted}.",
+        "",
+        "| | What | Test | Statistic | p-value | Holm-adjusted | Records | Traffic shifted |",
+        "|---|---|---|---:|---:|---:|---:|---:|",
+    ]
+    ordered = sorted(version.findings, key=_severity)
+    lines += [_row(finding) for finding in ordered]
+    return lines
+
+
+def _severity(finding: Finding) -> tuple[int, float]:
+    rank = {DRIFT: 0, NO_DRIFT: 1, NOT_ENOUGH_DATA: 2}[finding.verdict]
+    return rank, finding.adjusted_p_value if finding.adjusted_p_value is not None else 1.0
+
+
+def _row(finding: Finding) -> str:
+    mark = MARKS[finding.verdict].split()[0]
+    what = f"`{finding.name}`" if finding.kind == "feature" else finding.name
+    return (
+        f"| {mark} | {what} | {finding.test or '-'} | {_number(finding.statistic)} | "
+        f"{_p(finding.p_value)} | {_p(finding.adjusted_p_value)} | {finding.rows:.0f} | "
+        f"{finding.shifted_share:.1%} |"
+    )
+
+
+def _number(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3g}"
+
+
+def _p(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return "< 1e-6" if value < 1e-6 else f"{value:.2g}"
+
+
+def drift_plot(report: DriftReport, out: Path) -> Path:
+    """Per version: the traffic shifted per finding, and the bins of the most drifted one."""
+    shown = [version for version in report.versions if version.findings] or []
+    figure = Figure(figsize=(11, 1.5 + 3.2 * max(1, len(shown))), dpi=90)
+    grid = figure.subplots(max(1, len(shown)), 2, squeeze=False)
+    for (bars, bins), version in zip(grid, shown, strict=False):
+        findings = sorted(version.findings, key=lambda finding: finding.shifted_share)
+        colours = ["#d62728" if f.verdict == DRIFT else "#1f77b4" for f in findings]
+        bars.barh([f.name for f in findings], [f.shifted_share for f in findings], color=colours)
+        bars.set(title=f"{version.model_version}: traffic shifted", xlabel="share of records")
+        bars.tick_params(axis="y", labelsize=7)
+        worst = min(version.findings, key=_severity)
+        _bin_shares(bins, worst)
+    figure.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(out, format="png", metadata={"Software": None})
+    return out
+
+
+def _bin_shares(axes, finding: Finding) -> None:
+    labels = list(finding.reference)
+    total_ref = sum(finding.reference.values()) or 1.0
+    total_live = sum(finding.live.values()) or 1.0
+    positions = range(len(labels))
+    axes.bar(
+        [p - 0.2 for p in positions],
+        [finding.reference[k] / total_ref for k in labels],
+        width=0.4,
+        label="reference",
+        color="#888888",
+    )
+    axes.bar(
+        [p + 0.2 for p in positions],
+        [finding.live.get(k, 0.0) / total_live for k in labels],
+        width=0.4,
+        label="live",
+        color="#d62728" if finding.verdict == DRIFT else "#1f77b4",
+    )
+    axes.set_xticks(list(positions), labels, rotation=45, fontsize=7)
+    axes.set(title=f"{finding.name}: share per bin", ylabel="share")
+    axes.legend()
+
+
+def write_report(report: DriftReport, directory: Path) -> dict[str, Path]:
+    directory.mkdir(parents=True, exist_ok=True)
+    written = {
+        "markdown": directory / MARKDOWN,
+        "json": directory / JSON,
+        "plot": directory / PLOT,
+    }
+    written["markdown"].write_text(render_markdown(report))
+    written["json"].write_text(report.to_json())
+    drift_plot(report, written["plot"])
+    return written

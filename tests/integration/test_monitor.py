@@ -1,0 +1,175 @@
+"""`pr2prod monitor` against a real service and a real Prometheus scraping it.
+
+The service runs from the exported bento with its own BENTOML_HOME (a second server
+sharing one would wipe the other's metrics). Clean traffic is drawn from the training
+split the reference summarises; shifted traffic moves one feature by about 0.7 of its
+standard deviation, inside schema.yaml's bounds so the service accepts it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import httpx
+import numpy as np
+import pytest
+import yaml
+from conftest import free_port, run, start_server, stop_server, system_program
+
+from pr2prod.data.records import split_records
+from pr2prod.deploy.local import export_bento
+from pr2prod.deploy.observations import PrometheusSource
+from pr2prod.monitor.live import from_prometheus, from_service
+from pr2prod.readiness import wait_until_ready
+from pr2prod.schema import load_schema
+
+pytestmark = pytest.mark.integration
+
+SHIFTED = "mean_texture"
+SHIFT = 3.0  # about 0.7 standard deviations of mean_texture in the sample data
+
+
+@pytest.fixture(scope="module")
+def service(bento_tag: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    folder = tmp_path_factory.mktemp("monitored")
+    export_bento(bento_tag, Path(os.environ["BENTOML_HOME"]), folder / "bento")
+    (folder / "home").mkdir()
+    port = free_port()
+    env = {**os.environ, "BENTOML_HOME": str(folder / "home")}
+    command = [
+        sys.executable,
+        "-m",
+        "bentoml",
+        "serve",
+        str(folder / "bento"),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
+    with (folder / "serve.log").open("w") as log:
+        process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_ready(url, 90, "/readyz")
+        yield url
+    finally:
+        stop_server(process)
+
+
+@pytest.fixture(scope="module")
+def prometheus(service: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    binary = system_program("prometheus", "install it with `apt-get install -y prometheus`")
+    workdir = tmp_path_factory.mktemp("prometheus-monitor")
+    config = {
+        "global": {"scrape_interval": "1s", "scrape_timeout": "1s"},
+        "scrape_configs": [
+            {"job_name": "monitored", "static_configs": [{"targets": [urlsplit(service).netloc]}]}
+        ],
+    }
+    (workdir / "prometheus.yml").write_text(yaml.safe_dump(config))
+    port = free_port()
+    command = [
+        binary,
+        f"--config.file={workdir / 'prometheus.yml'}",
+        f"--storage.tsdb.path={workdir / 'data'}",
+        f"--web.listen-address=127.0.0.1:{port}",
+    ]
+    process, url = start_server(
+        command, workdir, workdir / "log", port, timeout=30, path="/-/ready"
+    )
+    try:
+        yield url
+    finally:
+        stop_server(process)
+
+
+@pytest.fixture(scope="module")
+def training_records(reproduced_project: Path) -> list[dict]:
+    schema = load_schema(reproduced_project / "schema.yaml")
+    return split_records(reproduced_project / "artifacts" / "split" / "train.csv", schema)
+
+
+def send(url: str, records: list[dict], count: int, seed: int, shift: float = 0.0) -> None:
+    rng = np.random.default_rng(seed)
+    chosen = [dict(records[i]) for i in rng.integers(0, len(records), size=count)]
+    for record in chosen:
+        record[SHIFTED] += shift
+    for start in range(0, count, 25):
+        response = httpx.post(
+            f"{url}/predict", json={"records": chosen[start : start + 25]}, timeout=60
+        )
+        response.raise_for_status()
+
+
+def monitor(project: Path, output: Path, *options: str) -> dict:
+    run("pr2prod", "monitor", "--output", output, *options, cwd=project)
+    return json.loads((output / "drift.json").read_text())
+
+
+def caught_up(prometheus: PrometheusSource, service: str) -> float:
+    """The time at which Prometheus holds the service's current counts."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        now = time.time()
+        direct = from_service(service)
+        if direct and from_prometheus(prometheus, 'job="monitored"', 0, now) == direct:
+            return now
+        time.sleep(0.5)
+    pytest.fail("Prometheus did not catch up with the service in 30 s")
+
+
+def test_clean_traffic_then_a_shift_read_from_the_service_and_from_prometheus(
+    service: str,
+    prometheus: str,
+    training_records: list[dict],
+    reproduced_project: Path,
+    tmp_path: Path,
+) -> None:
+    source = PrometheusSource(prometheus, {})
+    send(service, training_records, 400, seed=1)
+    clean = monitor(reproduced_project, tmp_path / "clean", "--url", service)
+    assert clean["verdict"] == "no drift", clean
+    (version,) = clean["versions"]
+    assert version["rows"] == 400 and version["traffic_share"] == 1.0
+
+    before_shift = caught_up(source, service)
+    send(service, training_records, 400, seed=2, shift=SHIFT)
+    after_shift = caught_up(source, service)
+
+    # From Prometheus, the range of the shifted traffic alone.
+    shifted_only = from_prometheus(source, 'job="monitored"', before_shift, after_shift)
+    assert [counts.rows for counts in shifted_only.values()] == [400]
+    report = monitor(
+        reproduced_project,
+        tmp_path / "shifted",
+        "--prometheus",
+        prometheus,
+        "--since",
+        "10m",
+        "--selector",
+        'job="monitored"',
+    )
+    assert report["verdict"] == "drift"
+    drifted = {f["name"] for f in report["versions"][0]["findings"] if f["verdict"] == "drift"}
+    assert SHIFTED in drifted
+    assert not drifted - {SHIFTED, "predicted class", "probability of malignant"}
+    markdown = (tmp_path / "shifted" / "drift.md").read_text()
+    assert f"`{SHIFTED}`" in markdown and "🔴 drift" in markdown
+    assert (tmp_path / "shifted" / "drift.png").stat().st_size > 0
+
+
+def test_without_a_source_the_monitor_says_what_to_pass(
+    reproduced_project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("PROMETHEUS_URL", raising=False)
+    result = run("pr2prod", "monitor", cwd=reproduced_project, check=False)
+    assert result.returncode == 2
+    assert "--url" in result.stderr and "PROMETHEUS_URL" in result.stderr
