@@ -49,6 +49,7 @@ class FakeGitHub:
     artifacts: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
     pulls: dict[int, dict[str, Any]] = field(default_factory=dict)
     branches: dict[str, str] = field(default_factory=dict)  # name -> head commit
+    issues: list[dict[str, Any]] = field(default_factory=list)  # issues (not pull requests)
     calls: list[Call] = field(default_factory=list)
     url: str = ""
     _archives: dict[int, bytes] = field(default_factory=dict)
@@ -142,6 +143,9 @@ class FakeGitHub:
         repo = "/repos/{owner}/{name}"
         return Starlette(
             routes=[
+                Route(repo + "/issues", self._list_issues, methods=["GET"]),
+                Route(repo + "/issues", self._create_issue, methods=["POST"]),
+                Route(repo + "/issues/{number:int}", self._update_issue, methods=["PATCH"]),
                 Route(repo + "/issues/{pr:int}/comments", self._list_comments, methods=["GET"]),
                 Route(repo + "/issues/{pr:int}/comments", self._create_comment, methods=["POST"]),
                 Route(repo + "/issues/comments/{id:int}", self._update_comment, methods=["PATCH"]),
@@ -174,6 +178,43 @@ class FakeGitHub:
             headers["Link"] = f'<{following}>; rel="next"'
         body: Any = {"total_count": len(items), wrap: chunk} if wrap else chunk
         return JSONResponse(body, headers=headers)
+
+    async def _list_issues(self, request: Request) -> Response:
+        if refused := self._refuse(request):
+            return refused
+        state = request.query_params.get("state", "open")
+        labels = set(filter(None, request.query_params.get("labels", "").split(",")))
+        found = [
+            issue
+            for issue in self.issues
+            if state in ("all", issue["state"])
+            and labels <= {label["name"] for label in issue["labels"]}
+        ]
+        return self._page(request, found)
+
+    async def _create_issue(self, request: Request) -> Response:
+        if refused := self._refuse(request):
+            return refused
+        sent = await request.json()
+        issue = {
+            "number": next(self._ids),
+            "title": sent["title"],
+            "body": sent.get("body", ""),
+            "state": "open",
+            "labels": [{"name": name} for name in sent.get("labels", [])],
+        }
+        self.issues.append(issue)
+        return JSONResponse(issue, status_code=201)
+
+    async def _update_issue(self, request: Request) -> Response:
+        if refused := self._refuse(request):
+            return refused
+        for issue in self.issues:
+            if issue["number"] == request.path_params["number"]:
+                sent = await request.json()
+                issue.update({key: sent[key] for key in ("title", "body", "state") if key in sent})
+                return JSONResponse(issue)
+        return JSONResponse({"message": "Not Found"}, status_code=404)
 
     async def _list_comments(self, request: Request) -> Response:
         if refused := self._refuse(request):

@@ -82,3 +82,29 @@ def monitor(args: argparse.Namespace) -> int:
         )
     print(f"monitor: {MARKS[report.verdict]}; report in {written['markdown']}", file=sys.stdout)
     return 1 if args.fail_on_drift and report.verdict == DRIFT else 0
+
+
+@command(
+    "drift-issue",
+    "open, update or close the repository's one drift issue from a drift report",
+    arg("--report", type=Path, default=paths.MONITOR_DIR, help="the monitor's report directory"),
+    arg("--run-url", default="", help="the monitor run, linked from the issue"),
+)
+def drift_issue(args: argparse.Namespace) -> int:
+    import json
+
+    from pr2prod.github.api import GitHub
+    from pr2prod.github.drift_issue import sync_drift_issue
+    from pr2prod.monitor.report import JSON, MARKDOWN
+
+    if not (args.report / JSON).is_file():
+        raise Pr2prodError(
+            f"{args.report / JSON} not found", hint="run `make monitor` first (it writes it)"
+        )
+    report = json.loads((args.report / JSON).read_text())
+    markdown = (args.report / MARKDOWN).read_text()
+    with GitHub.from_environment() as github:
+        done = sync_drift_issue(github, report, markdown, args.run_url)
+    where = f" #{done.number}" if done.number else ""
+    print(f"drift-issue: {report['verdict']}: {done.action}{where}")
+    return 0
