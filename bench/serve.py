@@ -2,8 +2,10 @@
 
 Requests/s and p50/p99 latency at concurrency 1 and 16, for single-record and 32-record
 requests, through a real `bentoml serve` process on 127.0.0.1; then the same requests as
-in-process model calls (the ceiling), and the ratio served/in-process. Not a test: it
-prints a table, writes JSON and says whether the serving goal was met.
+in-process model calls (the ceiling), and the ratio served/in-process. Also what counting
+inputs for drift monitoring adds to a request (bench.input_counting), against the served
+median latency. Not a test: it prints a table, writes JSON and says whether the serving
+goal was met.
 """
 
 from __future__ import annotations
@@ -405,6 +407,36 @@ def batch_counts(url: str) -> tuple[float, float]:
 # --- the whole run ---------------------------------------------------------------------
 
 
+def input_counting_cost(bundle: ModelBundle, scratch: Path) -> list[dict[str, float]]:
+    """bench.input_counting's timings, in a process whose counters are multiprocess ones."""
+    scratch.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(scratch)}
+    command = [sys.executable, "-m", "bench.input_counting", str(bundle.path)]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise Pr2prodError(f"bench.input_counting failed:\n{result.stderr[-2000:]}")
+    return json.loads(result.stdout)
+
+
+def describe_input_counting(costs: list[dict[str, float]], rows: list[Row]) -> list[str]:
+    """Each request size's counting cost, and its share of the served median latency."""
+    lines = []
+    for cost in costs:
+        served_p50 = [
+            row.p50_ms for row in rows if row.mode == SERVED and row.records == cost["records"]
+        ]
+        share = (
+            f", {cost['p50_us'] / 10 / min(served_p50):.1f}% of the served median"
+            if (served_p50)
+            else ""
+        )
+        lines.append(
+            f"bench-serve: counting inputs for drift, {cost['records']:.0f} records per "
+            f"request: p50 {cost['p50_us']:.0f} us, p99 {cost['p99_us']:.0f} us{share}"
+        )
+    return lines
+
+
 def run_serve_benchmark(
     bento_tag: str, rows: list[dict], out: Path, duration_s: float = DURATION_S
 ) -> dict[str, Any]:
@@ -421,6 +453,8 @@ def run_serve_benchmark(
         print(f"bench-serve: in process, {size} records per call ...", flush=True)
         measurement = measure_in_process(bundle, batches[size], duration_s)
         measured.append(summarise(IN_PROCESS, size, 1, measurement))
+    print("bench-serve: counting inputs for drift monitoring, in process ...", flush=True)
+    counting = input_counting_cost(bundle, out.parent / "bench-serve-metrics")
     log = out.with_suffix(".server.log")
     with served(bento_tag, log) as endpoint:
         for size, concurrency in itertools.product(RECORDS_PER_REQUEST, CONCURRENCIES):
@@ -442,11 +476,13 @@ def run_serve_benchmark(
         "warmup_s": WARMUP_S,
         "policy": dataclasses.asdict(bundle.policy),
         "rows": [dataclasses.asdict(row) for row in rows_out],
+        "input_counting": counting,
         "verdict": verdict(rows_out),
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(table(rows_out))
+    print("\n".join(describe_input_counting(counting, rows_out)))
     print(describe_verdict(result["verdict"]))
     if load_before[0] > 0.5:
         print(

@@ -13,6 +13,7 @@ from bench.serve import (
     Measurement,
     Row,
     ServingGoal,
+    describe_input_counting,
     percentile,
     request_batches,
     summarise,
@@ -134,3 +135,12 @@ def test_request_batches_cycle_through_the_rows() -> None:
     assert all(len(batch) == 3 for batch in batches)
     assert [r["x"] for batch in batches for r in batch] == [i % 5 for i in range(15)]
     assert request_batches(rows, 1) == [[r] for r in rows]
+
+
+def test_input_counting_is_set_against_the_fastest_served_median_of_its_size() -> None:
+    rows = [row(SERVED, 1, 1, 100, p99_ms=4.0), row(SERVED, 1, 16, 100, p99_ms=40.0)]
+    costs = [{"records": 1, "p50_us": 80.0, "p99_us": 150.0}]
+
+    (line,) = describe_input_counting(costs, rows)
+
+    assert "p50 80 us, p99 150 us, 2.0% of the served median" in line
