@@ -546,13 +546,14 @@ def main(argv: list[str] | None = None) -> None:
     if not token:
         sys.exit(f"set {environment.PR2PROD_ROUTER_TOKEN.name} to the admin API's token")
     traffic_app, admin_app = create_apps(token, [*LOOPBACK_HOSTS, *args.backend_host])
-    HeaderDeadline.header_timeout = args.header_timeout
+    # A subclass per deadline: uvicorn takes a protocol class, not an instance.
+    protocol = type("HeaderDeadline", (HeaderDeadline,), {"header_timeout": args.header_timeout})
     traffic = uvicorn.Server(
         uvicorn.Config(
             traffic_app,
             host=args.host,
             port=args.port,
-            http=HeaderDeadline,
+            http=protocol,
             log_level=args.log_level,
             access_log=False,  # per-request lines would dwarf the log; /-/stats counts instead
             # The backend's own Server and Date headers pass through; no second copy.
@@ -569,7 +570,7 @@ def main(argv: list[str] | None = None) -> None:
             admin_app,
             host="127.0.0.1",
             port=args.admin_port,
-            http=HeaderDeadline,
+            http=protocol,
             log_level=args.log_level,
             access_log=False,
         )
