@@ -303,6 +303,13 @@ class FakeGitHub:
         return Response(self._archives[request.path_params["id"]], media_type="application/zip")
 
 
+def point_environment_at(server: FakeGitHub, monkeypatch: Any) -> None:
+    """Make pr2prod's GitHub client (GitHub.from_environment) talk to `server`."""
+    monkeypatch.setenv("GITHUB_REPOSITORY", server.repository)
+    monkeypatch.setenv("GITHUB_TOKEN", server.token)
+    monkeypatch.setenv("GITHUB_API_URL", server.url)
+
+
 def _zip(directory: Path) -> bytes:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:

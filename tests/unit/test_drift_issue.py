@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from github_fake import FakeGitHub
+from github_fake import FakeGitHub, point_environment_at
 
 from pr2prod.cli import main
 from pr2prod.monitor.drift import DRIFT, NO_DRIFT, NOT_ENOUGH_DATA, Finding, VersionDrift
@@ -17,9 +17,7 @@ from pr2prod.settings import MonitorSettings
 @pytest.fixture
 def fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeGitHub]:
     with FakeGitHub() as server:
-        monkeypatch.setenv("GITHUB_REPOSITORY", server.repository)
-        monkeypatch.setenv("GITHUB_TOKEN", server.token)
-        monkeypatch.setenv("GITHUB_API_URL", server.url)
+        point_environment_at(server, monkeypatch)
         yield server
 
 

@@ -108,3 +108,23 @@ def drift_issue(args: argparse.Namespace) -> int:
     where = f" #{done.number}" if done.number else ""
     print(f"drift-issue: {report['verdict']}: {done.action}{where}")
     return 0
+
+
+@command(
+    "retrain-pr",
+    "add newly labelled rows to the data (DVC) and open a pull request that retrains on them",
+    arg("labelled", type=Path, help="a CSV of labelled rows: the schema's columns"),
+    arg("--base", default="main", help="the branch checked out here (default: main)"),
+)
+def retrain_pr(args: argparse.Namespace) -> int:
+    from pr2prod.github.api import GitHub
+    from pr2prod.monitor.retrain import propose_retraining
+    from pr2prod.schema import load_schema
+    from pr2prod.settings import load_settings
+
+    settings, schema = load_settings(), load_schema(paths.SCHEMA)
+    with GitHub.from_environment() as github:
+        done = propose_retraining(github, args.labelled, settings.data.file, schema, args.base)
+    action = "opened" if done.opened else "updated"
+    print(f"retrain-pr: {done.rows} labelled rows added; {action} {done.url}")
+    return 0
