@@ -29,7 +29,6 @@ from typing import Any
 
 import bentoml
 import httpx
-import pandas as pd
 import psutil
 from prometheus_client.parser import text_string_to_metric_families
 from tabulate import tabulate
@@ -43,7 +42,7 @@ from pr2prod.processes import stop_process
 from pr2prod.readiness import Watched, wait_until_ready
 from pr2prod.release.bento import built_bento_tag
 from pr2prod.schema import load_schema
-from pr2prod.serving.bundle import ModelBundle, probabilities_in_schema_order
+from pr2prod.serving.bundle import ModelBundle
 
 DEFAULT_OUT = Path("build") / "bench-serve.json"
 CONCURRENCIES = (1, 16)
@@ -245,13 +244,11 @@ def model_bundle(bento_tag: str) -> ModelBundle:
 def measure_in_process(
     bundle: ModelBundle, batches: list[list[dict]], duration_s: float
 ) -> Measurement:
-    """The model called as service.predict calls it: a DataFrame per request, then the model."""
-    model, schema = bundle.load_model(), bundle.schema
-    numeric = {name: "float64" for name in schema.numeric_features}
+    """The model called as service.predict calls it, records in, probabilities out."""
+    model = bundle.load_model()
 
     def call(batch: list[dict]) -> None:
-        frame = pd.DataFrame(batch, columns=schema.feature_names).astype(numeric)
-        probabilities_in_schema_order(model, frame, schema)
+        model.probabilities(batch)
 
     for batch in batches[:20]:  # warm-up
         call(batch)

@@ -28,6 +28,7 @@ from pr2prod.release.bento import (
     expected_tags,
     shipped_files,
 )
+from pr2prod.settings import rewrite_params
 
 SERVICE = "pr2prod.serving.service"
 # Packages whose code must never be in the image: pipeline, report, deploy, release, CLI.
@@ -105,8 +106,10 @@ def test_bentofile_and_make_lock_name_the_same_runtime_lock() -> None:
 
 @pytest.fixture
 def workspace(tmp_path: Path) -> Path:
-    """What a bento's version is computed from: bentofile, sources, runtime lock, a model."""
+    """What a bento's version is computed from: bentofile, sources, runtime lock, a model
+    and the settings that decide what runs it."""
     shutil.copy2(REPO_ROOT / BENTOFILE, tmp_path / BENTOFILE)
+    shutil.copy2(REPO_ROOT / paths.PARAMS, tmp_path / paths.PARAMS)
     shutil.copytree(
         REPO_ROOT / SERVICE_SOURCES,
         tmp_path / SERVICE_SOURCES,
@@ -171,6 +174,17 @@ def test_a_new_model_makes_a_new_model_and_bento_version(workspace: Path) -> Non
         model_after, bento_after = expected_tags()
 
     assert model_before != model_after and bento_before != bento_after
+
+
+@pytest.mark.parametrize("change", [{"compile.enabled": False}, {"compile.tolerance": 1.0e-6}])
+def test_new_compile_settings_make_a_new_model_version(workspace: Path, change: dict) -> None:
+    """They decide whether the bundle holds a compiled graph: the same tag cannot name both."""
+    with contextlib.chdir(workspace):
+        model_before, _ = expected_tags()
+        rewrite_params(paths.PARAMS, change)
+        model_after, _ = expected_tags()
+
+    assert model_before != model_after
 
 
 def test_the_runtime_lock_is_in_git() -> None:

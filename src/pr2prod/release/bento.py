@@ -8,20 +8,26 @@ pipeline, the report, the deploy controller) makes no new release.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import bentoml
+import joblib
 import yaml
 
 from pr2prod import paths
+from pr2prod.data.records import split_records
 from pr2prod.errors import Pr2prodError
 from pr2prod.release.bundle import write_bundle
+from pr2prod.release.compile import compile_for_serving
 from pr2prod.release.golden import golden_rows
 from pr2prod.schema import FeatureSchema
-from pr2prod.settings import Settings
+from pr2prod.serving.bundle import ModelBundle
+from pr2prod.settings import Settings, load_settings
 
 MODEL_NAME = "pr2prod-model"
 BENTO_NAME = "pr2prod"
@@ -40,13 +46,19 @@ class BentoInfo:
     bento_tag: str
     model_created: bool
     bento_created: bool
+    inference: dict  # the model card's: which runtime serves the model, and why
 
 
 def expected_tags() -> tuple[str, str]:
-    """(model tag, bento tag) for the model and service code in the workspace now."""
+    """(model tag, bento tag) for the model and service code in the workspace now.
+
+    The model's version hashes model.joblib and the compile settings, which decide what
+    runs it.
+    """
     if not paths.MODEL.is_file():
         raise Pr2prodError(f"{paths.MODEL} not found", hint="train the model first: `make repro`")
-    model_tag = f"{MODEL_NAME}:{_digest([paths.MODEL])}"
+    compiling = json.dumps(dataclasses.asdict(load_settings().compile), sort_keys=True)
+    model_tag = f"{MODEL_NAME}:{_digest([paths.MODEL], salt=compiling)}"
     return model_tag, f"{BENTO_NAME}:{_digest([BENTOFILE, *shipped_files()], salt=model_tag)}"
 
 
@@ -84,7 +96,8 @@ def build_bento(settings: Settings, schema: FeatureSchema) -> BentoInfo:
         )
         _require_the_runtime_lock(Path(bento.path_of(BENTO_REQUIREMENTS)))
         bento_created = True
-    return BentoInfo(model_tag, bento_tag, model_created, bento_created)
+    bundle = ModelBundle.load(Path(bentoml.models.get(model_tag).path))
+    return BentoInfo(model_tag, bento_tag, model_created, bento_created, bundle.inference)
 
 
 def built_bento_tag() -> str:
@@ -100,6 +113,10 @@ def built_bento_tag() -> str:
 def _ensure_model(tag: str, settings: Settings, schema: FeatureSchema) -> bool:
     if _exists(bentoml.models.get, tag):
         return False
+    golden = golden_rows(paths.TRAIN_SPLIT, paths.TEST_SPLIT, paths.MODEL, schema, settings.seed)
+    # Parity over every test row, and the golden rows the service checks at start-up.
+    records = split_records(paths.TEST_SPLIT, schema) + golden["records"]
+    compiled = compile_for_serving(joblib.load(paths.MODEL), schema, records, settings.compile)
     with bentoml.models.create(tag, labels={"source": "dvc"}) as model:
         write_bundle(
             Path(model.path),
@@ -108,9 +125,8 @@ def _ensure_model(tag: str, settings: Settings, schema: FeatureSchema) -> bool:
             schema_file=paths.SCHEMA,
             metrics_file=paths.METRICS,
             policy=settings.serving,
-            golden=golden_rows(
-                paths.TRAIN_SPLIT, paths.TEST_SPLIT, paths.MODEL, schema, settings.seed
-            ),
+            golden=golden,
+            compiled=compiled,
         )
     return True
 

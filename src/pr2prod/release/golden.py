@@ -26,7 +26,7 @@ import pandas as pd
 from pr2prod.data.records import json_value, request_records
 from pr2prod.data.validation import load_typed
 from pr2prod.schema import FeatureSchema
-from pr2prod.serving.bundle import probabilities_in_schema_order
+from pr2prod.serving.inference import PipelineRunner
 
 GOLDEN_ROWS = 8
 PROFILE_QUANTILES = (0.5, 0.25, 0.75, 0.1, 0.9)
@@ -41,11 +41,9 @@ def golden_rows(
     train = load_typed(train_file, schema)
     real = pd.concat([train, load_typed(test_file, schema)], ignore_index=True)
     records = synthetic_records(train, real, schema, GOLDEN_ROWS, seed)
-    frame = pd.DataFrame(records, columns=schema.feature_names)
     # The model is the pipeline's own, trained in this workspace (the same file evaluate
     # scored); loading it is what recording its answers means.
-    model = joblib.load(model_file)
-    probabilities = probabilities_in_schema_order(model, frame, schema)
+    probabilities = PipelineRunner(joblib.load(model_file), schema).probabilities(records)
     return {
         "origin": "synthetic: per-class quantiles of the training split, no real row",
         "records": records,
