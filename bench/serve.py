@@ -245,7 +245,7 @@ def measure_in_process(
     bundle: ModelBundle, batches: list[list[dict]], duration_s: float
 ) -> Measurement:
     """The model called as service.predict calls it, records in, probabilities out."""
-    model = bundle.load_model()
+    model = bundle.load_runner()
 
     def call(batch: list[dict]) -> None:
         model.probabilities(batch)

@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import pandas as pd
 import pytest
+import yaml
 from conftest import Server
 
 from pr2prod.data.records import split_records
@@ -20,6 +21,8 @@ from pr2prod.schema import load_schema
 from pr2prod.serving.telemetry import LATENCY_BUCKETS
 
 pytestmark = pytest.mark.integration
+
+GATEWAY_ROUTE = Path(__file__).parents[2] / "deploy/k8s/overlays/gateway/httproute.yaml"
 
 
 @pytest.fixture(scope="module")
@@ -288,3 +291,20 @@ def test_metrics_are_not_served_through_a_proxy(client: httpx.Client, header: tu
     assert client.get("/metrics", headers={name: value}).status_code == 404
     assert client.get("/metrics").status_code == 200
     assert client.get("/model", headers={name: value}).status_code == 200
+
+
+def test_the_gateway_routes_only_public_endpoints_the_service_serves(
+    client: httpx.Client, record: dict
+) -> None:
+    """A catch-all route let any made-up path (and /metrics) through to the pods."""
+    route = yaml.safe_load(GATEWAY_ROUTE.read_text())
+    (rule,) = route["spec"]["rules"]
+    matches = [match["path"] for match in rule["matches"]]
+    assert all(match["type"] == "Exact" for match in matches), matches
+    routed = {match["value"] for match in matches}
+
+    assert "/metrics" not in routed
+    assert {"/predict", "/readyz", "/livez"} <= routed
+    for path in routed - {"/predict"}:
+        assert client.get(path).status_code == 200, path
+    assert post(client, {"records": [record]}).status_code == 200

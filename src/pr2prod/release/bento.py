@@ -16,12 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import bentoml
-import joblib
 import yaml
 
 from pr2prod import paths
 from pr2prod.data.records import split_records
 from pr2prod.errors import Pr2prodError
+from pr2prod.model.artifact import load_pipeline_model
 from pr2prod.release.bundle import write_bundle
 from pr2prod.release.compile import compile_for_serving
 from pr2prod.release.golden import golden_rows
@@ -40,6 +40,22 @@ SERVING_LOCK = BUILD_CONTEXT / "requirements-serving.lock"
 BENTO_REQUIREMENTS = "env/python/requirements.txt"
 
 
+# Everything a model bundle is written from (pr2prod.release.bundle, .golden): a change to
+# any of them, not only to the model file, is a new model version.
+BUNDLE_INPUTS = (
+    paths.MODEL,
+    paths.MODEL_CARD,
+    paths.SCHEMA,
+    paths.METRICS,
+    paths.TRAIN_SPLIT,
+    paths.TEST_SPLIT,
+    SERVICE_SOURCES / "release" / "bundle.py",
+    SERVICE_SOURCES / "release" / "golden.py",
+    SERVICE_SOURCES / "release" / "compile.py",
+    SERVICE_SOURCES / "release" / "onnx_conversion.py",
+)
+
+
 @dataclass(frozen=True)
 class BentoInfo:
     model_tag: str
@@ -50,15 +66,13 @@ class BentoInfo:
 
 
 def expected_tags() -> tuple[str, str]:
-    """(model tag, bento tag) for the model and service code in the workspace now.
-
-    The model's version hashes model.joblib and the compile settings, which decide what
-    runs it.
-    """
-    if not paths.MODEL.is_file():
-        raise Pr2prodError(f"{paths.MODEL} not found", hint="train the model first: `make repro`")
-    compiling = json.dumps(dataclasses.asdict(load_settings().compile), sort_keys=True)
-    model_tag = f"{MODEL_NAME}:{_digest([paths.MODEL], salt=compiling)}"
+    """(model tag, bento tag) for the model and service code in the workspace now."""
+    missing = [str(path) for path in BUNDLE_INPUTS if not path.is_file()]
+    if missing:
+        raise Pr2prodError(
+            f"missing {', '.join(missing)}", hint="run the pipeline first: `make repro`"
+        )
+    model_tag = f"{MODEL_NAME}:{_digest(list(BUNDLE_INPUTS), salt=_bundle_settings())}"
     return model_tag, f"{BENTO_NAME}:{_digest([BENTOFILE, *shipped_files()], salt=model_tag)}"
 
 
@@ -116,7 +130,8 @@ def _ensure_model(tag: str, settings: Settings, schema: FeatureSchema) -> bool:
     golden = golden_rows(paths.TRAIN_SPLIT, paths.TEST_SPLIT, paths.MODEL, schema, settings.seed)
     # Parity over every test row, and the golden rows the service checks at start-up.
     records = split_records(paths.TEST_SPLIT, schema) + golden["records"]
-    compiled = compile_for_serving(joblib.load(paths.MODEL), schema, records, settings.compile)
+    model_in_memory = load_pipeline_model(paths.MODEL)
+    compiled = compile_for_serving(model_in_memory, schema, records, settings.compile)
     with bentoml.models.create(tag, labels={"source": "dvc"}) as model:
         write_bundle(
             Path(model.path),
@@ -148,6 +163,14 @@ def _require_the_runtime_lock(requirements: Path) -> None:
             hint="run `make lock`, then `make venv`, so both use the same version",
         )
     requirements.write_bytes(SERVING_LOCK.read_bytes())
+
+
+def _bundle_settings() -> str:
+    """The settings a bundle records: the serving policy, the seed of its golden rows and
+    the compile settings, which decide whether it holds a compiled graph."""
+    settings = load_settings()
+    recorded = [dataclasses.asdict(settings.serving), settings.seed]
+    return json.dumps([*recorded, dataclasses.asdict(settings.compile)], sort_keys=True)
 
 
 def _exists(getter, tag: str) -> bool:

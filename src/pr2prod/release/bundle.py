@@ -15,10 +15,12 @@ from pr2prod.serving.bundle import (
     CARD_FILE,
     GOLDEN_FILE,
     GRAPH_FILE,
+    MANIFEST_FILE,
     METRICS_FILE,
     MODEL_FILE,
     POLICY_FILE,
     SCHEMA_FILE,
+    file_sha256,
 )
 from pr2prod.serving.policy import ServingPolicy
 
@@ -31,11 +33,12 @@ def write_bundle(
     metrics_file: Path,
     policy: ServingPolicy,
     golden: dict,
-    compiled: CompiledModel,
+    compiled: CompiledModel | None = None,
 ) -> None:
     """Fill a (new, empty) model directory from the DVC pipeline's outputs.
 
-    The card is the training card plus `inference`: which runtime serves, and why.
+    With `compiled`, the card is the training card plus `inference` (which runtime serves,
+    and why) and the graph is stored if it serves; without, the pipeline serves.
     """
     for source, name in (
         (model_file, MODEL_FILE),
@@ -45,7 +48,20 @@ def write_bundle(
         (directory / name).write_bytes(source.read_bytes())
     (directory / POLICY_FILE).write_text(json.dumps(dataclasses.asdict(policy), indent=2))
     (directory / GOLDEN_FILE).write_text(json.dumps(golden, indent=2))
-    card = {**json.loads(card_file.read_text()), "inference": compiled.inference}
+    card = json.loads(card_file.read_text())
+    if compiled is not None:
+        card["inference"] = compiled.inference
+        if compiled.graph is not None:
+            (directory / GRAPH_FILE).write_bytes(compiled.graph)
     (directory / CARD_FILE).write_text(json.dumps(card, indent=2))
-    if compiled.graph is not None:
-        (directory / GRAPH_FILE).write_bytes(compiled.graph)
+    write_manifest(directory)
+
+
+def write_manifest(directory: Path) -> None:
+    """Record every file's digest (pr2prod.serving.bundle checks them before loading)."""
+    digests = {
+        file.name: file_sha256(file)
+        for file in sorted(directory.iterdir())
+        if file.is_file() and file.name != MANIFEST_FILE
+    }
+    (directory / MANIFEST_FILE).write_text(json.dumps(digests, indent=2))

@@ -13,6 +13,7 @@ This side only reads a bundle; pr2prod.release.bundle writes it (and never ships
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,12 +33,16 @@ from pr2prod.serving.inference import (
 from pr2prod.serving.policy import ServingPolicy
 
 MODEL_FILE = "model.joblib"
-GRAPH_FILE = "model.onnx"
+GRAPH_FILE = "model.onnx"  # only when the service runs the compiled model
 CARD_FILE = "model.json"
 SCHEMA_FILE = "schema.yaml"
 POLICY_FILE = "serving.json"
 METRICS_FILE = "metrics.json"
 GOLDEN_FILE = "golden.json"
+# SHA-256 of every other file, written last: a file changed after the bento was built
+# (in the store, the image or a volume) is refused before anything is unpickled.
+MANIFEST_FILE = "manifest.json"
+BUNDLE_FILES = (MODEL_FILE, CARD_FILE, SCHEMA_FILE, POLICY_FILE, METRICS_FILE, GOLDEN_FILE)
 TOLERANCE = 1e-5  # answers over HTTP keep six decimals
 
 
@@ -52,6 +57,7 @@ class ModelBundle:
 
     @classmethod
     def load(cls, path: Path) -> ModelBundle:
+        check_manifest(path)
         return cls(
             path=path,
             schema=parse_schema((path / SCHEMA_FILE).read_text(), path / SCHEMA_FILE),
@@ -66,12 +72,16 @@ class ModelBundle:
         """How the model runs (the card's `inference`; bundles made before it: scikit-learn)."""
         return self.card.get("inference", {"runtime": SCIKIT_LEARN})
 
-    def load_model(self) -> Runner:
-        """The compiled graph if `make bento` stored one, else the pipeline as trained."""
+    def load_model(self) -> Any:
+        """The scikit-learn pipeline as trained."""
+        return joblib.load(self.path / MODEL_FILE)
+
+    def load_runner(self) -> Runner:
+        """What serves: the compiled graph if `make bento` stored one, else the pipeline."""
         if self.inference["runtime"] == ONNXRUNTIME:
             graph = (self.path / GRAPH_FILE).read_bytes()
             return CompiledRunner(graph, self.inference["graph_classes"], self.schema)
-        return PipelineRunner(joblib.load(self.path / MODEL_FILE), self.schema)
+        return PipelineRunner(self.load_model(), self.schema)
 
     def golden_rows_match(self, model: Runner) -> tuple[bool, float]:
         """Do the golden rows get the probabilities recorded for them? (and the worst gap)"""
@@ -79,3 +89,34 @@ class ModelBundle:
         actual = model.probabilities(self.golden["records"])
         gap = float(np.abs(actual - expected).max())
         return gap <= TOLERANCE, gap
+
+
+def file_sha256(file: Path) -> str:
+    digest = hashlib.sha256()
+    with file.open("rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def check_manifest(path: Path) -> None:
+    """Raise unless every file of the bundle has the digest its manifest records.
+
+    Every file the bundle writes is listed and must be there unchanged (BentoML's own
+    model.yaml, written after the bundle, is not ours to check and is never unpickled).
+    """
+    manifest_file = path / MANIFEST_FILE
+    if not manifest_file.is_file():
+        raise BundleError(f"{path} has no {MANIFEST_FILE}: it was not written by `make bento`")
+    listed = json.loads(manifest_file.read_text())
+    unlisted = sorted(set(BUNDLE_FILES) - set(listed))
+    if unlisted:
+        raise BundleError(f"the manifest of {path} does not list {', '.join(unlisted)}")
+    for name, digest in listed.items():
+        file = path / name
+        if not file.is_file() or file_sha256(file) != digest:
+            raise BundleError(f"{file} was changed after the bento was built")
+
+
+class BundleError(Exception):
+    """A model bundle that is not the one `make bento` wrote: never load it."""

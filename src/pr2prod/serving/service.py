@@ -63,7 +63,7 @@ class Classifier:
     model_ref = MODEL
 
     def __init__(self) -> None:
-        self.model = BUNDLE.load_model()
+        self.model = BUNDLE.load_runner()
         self.version = str(MODEL.resolve().tag.version)
         self.classes = list(BUNDLE.schema.target.classes)
         self.metrics = PredictionMetrics.create()
