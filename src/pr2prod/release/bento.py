@@ -65,14 +65,16 @@ class BentoInfo:
     inference: dict  # the model card's: which runtime serves the model, and why
 
 
-def expected_tags() -> tuple[str, str]:
-    """(model tag, bento tag) for the model and service code in the workspace now."""
+def expected_tags(settings: Settings | None = None) -> tuple[str, str]:
+    """(model tag, bento tag) for the model and service code in the workspace now, with
+    `settings` (default: params.yaml's)."""
     missing = [str(path) for path in BUNDLE_INPUTS if not path.is_file()]
     if missing:
         raise Pr2prodError(
             f"missing {', '.join(missing)}", hint="run the pipeline first: `make repro`"
         )
-    model_tag = f"{MODEL_NAME}:{_digest(list(BUNDLE_INPUTS), salt=_bundle_settings())}"
+    salt = _bundle_settings(settings or load_settings())
+    model_tag = f"{MODEL_NAME}:{_digest(list(BUNDLE_INPUTS), salt=salt)}"
     return model_tag, f"{BENTO_NAME}:{_digest([BENTOFILE, *shipped_files()], salt=model_tag)}"
 
 
@@ -97,7 +99,7 @@ def shipped_files() -> list[Path]:
 
 def build_bento(settings: Settings, schema: FeatureSchema) -> BentoInfo:
     """Store the model (if new) and build the bento that serves exactly that model."""
-    model_tag, bento_tag = expected_tags()
+    model_tag, bento_tag = expected_tags(settings)
     model_created = _ensure_model(model_tag, settings, schema)
     bento_created = False
     if not _exists(bentoml.bentos.get, bento_tag):
@@ -165,10 +167,9 @@ def _require_the_runtime_lock(requirements: Path) -> None:
     requirements.write_bytes(SERVING_LOCK.read_bytes())
 
 
-def _bundle_settings() -> str:
+def _bundle_settings(settings: Settings) -> str:
     """The settings a bundle records: the serving policy, the seed of its golden rows and
     the compile settings, which decide whether it holds a compiled graph."""
-    settings = load_settings()
     recorded = [dataclasses.asdict(settings.serving), settings.seed]
     return json.dumps([*recorded, dataclasses.asdict(settings.compile)], sort_keys=True)
 

@@ -24,6 +24,9 @@ SCIKIT_LEARN = "scikit-learn"
 # can mean nothing else (the graph imputes it as the pipeline does).
 MISSING_CATEGORY = ""
 PROBABILITIES_OUTPUT = "probabilities"
+# The graph's inputs: every numeric feature, then every categorical one, in schema order.
+NUMBERS_INPUT = "numeric_features"
+CATEGORIES_INPUT = "categorical_features"
 
 
 class Runner(Protocol):
@@ -62,9 +65,10 @@ class PipelineRunner:
 class CompiledRunner:
     """The compiled graph in ONNX Runtime: one session, one thread (one worker, one core).
 
-    Its inputs are one column per feature: float64 for numbers (NaN where missing), text
-    for categories (MISSING_CATEGORY where missing). Its probabilities come in the
-    estimator's class order (`graph_classes`), put in the schema's here.
+    Its inputs are two matrices, a row per record: the numeric features as float64 (NaN
+    where missing), the categorical ones as text (MISSING_CATEGORY where missing). Its
+    probabilities come in the estimator's class order (`graph_classes`), put in the
+    schema's here.
     """
 
     runtime = ONNXRUNTIME
@@ -88,16 +92,20 @@ class CompiledRunner:
         return probabilities[:, self.order]
 
     def feeds(self, records: list[dict[str, Any]]) -> dict[str, np.ndarray]:
-        count = len(records)
-        feeds = {
-            name: np.array([record[name] for record in records], dtype=np.float64).reshape(count, 1)
-            for name in self.numeric
-        }
-        for name in self.categorical:
-            values = [record[name] for record in records]
-            column = [MISSING_CATEGORY if value is None else value for value in values]
-            feeds[name] = np.array(column, dtype=object).reshape(count, 1)
+        feeds = {}
+        if self.numeric:  # None becomes NaN
+            numbers = [[record[name] for name in self.numeric] for record in records]
+            feeds[NUMBERS_INPUT] = np.array(numbers, dtype=np.float64)
+        if self.categorical:
+            feeds[CATEGORIES_INPUT] = np.array(
+                [[_category(record[name]) for name in self.categorical] for record in records],
+                dtype=object,
+            )
         return feeds
+
+
+def _category(value: str | None) -> str:
+    return MISSING_CATEGORY if value is None else value
 
 
 def class_order(model_classes: list[str], schema: FeatureSchema) -> list[int]:

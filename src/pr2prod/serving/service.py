@@ -67,6 +67,15 @@ class Classifier:
         self.version = str(MODEL.resolve().tag.version)
         self.classes = list(BUNDLE.schema.target.classes)
         self.metrics = PredictionMetrics.create()
+        # Each metric's labelled series, looked up once rather than on every record.
+        self.class_counts = {
+            label: self.metrics.predicted_classes.labels(label, self.version)
+            for label in self.classes
+        }
+        self.probability_histograms = [
+            self.metrics.probabilities.labels(label, self.version) for label in self.classes
+        ]
+        self.model_seconds = self.metrics.model_seconds.labels(self.version)
         matches, gap = BUNDLE.golden_rows_match(self.model)
         self.ready = matches
         # The worker's heap (BentoML, pandas, scikit-learn, hundreds of trees) makes a full
@@ -103,19 +112,20 @@ class Classifier:
         """Predict the class of each record, with every class's probability."""
         rows = [record.model_dump(by_alias=True) for record in records]
         self._count_policy_warnings(rows)
-        with self.metrics.model_seconds.labels(self.version).time():
+        with self.model_seconds.time():
             probabilities = self.model.probabilities(rows)
         return [self._prediction(row) for row in probabilities]
 
     def _prediction(self, row: np.ndarray) -> Prediction:
         predicted = self.classes[int(row.argmax())]
-        self.metrics.predicted_classes.labels(predicted, self.version).inc()
-        for label, probability in zip(self.classes, row, strict=True):
-            self.metrics.probabilities.labels(label, self.version).observe(float(probability))
+        self.class_counts[predicted].inc()
+        probabilities = row.tolist()  # Python floats at once, not one numpy scalar at a time
+        for histogram, probability in zip(self.probability_histograms, probabilities, strict=True):
+            histogram.observe(probability)
         return Prediction(
             predicted=predicted,
             probabilities={
-                label: round(float(p), 6) for label, p in zip(self.classes, row, strict=True)
+                label: round(p, 6) for label, p in zip(self.classes, probabilities, strict=True)
             },
             model_version=self.version,
         )
