@@ -3,10 +3,9 @@
 The graph takes two inputs, a matrix each with one row per record: the numeric features
 in the schema's order, float64 (NaN where missing), and the categorical ones, text (the
 empty text where missing; the service refuses empty categories, so it can mean nothing
-else). Its
-outputs are the predicted label and every class's probability, in the estimator's class
-order (pr2prod.serving.inference.CompiledRunner feeds and reads it). Numbers stay in double
-precision up to the estimator, as in scikit-learn.
+else). Its outputs are the predicted label and every class's probability, in the
+estimator's class order (pr2prod.serving.inference.CompiledRunner feeds and reads it).
+Numbers stay in double precision up to the estimator, as in scikit-learn.
 
 skl2onnx's own SimpleImputer converter is replaced: its ONNX `Imputer` node runs in single
 precision only (ONNX Runtime has no double kernel for it) and it cannot impute categories
@@ -119,9 +118,10 @@ def _imputer_shape(operator: Any) -> None:
 def _convert_simple_imputer(scope: Any, operator: Any, container: Any) -> None:
     imputer: SimpleImputer = operator.raw_operator
     fill = imputer.statistics_ if imputer.fill_value is None else None
-    if fill is None or imputer.add_indicator or imputer.keep_empty_features:
+    missing_is_nan = isinstance(imputer.missing_values, float) and np.isnan(imputer.missing_values)
+    if fill is None or not missing_is_nan or imputer.add_indicator:
         raise NotImplementedError(
-            "only a fitted SimpleImputer filling its learned statistics is converted"
+            "only a SimpleImputer filling NaN with its learned statistics is converted"
         )
     values = _concatenated(scope, operator, container)
     missing = scope.get_unique_variable_name("missing")
@@ -141,7 +141,11 @@ def _convert_simple_imputer(scope: Any, operator: Any, container: Any) -> None:
             default_int64=0,
         )
         container.add_node(
-            "Cast", [flags], [missing], name=scope.get_unique_operator_name("Cast"), to=9
+            "Cast",
+            [flags],
+            [missing],
+            name=scope.get_unique_operator_name("Cast"),
+            to=TensorProto.BOOL,
         )
         container.add_initializer(
             filler,
