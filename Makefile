@@ -60,7 +60,7 @@ bento: repro ## Build the BentoML bento serving the pipeline's model (no-op when
 serve: bento ## Serve the bento on http://127.0.0.1:$(PORT)
 	pr2prod serve --port $(PORT)
 
-bench-serve: bento ## Requests/s and latency: served bento vs in-process predict (build/bench-serve.json)
+bench-serve: bento ## Requests/s, latency, CPU: scikit-learn vs compiled, in process and served, vs an echo service
 	python -m bench.serve
 
 bench-canary: bento ## Per bad canary: time to roll back, client failures; router overhead (build/)

@@ -25,6 +25,9 @@ from pr2prod.errors import Pr2prodError
 from pr2prod.serving.policy import ServingPolicy
 
 HINT = "fix params.yaml; every setting is listed with its default in docs/settings.md"
+# Half the golden-row tolerance (pr2prod.serving.bundle.TOLERANCE), which the served answers
+# must meet after rounding to six decimals; written out to keep the service out of here.
+MAX_PARITY_TOLERANCE = 5e-6
 
 
 class SettingError(ValueError):
@@ -83,6 +86,25 @@ class PrivacySettings:
     per_row_files: Literal["git", "dvc"] = "git"
     # Whether validation reports, the PR comment and the console quote the data's cells.
     raw_values: bool = True
+
+
+@dataclass(frozen=True)
+class CompileSettings:
+    """The service's model (`make bento`): the pipeline compiled to ONNX (docs/serving.md).
+
+    The compiled model serves only if it answers every test row as scikit-learn does:
+    the same class, every probability within `tolerance` (at most MAX_PARITY_TOLERANCE).
+    """
+
+    enabled: bool = True  # false: the service runs the scikit-learn pipeline as trained
+    tolerance: float = 2.0e-6  # largest probability difference from scikit-learn allowed
+
+    def __post_init__(self) -> None:
+        if not 0 < self.tolerance <= MAX_PARITY_TOLERANCE:
+            raise SettingError(
+                "tolerance",
+                f"must be above 0 and at most {MAX_PARITY_TOLERANCE:g}, not {self.tolerance}",
+            )
 
 
 @dataclass(frozen=True)
@@ -165,6 +187,7 @@ class Settings:
     privacy: PrivacySettings = field(default_factory=PrivacySettings)
     gate: dict[str, GateRule] = field(default_factory=dict)  # metric -> rule; none: no gate
     serving: ServingPolicy = field(default_factory=ServingPolicy)
+    compile: CompileSettings = field(default_factory=CompileSettings)
     canary: CanarySettings = field(default_factory=CanarySettings)
 
 

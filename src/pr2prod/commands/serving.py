@@ -13,6 +13,7 @@ from pr2prod.commands import arg, command
 @command("bento", "build the BentoML bento serving the pipeline's model")
 def bento(_: argparse.Namespace) -> int:
     from pr2prod.release.bento import build_bento
+    from pr2prod.release.compile import describe_inference
     from pr2prod.schema import load_schema
     from pr2prod.settings import load_settings
 
@@ -20,6 +21,7 @@ def bento(_: argparse.Namespace) -> int:
     info = build_bento(settings, schema)
     model_state = "stored" if info.model_created else "already stored"
     bento_state = "built" if info.bento_created else "already built (nothing changed)"
+    print(f"bento: {describe_inference(info.inference)}")
     print(f"bento: model {info.model_tag} {model_state}; bento {info.bento_tag} {bento_state}")
     return 0
 
