@@ -41,6 +41,11 @@ class Target:
     def is_binary(self) -> bool:
         return len(self.classes) == 2
 
+    def describe(self) -> str:
+        """The target in words, e.g. `diagnosis (classes malignant, benign)`."""
+        positive = f", positive {self.positive_class}" if self.positive_class else ""
+        return f"{self.name} (classes {', '.join(self.classes)}{positive})"
+
 
 @dataclass(frozen=True)
 class DatasetRules:

@@ -11,12 +11,12 @@ import psutil
 import pytest
 import yaml
 from conftest import (
-    FIXTURES,
     QUICK_CANARY,
     REPO_ROOT,
     copy_project,
     run,
     set_canary_profile,
+    use_fixture_data,
 )
 
 pytestmark = pytest.mark.integration
@@ -97,11 +97,7 @@ def test_a_forced_rerun_gives_identical_metrics_and_model(project: Path) -> None
 
 
 def test_a_mixed_type_dataset_needs_only_its_schema_and_params(project: Path) -> None:
-    shutil.rmtree(project / "data")
-    (project / "data").mkdir()
-    shutil.copy(FIXTURES / "mixed" / "loans.csv", project / "data" / "loans.csv")
-    for name in ("schema.yaml", "params.yaml"):
-        shutil.copy(FIXTURES / "mixed" / name, project / name)
+    use_fixture_data(project, "mixed")
 
     result = run("dvc", "repro", cwd=project)
 
