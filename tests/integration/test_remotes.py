@@ -18,7 +18,7 @@ from typing import Any
 import boto3
 import pytest
 import yaml
-from conftest import copy_project, run
+from conftest import REPO_ROOT, copy_project, run
 
 from pr2prod.ports import free_port
 from pr2prod.processes import stop_process
@@ -80,6 +80,55 @@ def test_fresh_clone_pulls_data_and_pipeline_outputs_from_a_local_remote(
     run("dvc", "pull", cwd=clone)
     assert dvc_status(clone) == {}, "the clone's pipeline is not up to date after `dvc pull`"
     assert (clone / MODEL_FILE).read_bytes() == (project / MODEL_FILE).read_bytes()
+
+    # Someone with write access to the remote swaps the model for a pickle of their own.
+    marker = tmp_path / "the-payload-ran"
+    poison_remote_model(clone, store, marker)
+    ci_clone = git_clone(project, tmp_path / "ci-clone")
+    configure_remote_as_ci_does(ci_clone, store)
+    pulled = run("dvc", "pull", cwd=ci_clone, check=False)
+    assert pulled.returncode != 0 and MODEL_FILE.as_posix() in pulled.stderr
+    assert not (ci_clone / MODEL_FILE).exists()
+    assert not marker.exists()
+
+
+def poison_remote_model(repo: Path, store: Path, marker: Path) -> None:
+    """Replace the remote's copy of the model with a pickle that touches `marker` if loaded."""
+    lock = yaml.safe_load((repo / "dvc.lock").read_text())
+    (md5,) = {
+        out["md5"]
+        for stage in lock["stages"].values()
+        for out in stage.get("outs", [])
+        if out["path"] == MODEL_FILE.as_posix()
+    }
+    stored = store / "files" / "md5" / md5[:2] / md5[2:]
+    stored.chmod(0o644)
+    payload = "\n".join(
+        [
+            "import joblib, pathlib",
+            "class P:",
+            "    def __reduce__(self):",
+            f"        return (pathlib.Path.touch, (pathlib.Path({str(marker)!r}),))",
+            f"joblib.dump(P(), {str(stored)!r})",
+        ]
+    )
+    subprocess.run([sys.executable, "-c", payload], check=True)
+
+
+def configure_remote_as_ci_does(repo: Path, store: Path) -> None:
+    """Run the set-up action's own "Configure the DVC remote" step in `repo`."""
+    action = yaml.safe_load((REPO_ROOT / ".github/actions/setup/action.yml").read_text())
+    (step,) = [s for s in action["runs"]["steps"] if s.get("name") == "Configure the DVC remote"]
+    (repo / ".venv").symlink_to(Path(sys.prefix))
+    env = {
+        **os.environ,
+        "DVC_REMOTE_URL": str(store),
+        "DVC_REMOTE_ENDPOINT_URL": "",
+        "AWS_ACCESS_KEY_ID": "a-key",
+        "AWS_SECRET_ACCESS_KEY": "a-secret",
+    }
+    subprocess.run(["bash", "-euo", "pipefail", "-c", step["run"]], cwd=repo, env=env, check=True)
+    assert run("dvc", "remote", "default", cwd=repo).stdout.strip() == "ci"
 
 
 # --- An unusable remote --------------------------------------------------------------------

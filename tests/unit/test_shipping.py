@@ -23,6 +23,7 @@ from pr2prod.errors import Pr2prodError
 from pr2prod.release.bento import (
     BENTOFILE,
     BUILD_CONTEXT,
+    BUNDLE_INPUTS,
     SERVICE_SOURCES,
     SERVING_LOCK,
     expected_tags,
@@ -113,8 +114,11 @@ def workspace(tmp_path: Path) -> Path:
         ignore=shutil.ignore_patterns("__pycache__"),
     )
     shutil.copy2(REPO_ROOT / SERVING_LOCK, tmp_path / SERVING_LOCK)
-    (tmp_path / paths.MODEL).parent.mkdir(parents=True)
-    (tmp_path / paths.MODEL).write_bytes(b"a fitted model")
+    shutil.copy2(REPO_ROOT / paths.PARAMS, tmp_path / paths.PARAMS)
+    for output in BUNDLE_INPUTS:  # the pipeline's outputs a model bundle is written from
+        if not (tmp_path / output).exists():
+            (tmp_path / output).parent.mkdir(parents=True, exist_ok=True)
+            (tmp_path / output).write_text(f"{output.name} as the pipeline wrote it\n")
     return tmp_path
 
 
@@ -171,6 +175,40 @@ def test_a_new_model_makes_a_new_model_and_bento_version(workspace: Path) -> Non
         model_after, bento_after = expected_tags()
 
     assert model_before != model_after and bento_before != bento_after
+
+
+@pytest.mark.parametrize(
+    "edited",
+    [
+        paths.MODEL_CARD,
+        paths.SCHEMA,
+        paths.METRICS,
+        paths.TEST_SPLIT,
+        SERVICE_SOURCES / "release" / "golden.py",
+    ],
+)
+def test_a_change_to_anything_the_model_bundle_holds_makes_a_new_model_version(
+    workspace: Path, edited: Path
+) -> None:
+    with contextlib.chdir(workspace):
+        model_before, bento_before = expected_tags()
+        with edited.open("a") as handle:
+            handle.write("\n# edited\n")
+        model_after, bento_after = expected_tags()
+
+    assert model_before != model_after and bento_before != bento_after
+
+
+def test_a_new_serving_policy_makes_a_new_model_version(workspace: Path) -> None:
+    """The policy is in the bundle: an old model version in the store would serve the old one."""
+    with contextlib.chdir(workspace):
+        model_before, _ = expected_tags()
+        params = yaml.safe_load(paths.PARAMS.read_text())
+        params["serving"]["max_records"] = 10
+        paths.PARAMS.write_text(yaml.safe_dump(params))
+        model_after, _ = expected_tags()
+
+    assert model_before != model_after
 
 
 def test_the_runtime_lock_is_in_git() -> None:

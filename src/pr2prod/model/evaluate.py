@@ -10,13 +10,13 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import joblib
 import numpy as np
 import pandas as pd
 from sklearn import metrics
 from sklearn.preprocessing import label_binarize
 
 from pr2prod.data.validation import load_typed
+from pr2prod.model.artifact import load_pipeline_model
 from pr2prod.model.metrics import DECIMALS, classification_metrics
 from pr2prod.schema import FeatureSchema
 
@@ -30,7 +30,7 @@ class Evaluation:
 
 
 def evaluate_model(model_path: Path, test_path: Path, schema: FeatureSchema) -> Evaluation:
-    model = joblib.load(model_path)
+    model = load_pipeline_model(model_path)
     test = load_typed(test_path, schema)
     classes = list(schema.target.classes)
     actual = test[schema.target.name].astype(str).to_numpy()

@@ -8,7 +8,9 @@ pipeline, the report, the deploy controller) makes no new release.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +23,7 @@ from pr2prod.errors import Pr2prodError
 from pr2prod.release.bundle import write_bundle
 from pr2prod.release.golden import golden_rows
 from pr2prod.schema import FeatureSchema
-from pr2prod.settings import Settings
+from pr2prod.settings import Settings, load_settings
 
 MODEL_NAME = "pr2prod-model"
 BENTO_NAME = "pr2prod"
@@ -34,6 +36,20 @@ SERVING_LOCK = BUILD_CONTEXT / "requirements-serving.lock"
 BENTO_REQUIREMENTS = "env/python/requirements.txt"
 
 
+# Everything a model bundle is written from (pr2prod.release.bundle, .golden): a change to
+# any of them, not only to the model file, is a new model version.
+BUNDLE_INPUTS = (
+    paths.MODEL,
+    paths.MODEL_CARD,
+    paths.SCHEMA,
+    paths.METRICS,
+    paths.TRAIN_SPLIT,
+    paths.TEST_SPLIT,
+    SERVICE_SOURCES / "release" / "bundle.py",
+    SERVICE_SOURCES / "release" / "golden.py",
+)
+
+
 @dataclass(frozen=True)
 class BentoInfo:
     model_tag: str
@@ -44,9 +60,12 @@ class BentoInfo:
 
 def expected_tags() -> tuple[str, str]:
     """(model tag, bento tag) for the model and service code in the workspace now."""
-    if not paths.MODEL.is_file():
-        raise Pr2prodError(f"{paths.MODEL} not found", hint="train the model first: `make repro`")
-    model_tag = f"{MODEL_NAME}:{_digest([paths.MODEL])}"
+    missing = [str(path) for path in BUNDLE_INPUTS if not path.is_file()]
+    if missing:
+        raise Pr2prodError(
+            f"missing {', '.join(missing)}", hint="run the pipeline first: `make repro`"
+        )
+    model_tag = f"{MODEL_NAME}:{_digest(list(BUNDLE_INPUTS), salt=_bundle_settings())}"
     return model_tag, f"{BENTO_NAME}:{_digest([BENTOFILE, *shipped_files()], salt=model_tag)}"
 
 
@@ -132,6 +151,12 @@ def _require_the_runtime_lock(requirements: Path) -> None:
             hint="run `make lock`, then `make venv`, so both use the same version",
         )
     requirements.write_bytes(SERVING_LOCK.read_bytes())
+
+
+def _bundle_settings() -> str:
+    """The settings a bundle records: the serving policy, and the seed of its golden rows."""
+    settings = load_settings()
+    return json.dumps([dataclasses.asdict(settings.serving), settings.seed], sort_keys=True)
 
 
 def _exists(getter, tag: str) -> bool:

@@ -13,10 +13,12 @@ from pathlib import Path
 from pr2prod.serving.bundle import (
     CARD_FILE,
     GOLDEN_FILE,
+    MANIFEST_FILE,
     METRICS_FILE,
     MODEL_FILE,
     POLICY_FILE,
     SCHEMA_FILE,
+    file_sha256,
 )
 from pr2prod.serving.policy import ServingPolicy
 
@@ -40,3 +42,14 @@ def write_bundle(
         (directory / name).write_bytes(source.read_bytes())
     (directory / POLICY_FILE).write_text(json.dumps(dataclasses.asdict(policy), indent=2))
     (directory / GOLDEN_FILE).write_text(json.dumps(golden, indent=2))
+    write_manifest(directory)
+
+
+def write_manifest(directory: Path) -> None:
+    """Record every file's digest (pr2prod.serving.bundle checks them before loading)."""
+    digests = {
+        file.name: file_sha256(file)
+        for file in sorted(directory.iterdir())
+        if file.is_file() and file.name != MANIFEST_FILE
+    }
+    (directory / MANIFEST_FILE).write_text(json.dumps(digests, indent=2))

@@ -19,12 +19,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import joblib
 import numpy as np
 import pandas as pd
 
 from pr2prod.data.records import json_value, request_records
 from pr2prod.data.validation import load_typed
+from pr2prod.model.artifact import load_pipeline_model
 from pr2prod.schema import FeatureSchema
 from pr2prod.serving.bundle import probabilities_in_schema_order
 
@@ -42,9 +42,9 @@ def golden_rows(
     real = pd.concat([train, load_typed(test_file, schema)], ignore_index=True)
     records = synthetic_records(train, real, schema, GOLDEN_ROWS, seed)
     frame = pd.DataFrame(records, columns=schema.feature_names)
-    # The model is the pipeline's own, trained in this workspace (the same file evaluate
-    # scored); loading it is what recording its answers means.
-    model = joblib.load(model_file)
+    # The pipeline's own model (the file evaluate scored), loaded once dvc.lock vouches
+    # for it: recording its answers needs it in memory.
+    model = load_pipeline_model(model_file)
     probabilities = probabilities_in_schema_order(model, frame, schema)
     return {
         "origin": "synthetic: per-class quantiles of the training split, no real row",

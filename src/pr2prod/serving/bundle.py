@@ -11,6 +11,7 @@ This side only reads a bundle; pr2prod.release.bundle writes it (and never ships
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,10 @@ SCHEMA_FILE = "schema.yaml"
 POLICY_FILE = "serving.json"
 METRICS_FILE = "metrics.json"
 GOLDEN_FILE = "golden.json"
+# SHA-256 of every other file, written last: a file changed after the bento was built
+# (in the store, the image or a volume) is refused before anything is unpickled.
+MANIFEST_FILE = "manifest.json"
+BUNDLE_FILES = (MODEL_FILE, CARD_FILE, SCHEMA_FILE, POLICY_FILE, METRICS_FILE, GOLDEN_FILE)
 TOLERANCE = 1e-5  # answers over HTTP keep six decimals
 
 
@@ -43,6 +48,7 @@ class ModelBundle:
 
     @classmethod
     def load(cls, path: Path) -> ModelBundle:
+        check_manifest(path)
         return cls(
             path=path,
             schema=parse_schema((path / SCHEMA_FILE).read_text(), path / SCHEMA_FILE),
@@ -62,6 +68,37 @@ class ModelBundle:
         actual = probabilities_in_schema_order(model, frame, self.schema)
         gap = float(np.abs(actual - expected).max())
         return gap <= TOLERANCE, gap
+
+
+def file_sha256(file: Path) -> str:
+    digest = hashlib.sha256()
+    with file.open("rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def check_manifest(path: Path) -> None:
+    """Raise unless every file of the bundle has the digest its manifest records.
+
+    Every file the bundle writes is listed and must be there unchanged (BentoML's own
+    model.yaml, written after the bundle, is not ours to check and is never unpickled).
+    """
+    manifest_file = path / MANIFEST_FILE
+    if not manifest_file.is_file():
+        raise BundleError(f"{path} has no {MANIFEST_FILE}: it was not written by `make bento`")
+    listed = json.loads(manifest_file.read_text())
+    unlisted = sorted(set(BUNDLE_FILES) - set(listed))
+    if unlisted:
+        raise BundleError(f"the manifest of {path} does not list {', '.join(unlisted)}")
+    for name, digest in listed.items():
+        file = path / name
+        if not file.is_file() or file_sha256(file) != digest:
+            raise BundleError(f"{file} was changed after the bento was built")
+
+
+class BundleError(Exception):
+    """A model bundle that is not the one `make bento` wrote: never load it."""
 
 
 def probabilities_in_schema_order(model: Any, frame: pd.DataFrame, schema: FeatureSchema):
