@@ -49,6 +49,8 @@ class FakeGitHub:
     artifacts: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
     pulls: dict[int, dict[str, Any]] = field(default_factory=dict)
     branches: dict[str, str] = field(default_factory=dict)  # name -> head commit
+    # The default branch's history, oldest first: what `compare` answers from.
+    main_commits: list[str] = field(default_factory=list)
     calls: list[Call] = field(default_factory=list)
     url: str = ""
     _archives: dict[int, bytes] = field(default_factory=dict)
@@ -80,13 +82,17 @@ class FakeGitHub:
         branch: str = "main",
         event: str = "push",
         conclusion: str = "success",
-        head_sha: str = "0" * 40,
+        head_sha: str | None = None,
         artifacts: dict[str, Path] | None = None,
         expired: tuple[str, ...] = (),
     ) -> dict[str, Any]:
         """A completed run of `workflow` (its file name), newest first in listings, with
         artifacts zipped from the given directories."""
         run_id = next(self._ids)
+        if head_sha is None:  # a new commit: on main's history when the run is main's
+            head_sha = f"{run_id:040x}"
+            if branch == "main":
+                self.main_commits.append(head_sha)
         run = {
             "id": run_id,
             "path": f".github/workflows/{workflow}",
@@ -150,6 +156,7 @@ class FakeGitHub:
                 Route(repo + "/actions/runs/{id:int}/artifacts", self._list_artifacts),
                 Route(repo + "/actions/artifacts/{id:int}/zip", self._artifact_zip),
                 Route(repo + "/branches/{branch}", self._branch),
+                Route(repo + "/compare/{base}...{head}", self._compare),
                 Route("/blobs/{id:int}", self._blob),
             ]
         )
@@ -237,6 +244,18 @@ class FakeGitHub:
         if name not in self.branches:
             return JSONResponse({"message": "Branch not found"}, status_code=404)
         return JSONResponse({"name": name, "commit": {"sha": self.branches[name]}})
+
+    async def _compare(self, request: Request) -> Response:
+        """Where `head` stands relative to `base` (only commits of main are known)."""
+        if refused := self._refuse(request):
+            return refused
+        base, head = request.path_params["base"], request.path_params["head"]
+        known = {sha: index for index, sha in enumerate(self.main_commits)}
+        if base not in known or head not in known:
+            return JSONResponse({"message": "Not Found"}, status_code=404)
+        order = (known[head] > known[base]) - (known[head] < known[base])
+        status = {1: "ahead", 0: "identical", -1: "behind"}[order]
+        return JSONResponse({"status": status, "ahead_by": max(known[head] - known[base], 0)})
 
     async def _blob(self, request: Request) -> Response:
         self.calls.append(Call(request.method, request.url.path, {}))

@@ -27,6 +27,7 @@ from pr2prod.deploy.job_summary import REHEARSAL_HEADING, DeployJob, render
 from pr2prod.deploy.local import LocalTarget
 from pr2prod.errors import Pr2prodError
 from pr2prod.github.api import GitHub
+from pr2prod.report import revisions
 
 BENTO_OLD, BENTO_NEW = "pr2prod:aaaa", "pr2prod:bbbb"
 
@@ -44,6 +45,10 @@ def in_ci(fake: FakeGitHub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("GITHUB_REPOSITORY", fake.repository)
     monkeypatch.setenv("GITHUB_TOKEN", fake.token)
     monkeypatch.setenv("GITHUB_API_URL", fake.url)
+    # The commit checked out: main's newest (a fresh fork's single commit when none ran).
+    monkeypatch.setattr(
+        revisions, "head_sha", lambda: fake.main_commits[-1] if fake.main_commits else "f" * 40
+    )
     return tmp_path
 
 
@@ -52,7 +57,6 @@ def state_folder(tmp_path: Path, stable: str | None = BENTO_OLD, **files: str) -
     folder.mkdir()
     if stable is not None:
         (folder / "stable").write_text(stable + "\n")
-        (folder / "stable.bento").write_bytes(b"bento")
     (folder / "history.jsonl").write_text('{"release": "pr2prod:aaaa"}\n')
     for name, text in files.items():
         (folder / name).write_text(text)
@@ -82,11 +86,10 @@ def test_the_newest_state_of_mains_own_runs_is_found_across_pages(
     fake.add_run("pr.yml", artifacts=foreign)
 
     with GitHub(fake.repository, fake.token, fake.url) as github:
-        carried = fetch_newest(github, tmp_path / "carried")
+        carried = fetch_newest(github, tmp_path / "carried", fake.main_commits[-1])
 
     assert carried is not None and carried.run_id == saved["id"] != older["id"]
     assert carried.stable == BENTO_OLD
-    assert (carried.directory / "stable.bento").read_bytes() == b"bento"
     assert carried.history.read_text() == '{"release": "pr2prod:aaaa"}\n'
     listings = [call for call in fake.calls if call.path.endswith("/main.yml/runs")]
     assert [call.query.get("page") for call in listings] == [None, "2"]
@@ -101,7 +104,7 @@ def test_an_expired_newest_state_means_none(fake: FakeGitHub, tmp_path: Path) ->
         expired=("deploy-state-local",),
     )
     with GitHub(fake.repository, fake.token, fake.url) as github:
-        assert fetch_newest(github, tmp_path / "carried") is None
+        assert fetch_newest(github, tmp_path / "carried", fake.main_commits[-1]) is None
 
 
 @pytest.mark.parametrize(
@@ -109,6 +112,8 @@ def test_an_expired_newest_state_means_none(fake: FakeGitHub, tmp_path: Path) ->
     [
         ("pr2prod:$(reboot)", {}, "names no valid stable release"),
         (BENTO_OLD, {"run.sh": "echo"}, "holds an unexpected 'run.sh'"),
+        # No bento is ever imported from an artifact: one that carries one is refused.
+        (BENTO_OLD, {"stable.bento": "a bento"}, "holds an unexpected 'stable.bento'"),
     ],
 )
 def test_a_state_that_is_not_what_main_saves_is_refused(
@@ -121,7 +126,26 @@ def test_a_state_that_is_not_what_main_saves_is_refused(
         GitHub(fake.repository, fake.token, fake.url) as github,
         pytest.raises(Pr2prodError, match=message),
     ):
-        fetch_newest(github, tmp_path / "carried")
+        fetch_newest(github, tmp_path / "carried", fake.main_commits[-1])
+
+
+def test_a_state_saved_on_a_commit_outside_main_is_ignored(
+    fake: FakeGitHub, tmp_path: Path
+) -> None:
+    """A pushed tag named `main`: GitHub reports a push run on head_branch `main`, running
+    the tag commit's own main.yml. Its commit is not in main's history."""
+    genuine = fake.add_run("main.yml", artifacts={"deploy-state-local": state_folder(tmp_path)})
+    forged = state_folder(tmp_path, "ghcr.io/attacker/evil:latest")
+    fake.add_run("main.yml", head_sha="e" * 40, artifacts={"deploy-state-local": forged})
+    # Nor a state from another workflow file that reports itself as main.yml's branch run.
+    fake.add_run("main.yml", artifacts={"deploy-state-local": forged})
+    fake.runs[0]["path"] = ".github/workflows/other.yml"
+
+    with GitHub(fake.repository, fake.token, fake.url) as github:
+        carried = fetch_newest(github, tmp_path / "carried", fake.main_commits[-1])
+
+    assert carried is not None and carried.run_id == genuine["id"]
+    assert carried.stable == BENTO_OLD
 
 
 # -- rehearsal-start: the previous release, or a first deploy -----------------------------------
@@ -193,32 +217,18 @@ def script_target(monkeypatch: pytest.MonkeyPatch, stable: dict[str, Any] | None
     monkeypatch.setattr(assembly, "local_target", lambda *args: ScriptedTarget(stable))
 
 
-def test_the_serving_stable_release_is_saved_with_its_bento_and_history(
+def test_the_serving_stable_releases_name_is_saved_with_the_history_and_no_bento(
     in_ci: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import bentoml
-
     script_target(monkeypatch, {"release": BENTO_NEW, "alive": True})
-    exported: list[str] = []
-
-    def export(tag: str, path: str) -> None:
-        exported.append(tag)
-        Path(path).write_bytes(b"exported")
-
-    monkeypatch.setattr(bentoml, "export_bento", export)
     (in_ci / ".deploy").mkdir()
     (in_ci / ".deploy" / "history.jsonl").write_text("{}\n")
     github_output = in_ci / "github-output"
 
     assert main(["rehearsal-save", "state", "--outputs", str(github_output)]) == 0
     assert outputs(github_output) == {"saved": "true", "stable": BENTO_NEW}
-    assert exported == [BENTO_NEW]
     saved = {path.name: path.read_bytes() for path in (in_ci / "state").iterdir()}
-    assert saved == {
-        "stable": f"{BENTO_NEW}\n".encode(),
-        "stable.bento": b"exported",
-        "history.jsonl": b"{}\n",
-    }
+    assert saved == {"stable": f"{BENTO_NEW}\n".encode(), "history.jsonl": b"{}\n"}
 
 
 def test_nothing_is_saved_when_no_stable_serves(

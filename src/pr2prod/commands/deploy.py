@@ -242,12 +242,16 @@ def rehearsal_start(args: argparse.Namespace) -> int:
     from pr2prod.errors import Pr2prodError
     from pr2prod.github.api import GitHub
     from pr2prod.release.bento import built_bento_tag
+    from pr2prod.report.revisions import head_sha
 
     built = args.built or built_bento_tag()
     stable, run_id = None, None
     try:
+        current = head_sha()
+        if current is None:
+            raise Pr2prodError("no git commit checked out to compare saved states with")
         with GitHub.from_environment() as github:
-            carried = fetch_newest(github, paths.DEPLOY_STATE / "carried")
+            carried = fetch_newest(github, paths.DEPLOY_STATE / "carried", current)
         if carried is None:
             print("::notice::No saved rehearsal state on main (none yet, or it expired): "
                   "this rehearsal is a first deploy.")  # fmt: skip
@@ -269,7 +273,7 @@ def rehearsal_start(args: argparse.Namespace) -> int:
 
 @command(
     "rehearsal-save",
-    "write what the next CI rehearsal starts from (stable release, its bento, the history)",
+    "write what the next CI rehearsal starts from (the stable release's name, the history)",
     arg("directory", type=Path, help="where to write it (the artifact's folder)"),
     OUTPUTS,
 )

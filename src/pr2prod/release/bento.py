@@ -23,6 +23,7 @@ from pr2prod.errors import Pr2prodError
 from pr2prod.release.bundle import write_bundle
 from pr2prod.release.golden import golden_rows
 from pr2prod.schema import FeatureSchema
+from pr2prod.serving.bundle import GOLDEN_FILE
 from pr2prod.settings import Settings, load_settings
 
 MODEL_NAME = "pr2prod-model"
@@ -114,6 +115,20 @@ def built_bento_tag() -> str:
             f"the bento {bento_tag} for the current model is not built", hint="run `make bento`"
         )
     return bento_tag
+
+
+def stored_golden_rows() -> dict:
+    """The golden rows (and the probabilities recorded for them) of the workspace's model,
+    as `make bento` stored them."""
+    model_tag, _ = expected_tags()
+    try:
+        model = bentoml.models.get(model_tag)
+    except bentoml.exceptions.NotFound:
+        raise Pr2prodError(
+            f"the model {model_tag} of this workspace is not in the BentoML store",
+            hint="run `make bento`",
+        ) from None
+    return json.loads(Path(model.path_of(GOLDEN_FILE)).read_text())
 
 
 def _ensure_model(tag: str, settings: Settings, schema: FeatureSchema) -> bool:

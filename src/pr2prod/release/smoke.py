@@ -1,7 +1,8 @@
 """`pr2prod smoke`: is a running service (process or container) the model we evaluated?
 
 Waits for /readyz, then sends the golden rows (synthetic rows with the probabilities the
-workspace's model gives them, made as `make bento` makes them) and compares answers; a
+workspace's model gave them, recorded in its bundle by `make bento`: nothing is unpickled
+here) and compares answers; a
 request with no records must be refused with a 4xx, and /metrics must serve the request
 counters a canary analysis reads.
 """
@@ -13,18 +14,15 @@ import numpy as np
 
 from pr2prod import paths
 from pr2prod.readiness import NotReady, Watched, wait_until_ready
-from pr2prod.release.golden import golden_rows
+from pr2prod.release.bento import stored_golden_rows
 from pr2prod.schema import load_schema
 from pr2prod.serving.bundle import TOLERANCE
-from pr2prod.settings import load_settings
 
 
 def smoke_test(url: str, timeout: float, watched: Watched | None = None) -> tuple[bool, str]:
     """(passed, what was found). With `watched`, waiting stops as soon as it exits."""
     schema = load_schema(paths.SCHEMA)
-    golden = golden_rows(
-        paths.TRAIN_SPLIT, paths.TEST_SPLIT, paths.MODEL, schema, load_settings().seed
-    )
+    golden = stored_golden_rows()
     try:
         waited = wait_until_ready(url, timeout, process=watched)
     except NotReady as error:
