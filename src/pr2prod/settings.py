@@ -55,7 +55,7 @@ class SplitSettings:
 
 @dataclass(frozen=True)
 class TrainSettings:
-    estimator: str  # any scikit-learn classifier, by import path
+    estimator: str  # any scikit-learn classifier (or regressor, for a numeric target), by path
     hyperparameters: dict[str, Any] = field(default_factory=dict)  # passed to it as they are
 
 
