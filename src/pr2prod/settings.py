@@ -58,7 +58,7 @@ class SplitSettings:
 
 @dataclass(frozen=True)
 class TrainSettings:
-    estimator: str  # any scikit-learn classifier, by import path
+    estimator: str  # any scikit-learn classifier (or regressor, for a numeric target), by path
     hyperparameters: dict[str, Any] = field(default_factory=dict)  # passed to it as they are
 
 
@@ -148,7 +148,9 @@ class Thresholds:
     latency_p99_max_ms: float = 500.0  # ... and never above this
     latency_p50_ratio: float = 2.0  # canary median <= this x stable's median
     model_time_ratio: float = 3.0  # canary model time per call (median) <= this x stable's
-    prediction_divergence_max: float = 0.1  # Jensen-Shannon divergence (base 2) of predictions
+    # Jensen-Shannon divergence (base 2) of predictions, canary vs stable on the same
+    # held-out rows before traffic; live windows get what that and sampling noise allow.
+    prediction_divergence_max: float = 0.1
 
 
 @dataclass(frozen=True)
