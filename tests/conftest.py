@@ -122,10 +122,22 @@ QUICK_CANARY = {
 }
 
 
+def use_fixture_data(project: Path, fixture: str) -> None:
+    """Adapt `project` to a fixture's dataset as a user would: its data file in place of
+    data/'s, its schema.yaml and params.yaml; nothing else changes."""
+    folder = FIXTURES / fixture
+    shutil.rmtree(project / "data", ignore_errors=True)  # a fresh copy has none yet
+    (project / "data").mkdir()
+    for data_file in folder.glob("*.csv"):
+        shutil.copy(data_file, project / "data" / data_file.name)
+    for name in ("schema.yaml", "params.yaml"):
+        shutil.copy(folder / name, project / name)
+
+
 def set_canary_profile(project: Path, changes: dict) -> None:
     """Change the `canary:` settings in the project's params.yaml."""
     params = yaml.safe_load((project / "params.yaml").read_text())
-    params["canary"].update(changes)
+    params.setdefault("canary", {}).update(changes)
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
 

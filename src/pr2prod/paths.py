@@ -15,8 +15,9 @@ RESULTS = Path("results")
 VALIDATION_REPORT = RESULTS / "validation.json"
 METRICS = RESULTS / "metrics.json"
 PREDICTIONS = RESULTS / "predictions.csv"
-ROC_CURVE = RESULTS / "plots" / "roc.csv"
-PR_CURVE = RESULTS / "plots" / "precision_recall.csv"
+PLOTS = RESULTS / "plots"  # the evaluate stage's plot data, one set per task
+ROC_CURVE = PLOTS / "roc.csv"
+PR_CURVE = PLOTS / "precision_recall.csv"
 
 # DVC-cached artifacts (large or binary; ignored by git).
 ARTIFACTS = Path("artifacts")

@@ -33,13 +33,35 @@ class Feature:
 
 @dataclass(frozen=True)
 class Target:
+    """What the model predicts: a class (classification) or a number (regression)."""
+
     name: str
-    classes: tuple[str, ...]
+    classes: tuple[str, ...] = ()  # categorical: the classes; empty for a numeric target
     positive_class: str | None = None
+    type: FeatureType = "categorical"
+    min: float | None = None  # numeric: bounds every row's value must keep
+    max: float | None = None
+    unit: str | None = None  # numeric: what the number counts, for people reading figures
+
+    @property
+    def is_numeric(self) -> bool:
+        return self.type == "numeric"
 
     @property
     def is_binary(self) -> bool:
         return len(self.classes) == 2
+
+    def as_feature(self) -> Feature:
+        """A numeric target's rules as a column's: no missing value, within its bounds."""
+        return Feature(self.name, "numeric", nullable=False, min=self.min, max=self.max)
+
+    def describe(self) -> str:
+        """The target in words, e.g. `diagnosis (classes malignant, benign)`."""
+        if self.is_numeric:
+            unit = f", in {self.unit}" if self.unit else ""
+            return f"{self.name} (numeric{unit})"
+        positive = f", positive {self.positive_class}" if self.positive_class else ""
+        return f"{self.name} (classes {', '.join(self.classes)}{positive})"
 
 
 @dataclass(frozen=True)
@@ -150,9 +172,25 @@ def _parse_feature(name: str, spec: dict[str, Any], path: Path) -> Feature:
     raise Pr2prodError(f"{where}: type must be 'numeric' or 'categorical', not {kind!r}")
 
 
+TARGET_KEYS = {"name", "type", "classes", "positive_class", "min", "max", "unit", "description"}
+
+
 def _parse_target(spec: Any, path: Path) -> Target:
     if not isinstance(spec, dict) or "name" not in spec:
-        raise Pr2prodError(f"{path}: 'target' needs a 'name' and its 'classes'")
+        raise Pr2prodError(f"{path}: 'target' needs a 'name', and its 'classes' or `type: numeric`")
+    unknown = set(spec) - TARGET_KEYS
+    if unknown:
+        raise Pr2prodError(f"{path}: target: unknown keys {sorted(unknown)}")
+    kind = spec.get("type", "categorical")
+    if kind == "numeric":
+        return _parse_numeric_target(spec, path)
+    if kind != "categorical":
+        raise Pr2prodError(f"{path}: target.type must be 'categorical' or 'numeric', not {kind!r}")
+    misplaced = {"min", "max", "unit"} & set(spec)
+    if misplaced:
+        raise Pr2prodError(
+            f"{path}: target: {sorted(misplaced)} apply to a numeric target (`type: numeric`)"
+        )
     classes = spec.get("classes")
     if not isinstance(classes, list) or len(classes) < 2:
         raise Pr2prodError(f"{path}: target.classes must list at least two classes")
@@ -167,4 +205,23 @@ def _parse_target(spec: Any, path: Path) -> Target:
         name=str(spec["name"]),
         classes=classes_text,
         positive_class=None if positive is None else str(positive),
+    )
+
+
+def _parse_numeric_target(spec: dict[str, Any], path: Path) -> Target:
+    misplaced = {"classes", "positive_class"} & set(spec)
+    if misplaced:
+        raise Pr2prodError(
+            f"{path}: target: {sorted(misplaced)} apply to a categorical target, "
+            "not `type: numeric`"
+        )
+    low, high = spec.get("min"), spec.get("max")
+    if low is not None and high is not None and float(low) > float(high):
+        raise Pr2prodError(f"{path}: target: min ({low}) is greater than max ({high})")
+    return Target(
+        name=str(spec["name"]),
+        type="numeric",
+        min=None if low is None else float(low),
+        max=None if high is None else float(high),
+        unit=None if spec.get("unit") is None else str(spec["unit"]),
     )

@@ -25,6 +25,9 @@ from pr2prod.errors import Pr2prodError
 from pr2prod.serving.policy import ServingPolicy
 
 HINT = "fix params.yaml; every setting is listed with its default in docs/settings.md"
+# Half the golden-row tolerance (pr2prod.serving.bundle.TOLERANCE), which the served answers
+# must meet after rounding to six decimals; written out to keep the service out of here.
+MAX_PARITY_TOLERANCE = 5e-6
 
 
 class SettingError(ValueError):
@@ -55,7 +58,7 @@ class SplitSettings:
 
 @dataclass(frozen=True)
 class TrainSettings:
-    estimator: str  # any scikit-learn classifier, by import path
+    estimator: str  # any scikit-learn classifier (or regressor, for a numeric target), by path
     hyperparameters: dict[str, Any] = field(default_factory=dict)  # passed to it as they are
 
 
@@ -83,6 +86,25 @@ class PrivacySettings:
     per_row_files: Literal["git", "dvc"] = "git"
     # Whether validation reports, the PR comment and the console quote the data's cells.
     raw_values: bool = True
+
+
+@dataclass(frozen=True)
+class CompileSettings:
+    """The service's model (`make bento`): the pipeline compiled to ONNX (docs/serving.md).
+
+    The compiled model serves only if it answers every test row as scikit-learn does:
+    the same class, every probability within `tolerance` (at most MAX_PARITY_TOLERANCE).
+    """
+
+    enabled: bool = True  # false: the service runs the scikit-learn pipeline as trained
+    tolerance: float = 2.0e-6  # largest probability difference from scikit-learn allowed
+
+    def __post_init__(self) -> None:
+        if not 0 < self.tolerance <= MAX_PARITY_TOLERANCE:
+            raise SettingError(
+                "tolerance",
+                f"must be above 0 and at most {MAX_PARITY_TOLERANCE:g}, not {self.tolerance}",
+            )
 
 
 @dataclass(frozen=True)
@@ -126,7 +148,9 @@ class Thresholds:
     latency_p99_max_ms: float = 500.0  # ... and never above this
     latency_p50_ratio: float = 2.0  # canary median <= this x stable's median
     model_time_ratio: float = 3.0  # canary model time per call (median) <= this x stable's
-    prediction_divergence_max: float = 0.1  # Jensen-Shannon divergence (base 2) of predictions
+    # Jensen-Shannon divergence (base 2) of predictions, canary vs stable on the same
+    # held-out rows before traffic; live windows get what that and sampling noise allow.
+    prediction_divergence_max: float = 0.1
 
 
 @dataclass(frozen=True)
@@ -179,6 +203,7 @@ class Settings:
     privacy: PrivacySettings = field(default_factory=PrivacySettings)
     gate: dict[str, GateRule] = field(default_factory=dict)  # metric -> rule; none: no gate
     serving: ServingPolicy = field(default_factory=ServingPolicy)
+    compile: CompileSettings = field(default_factory=CompileSettings)
     canary: CanarySettings = field(default_factory=CanarySettings)
     monitor: MonitorSettings = field(default_factory=MonitorSettings)
 

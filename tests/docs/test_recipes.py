@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from command_coverage import RECIPES
-from conftest import FIXTURES, copy_project, run
+from conftest import copy_project, run, use_fixture_data
 from doc_pages import find_block
 from shell import failure_message, run_documented
 
@@ -27,11 +26,7 @@ def run_recipe(test: str, cwd: Path, replace: dict[str, str] | None = None) -> N
 
 def test_adapting_to_your_data(project: Path) -> None:
     # Steps 1-3 of the README with the mixed fixture: new data, its schema and params.
-    shutil.rmtree(project / "data")
-    (project / "data").mkdir()
-    shutil.copy(FIXTURES / "mixed" / "loans.csv", project / "data" / "loans.csv")
-    for name in ("schema.yaml", "params.yaml"):
-        shutil.copy(FIXTURES / "mixed" / name, project / name)
+    use_fixture_data(project, "mixed")
 
     run_recipe("test_adapting_to_your_data", project)
 

@@ -7,15 +7,22 @@ import importlib
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import httpx
+import onnx
 import pytest
 import yaml
-from conftest import Server, run
+from conftest import Server, run, start_server, stop_server
 
+from pr2prod.ports import free_port
 from pr2prod.release.bento import BENTO_REQUIREMENTS, BUILD_CONTEXT, SERVING_LOCK, shipped_files
+from pr2prod.release.bundle import write_manifest
+from pr2prod.serving.bundle import GRAPH_FILE, BundleError, ModelBundle
+from pr2prod.serving.inference import ONNXRUNTIME, SCIKIT_LEARN
 
 pytestmark = pytest.mark.integration
 
@@ -184,3 +191,66 @@ def test_in_process_a_tampered_model_is_not_ready(service_module, monkeypatch) -
     monkeypatch.setitem(golden, "probabilities", shifted)
 
     assert not service_module.Classifier().__is_ready__()
+
+
+def test_the_service_runs_the_compiled_model_proven_equal_on_the_test_set(service_module) -> None:
+    inference = service_module.BUNDLE.card["inference"]
+
+    assert inference["runtime"] == ONNXRUNTIME
+    parity = inference["parity"]
+    assert parity["rows"] == 114 + 8  # every test row and every golden row
+    assert parity["classes_differing"] == 0
+    assert parity["max_probability_gap"] <= parity["tolerance"]
+    assert service_module.Classifier().model.runtime == ONNXRUNTIME
+
+
+def test_in_process_a_tampered_compiled_model_is_not_ready(
+    service_module, monkeypatch, tmp_path: Path
+) -> None:
+    bundle = Path(shutil.copytree(service_module.BUNDLE.path, tmp_path / "bundle"))
+    graph = onnx.load(bundle / GRAPH_FILE)
+    (trees,) = [node for node in graph.graph.node if node.op_type == "TreeEnsembleClassifier"]
+    (weights,) = [attribute for attribute in trees.attribute if attribute.name == "class_weights"]
+    weights.floats[:] = [0.5 * weight for weight in weights.floats]  # halves one class's votes
+    onnx.save(graph, bundle / GRAPH_FILE)
+
+    with pytest.raises(BundleError, match="changed after the bento was built"):
+        ModelBundle.load(bundle)
+    # A graph the manifest vouches for but that answers otherwise (a faulty converter or
+    # runtime) is caught by the golden rows.
+    write_manifest(bundle)
+    monkeypatch.setattr(service_module, "BUNDLE", ModelBundle.load(bundle))
+
+    assert not service_module.Classifier().__is_ready__()
+
+
+def test_a_model_the_converter_cannot_handle_is_served_by_scikit_learn_saying_why(
+    project: Path, tmp_path: Path
+) -> None:
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["train"] = {
+        "estimator": "sklearn.semi_supervised.LabelPropagation",
+        "hyperparameters": {"kernel": "knn"},
+    }
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    run("dvc", "repro", cwd=project)
+
+    output = run("pr2prod", "bento", cwd=project).stdout
+    assert "the service runs the scikit-learn pipeline: the ONNX converter cannot" in output
+    port = free_port()
+    command = ["bentoml", "serve", tags(output.strip().splitlines()[-1])[1], "--port", str(port)]
+    process, url = start_server(command, project, tmp_path / "server.log", port)
+    try:
+        metadata = httpx.get(f"{url}/model", timeout=10).json()
+        answer = httpx.post(
+            f"{url}/predict", json={"records": metadata["golden"]["records"][:1]}, timeout=10
+        )
+    finally:
+        stop_server(process)
+
+    inference = metadata["card"]["inference"]
+    assert inference["runtime"] == SCIKIT_LEARN
+    assert "LabelPropagation" in inference["reason"]
+    assert answer.status_code == 200  # ready, and answering with scikit-learn
+    expected = metadata["golden"]["probabilities"][0]
+    assert list(answer.json()[0]["probabilities"].values()) == pytest.approx(expected, abs=1e-5)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import shutil
 from pathlib import Path
@@ -11,12 +12,12 @@ import psutil
 import pytest
 import yaml
 from conftest import (
-    FIXTURES,
     QUICK_CANARY,
     REPO_ROOT,
     copy_project,
     run,
     set_canary_profile,
+    use_fixture_data,
 )
 
 pytestmark = pytest.mark.integration
@@ -50,6 +51,28 @@ def test_make_run_on_a_fresh_clone_goes_from_data_to_a_promoted_canary(tmp_path:
     again = run("dvc", "repro", cwd=project)
     assert stages_run(again.stdout) == []
     assert "Data and pipelines are up to date" in again.stdout
+
+
+def test_make_run_on_a_small_three_class_dataset_ends_with_the_canary_promoted(
+    tmp_path: Path,
+) -> None:
+    """A forker's small data (174 rows, three classes, numeric and categorical features with
+    missing values), adapted by data, schema.yaml and params.yaml alone: the rehearsal rolls
+    the model out next to itself retrained with another seed, and must promote it."""
+    project = copy_project(tmp_path / "clone")
+    use_fixture_data(project, "three_class")
+    run("dvc", "add", "data", cwd=project)
+    set_canary_profile(project, QUICK_CANARY)
+
+    result = run("make", "run", "VENV=", cwd=project)
+
+    assert stages_run(result.stdout) == list(STAGES)
+    metrics = json.loads((project / "results" / "metrics.json").read_text())
+    assert set(metrics["per_class"]) == {"fern", "cactus", "orchid"}
+    assert "held-out rows the canary's predictions diverge from stable's" in result.stdout
+    assert_rehearsed_and_stopped(project, result.stdout)
+    changed = run("git", "status", "--porcelain", "--", "src", "dvc.yaml", cwd=project).stdout
+    assert changed == ""  # no code or pipeline change was needed
 
 
 def assert_rehearsed_and_stopped(project: Path, out: str) -> None:
@@ -97,11 +120,7 @@ def test_a_forced_rerun_gives_identical_metrics_and_model(project: Path) -> None
 
 
 def test_a_mixed_type_dataset_needs_only_its_schema_and_params(project: Path) -> None:
-    shutil.rmtree(project / "data")
-    (project / "data").mkdir()
-    shutil.copy(FIXTURES / "mixed" / "loans.csv", project / "data" / "loans.csv")
-    for name in ("schema.yaml", "params.yaml"):
-        shutil.copy(FIXTURES / "mixed" / name, project / name)
+    use_fixture_data(project, "mixed")
 
     result = run("dvc", "repro", cwd=project)
 

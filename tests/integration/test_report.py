@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import run
+from conftest import run, use_fixture_data
 
 pytestmark = pytest.mark.integration
 
@@ -193,3 +193,28 @@ def test_a_schema_change_is_reported(project: Path) -> None:
 
     assert "The feature schema changed: removed mean_radius." in markdown
     assert "mean_radius" not in markdown.split("### Data")[1].split("### Plots")[0].split("PSI")[-1]
+
+
+def test_a_pull_request_for_another_target_is_judged_by_absolute_rules_only(
+    project: Path,
+) -> None:
+    """The base predicts a binary diagnosis, the PR three plant species: its log loss is far
+    above the base's, which says nothing about the PR, so only the absolute limits decide."""
+
+    def switch_to_three_classes(project: Path) -> None:
+        use_fixture_data(project, "three_class")
+        run("dvc", "add", "data", cwd=project)
+
+    open_pull_request(project, switch_to_three_classes)
+    markdown, body = report(project)
+
+    assert "The task changed (the target changed: diagnosis (classes malignant, benign" in markdown
+    assert "species (classes fern, cactus, orchid)" in markdown
+    relative = [rule for rule in body["gate"] if rule["check"].startswith("regression vs base")]
+    assert relative and all(rule["passed"] is None for rule in relative)
+    assert all("not applicable: the target changed" in rule["value"] for rule in relative)
+    log_loss = next(row for row in body["metrics"] if row["name"] == "log_loss")
+    assert log_loss["base"] is not None and log_loss["delta"] is None
+    assert body["verdict"]["passed"], body["verdict"]["reason"]
+    assert "not applicable" in body["verdict"]["reason"]
+    assert run("make", "gate", "VENV=", cwd=project).returncode == 0

@@ -1,4 +1,4 @@
-"""The arithmetic of `python -m bench.serve`: percentiles, throughput, ratios, the verdict."""
+"""The arithmetic of `python -m bench.serve`: percentiles, throughput, shares, the verdict."""
 
 from __future__ import annotations
 
@@ -8,17 +8,19 @@ import numpy as np
 import pytest
 
 from bench.serve import (
-    IN_PROCESS,
-    SERVED,
+    COMPILED_IN_PROCESS,
+    COMPILED_SERVED,
+    ECHO_SERVED,
+    SKLEARN_SERVED,
     Measurement,
     Row,
-    ServingGoal,
+    Targets,
     describe_input_counting,
     percentile,
     request_batches,
     summarise,
     verdict,
-    with_ratios,
+    with_echo_shares,
 )
 
 
@@ -43,9 +45,11 @@ def test_summary_arithmetic() -> None:
         server_cpu_s=1.0,
         model_calls=2,
         batched_requests=5,  # the failed request was batched too
+        model_seconds=0.003,
+        timed_model_calls=2,
     )
 
-    row = summarise(SERVED, records=32, concurrency=16, measurement=measurement)
+    row = summarise(COMPILED_SERVED, records=32, concurrency=16, measurement=measurement)
 
     assert row.requests == 4  # successful only
     assert row.errors == {"503": 1}
@@ -57,16 +61,18 @@ def test_summary_arithmetic() -> None:
     assert row.server_cores == pytest.approx(0.5)
     assert row.cpu_ms_per_request == pytest.approx(300.0)
     assert row.requests_per_model_call == pytest.approx(2.5)
+    assert row.model_ms_per_call == pytest.approx(1.5)
 
 
 def test_summary_of_a_run_with_no_successes() -> None:
-    row = summarise(SERVED, 1, 16, Measurement([], {"RemoteProtocolError": 3}, 1.0))
+    row = summarise(COMPILED_SERVED, 1, 16, Measurement([], {"RemoteProtocolError": 3}, 1.0))
 
     assert row.requests == 0
     assert row.requests_per_s == 0
     assert math.isnan(row.p99_ms)
     assert math.isnan(row.cpu_ms_per_request)
     assert row.requests_per_model_call is None
+    assert row.model_ms_per_call is None
 
 
 def row(
@@ -76,54 +82,83 @@ def row(
     per_s: float,
     p99_ms: float = 50.0,
     errors: dict[str, int] | None = None,
+    model_ms: float = 0.1,
 ) -> Row:
-    """A one-second run of `per_s` requests that all took `p99_ms`."""
-    measurement = Measurement([p99_ms / 1000] * int(per_s), errors or {}, elapsed_s=1.0)
+    """A one-second run of `per_s` requests that all took `p99_ms`, `model_ms` per call."""
+    count = int(per_s)
+    measurement = Measurement(
+        [p99_ms / 1000] * count,
+        errors or {},
+        elapsed_s=1.0,
+        model_seconds=count * model_ms / 1000,
+        timed_model_calls=count,
+    )
     return summarise(mode, records, concurrency, measurement)
 
 
-def test_ratios_divide_by_in_process_of_the_same_request_size() -> None:
+def test_shares_divide_by_the_echo_service_under_the_same_load() -> None:
     rows = [
-        row(IN_PROCESS, 1, 1, 50),
-        row(IN_PROCESS, 32, 1, 40),
-        row(SERVED, 1, 1, 35),
-        row(SERVED, 1, 16, 200),
-        row(SERVED, 32, 16, 30),
+        row(COMPILED_IN_PROCESS, 1, 1, 5000),
+        row(ECHO_SERVED, 1, 1, 400),
+        row(ECHO_SERVED, 1, 16, 500),
+        row(COMPILED_SERVED, 1, 1, 300),
+        row(COMPILED_SERVED, 1, 16, 450),
+        row(SKLEARN_SERVED, 1, 16, 100),
+        row(COMPILED_SERVED, 32, 16, 30),  # no echo figure for it
     ]
 
-    ratios = [r.ratio for r in with_ratios(rows)]
+    shares = [r.share_of_echo for r in with_echo_shares(rows)]
 
-    assert ratios == [None, None, pytest.approx(0.7), pytest.approx(4.0), pytest.approx(0.75)]
+    assert shares == [None, None, None, pytest.approx(0.75), pytest.approx(0.9), 0.2, None]
 
 
-def test_no_ratio_without_an_in_process_figure() -> None:
-    assert with_ratios([row(SERVED, 1, 16, 200)])[0].ratio is None
+def compiled_service(alone_p99: float = 5, busy_p99: float = 60, busy_per_s: float = 450):
+    return with_echo_shares(
+        [
+            row(ECHO_SERVED, 1, 16, 500),
+            row(COMPILED_SERVED, 1, 1, 200, p99_ms=alone_p99),
+            row(COMPILED_SERVED, 1, 16, busy_per_s, p99_ms=busy_p99),
+        ]
+    )
 
 
 def test_verdict_met() -> None:
-    rows = with_ratios([row(IN_PROCESS, 1, 1, 100), row(SERVED, 1, 16, 60, p99_ms=99)])
-
-    result = verdict(rows, ServingGoal())
+    result = verdict(compiled_service(), Targets())
 
     assert result["met"]
-    assert result["misses"] == []
-    assert result["ratio"] == pytest.approx(0.6)
+    assert [target["met"] for target in result["targets"]] == [True] * 5
+    assert result["targets"][4]["value"] == pytest.approx(0.9)
 
 
-def test_verdict_lists_every_miss() -> None:
-    rows = with_ratios(
-        [row(IN_PROCESS, 1, 1, 100), row(SERVED, 1, 16, 50, p99_ms=100, errors={"503": 2})]
-    )
+def test_verdict_names_every_target_missed() -> None:
+    rows = compiled_service(alone_p99=10, busy_p99=100, busy_per_s=362)
 
-    result = verdict(rows, ServingGoal())
+    result = verdict(rows, Targets())
 
     assert not result["met"]
-    assert len(result["misses"]) == 3
-    assert result["errors"] == 2
+    missed = [target["target"] for target in result["targets"] if not target["met"]]
+    assert missed == [
+        "p99 ms, single records, concurrency 1 < 10",
+        "p99 ms, single records, concurrency 16 < 100",
+        "requests/s, single records, concurrency 16 >= 363",
+        "share of the echo service's requests/s, concurrency 16 >= 0.8",
+    ]
 
 
-def test_verdict_without_the_goals_row() -> None:
-    assert not verdict([row(IN_PROCESS, 1, 1, 100)], ServingGoal())["met"]
+def test_errors_miss_a_target_whatever_the_figure() -> None:
+    rows = [row(COMPILED_SERVED, 1, 16, 450, errors={"503": 1}), row(ECHO_SERVED, 1, 16, 500)]
+
+    result = verdict(with_echo_shares(rows), Targets())
+
+    assert not any(target["met"] for target in result["targets"])
+    assert result["targets"][0]["errors"] == 1
+
+
+def test_verdict_without_the_compiled_services_rows() -> None:
+    result = verdict([row(ECHO_SERVED, 1, 16, 500)], Targets())
+
+    assert not result["met"]
+    assert all(target["value"] is None for target in result["targets"])
 
 
 def test_request_batches_cycle_through_the_rows() -> None:
@@ -137,10 +172,14 @@ def test_request_batches_cycle_through_the_rows() -> None:
     assert request_batches(rows, 1) == [[r] for r in rows]
 
 
-def test_input_counting_is_set_against_the_fastest_served_median_of_its_size() -> None:
-    rows = [row(SERVED, 1, 1, 100, p99_ms=4.0), row(SERVED, 1, 16, 100, p99_ms=40.0)]
+def test_input_counting_is_set_against_the_compiled_services_fastest_median() -> None:
+    rows = [
+        summarise(COMPILED_SERVED, 1, 1, Measurement([0.004] * 10, {}, elapsed_s=1.0)),
+        summarise(COMPILED_SERVED, 1, 16, Measurement([0.040] * 10, {}, elapsed_s=1.0)),
+        summarise(SKLEARN_SERVED, 1, 1, Measurement([0.002] * 10, {}, elapsed_s=1.0)),
+    ]
     costs = [{"records": 1, "p50_us": 80.0, "p99_us": 150.0}]
 
     (line,) = describe_input_counting(costs, rows)
 
-    assert "p50 80 us, p99 150 us, 2.0% of the served median" in line
+    assert "p50 80 us, p99 150 us, 2.0% of its served median" in line

@@ -24,7 +24,8 @@ from sklearn.ensemble import RandomForestClassifier
 from sklearn.model_selection import train_test_split
 
 from pr2prod.deploy import analysis
-from pr2prod.deploy.analysis import analyse, js_divergence, merge_sparse_buckets
+from pr2prod.deploy.analysis import analyse
+from pr2prod.deploy.divergence import js_divergence, merge_sparse_buckets
 from pr2prod.deploy.observations import (
     MetricsUnavailable,
     ObservationError,
@@ -432,6 +433,8 @@ def test_a_canary_like_stable_passes_with_figures_for_the_history() -> None:
         "canary_model_p50_ms": None,
         "class_divergence": 0.0,
         "probability_divergence": None,
+        "class_divergence_limit": DEFAULTS.prediction_divergence_max,
+        "probability_divergence_limit": DEFAULTS.prediction_divergence_max,
     }
 
 

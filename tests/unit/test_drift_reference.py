@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import joblib
 import pandas as pd
 import pytest
 from conftest import FIXTURES
@@ -38,7 +39,8 @@ def mixed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Reference, pd.DataF
     train, test = workdir / "train.csv", workdir / "test.csv"
     split_dataset(settings, schema, train, test)
     train_model(settings, schema, train, workdir / "model.joblib", workdir / "model.json")
-    reference = build_reference(train, test, workdir / "model.joblib", schema)
+    model = joblib.load(workdir / "model.joblib")  # trained just now, by this test
+    reference = build_reference(train, test, model, schema)
     return reference, load_typed(train, schema)
 
 

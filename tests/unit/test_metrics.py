@@ -7,6 +7,7 @@ import pytest
 from sklearn import metrics
 
 from pr2prod.model.metrics import classification_metrics, flatten_metrics
+from pr2prod.model.regression_metrics import regression_metrics
 
 
 def random_case(classes: list[str], rows: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -80,3 +81,28 @@ def test_flatten_names_nested_figures_by_path() -> None:
     flat = flatten_metrics({"f1": 0.5, "per_class": {"a": {"f1": 0.25, "support": 3}}})
 
     assert flat == {"f1": 0.5, "per_class.a.f1": 0.25, "per_class.a.support": 3.0}
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_regression_metrics_match_scikit_learn(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    actual = rng.lognormal(3, 1, 80)
+    predicted = actual + rng.normal(0, 5, 80)
+
+    found = regression_metrics(actual, predicted)
+
+    assert found["rmse"] == pytest.approx(metrics.root_mean_squared_error(actual, predicted))
+    assert found["mae"] == pytest.approx(metrics.mean_absolute_error(actual, predicted))
+    assert found["median_absolute_error"] == pytest.approx(
+        metrics.median_absolute_error(actual, predicted)
+    )
+    assert found["r2"] == pytest.approx(metrics.r2_score(actual, predicted), abs=1e-6)
+    assert found["mape"] == pytest.approx(
+        metrics.mean_absolute_percentage_error(actual, predicted), abs=1e-6
+    )
+    assert found["test_rows"] == 80
+
+
+def test_mape_is_left_out_when_a_true_value_is_zero() -> None:
+    found = regression_metrics(np.array([0.0, 1.0, 2.0]), np.array([0.5, 1.0, 2.5]))
+    assert "mape" not in found and found["mae"] == pytest.approx(1 / 3, abs=1e-6)

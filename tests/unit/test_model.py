@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import yaml
 from conftest import FIXTURES
-from sklearn.datasets import load_iris
+from sklearn.datasets import load_diabetes, load_iris
 
 from pr2prod.errors import Pr2prodError
 from pr2prod.model.estimator import make_estimator
@@ -39,11 +39,7 @@ def run_pipeline(params: Settings, schema_path: Path, workdir: Path) -> dict:
     train_model(params, schema, train, workdir / "model.joblib", workdir / "model.json")
     evaluation = evaluate_model(workdir / "model.joblib", test, schema)
     write_evaluation(
-        evaluation,
-        workdir / "metrics.json",
-        workdir / "predictions.csv",
-        workdir / "roc.csv",
-        workdir / "pr.csv",
+        evaluation, workdir / "metrics.json", workdir / "predictions.csv", workdir / "plots"
     )
     return evaluation.metrics
 
@@ -129,7 +125,7 @@ def test_multiclass_metrics_are_macro_averaged(tmp_path: Path) -> None:
     assert set(per_class) == {"setosa", "versicolor", "virginica"}
     macro_recall = np.mean([row["recall"] for row in per_class.values()])
     assert metrics["recall"] == pytest.approx(macro_recall, abs=1e-6)
-    roc = pd.read_csv(tmp_path / "roc.csv")
+    roc = pd.read_csv(tmp_path / "plots" / "roc.csv")
     assert roc["fpr"].is_monotonic_increasing and roc["tpr"].iloc[-1] == 1.0
 
 
@@ -151,3 +147,77 @@ def test_the_seed_becomes_the_random_state_unless_set() -> None:
 def test_estimator_mistakes_are_explained(estimator: str, hyperparameters: dict, message: str):
     with pytest.raises(Pr2prodError, match=message):
         make_estimator(TrainSettings(estimator, hyperparameters), seed=0)
+
+
+DIABETES_SCHEMA = """
+target: {name: progression, type: numeric, min: 0, max: 400, unit: disease progression score}
+features:
+  age: {type: numeric}
+  bmi: {type: numeric}
+  bp: {type: numeric}
+  s5: {type: numeric}
+  sex: {type: categorical, categories: ["1", "2"]}
+"""
+
+
+@pytest.fixture
+def diabetes(tmp_path: Path) -> tuple[Settings, Path]:
+    """scikit-learn's bundled diabetes data (442 rows, unscaled), a few of its columns."""
+    frame = load_diabetes(as_frame=True, scaled=False).frame
+    frame = frame.rename(columns={"target": "progression"})[["age", "bmi", "bp", "s5", "sex"]]
+    frame["sex"] = frame["sex"].astype(int).astype(str)
+    frame["progression"] = load_diabetes(as_frame=True, scaled=False).frame["target"]
+    frame.to_csv(tmp_path / "diabetes.csv", index=False)
+    (tmp_path / "schema.yaml").write_text(DIABETES_SCHEMA)
+    params = Settings(
+        seed=3,
+        data=DataSettings(tmp_path / "diabetes.csv"),
+        split=SplitSettings(test_size=0.25),
+        train=TrainSettings(
+            "sklearn.ensemble.RandomForestRegressor", {"n_estimators": 50, "min_samples_leaf": 5}
+        ),
+    )
+    return params, tmp_path / "schema.yaml"
+
+
+def test_a_numeric_target_trains_any_regressor_and_reports_errors(
+    diabetes: tuple[Settings, Path], tmp_path: Path
+) -> None:
+    params, schema_path = diabetes
+    workdir = tmp_path / "run"
+    workdir.mkdir()
+
+    metrics = run_pipeline(params, schema_path, workdir)
+
+    assert set(metrics) == {"rmse", "mae", "median_absolute_error", "r2", "mape", "test_rows"}
+    assert metrics["test_rows"] == 111 and 0.2 < metrics["r2"] < 0.8  # real, modest signal
+    predictions = pd.read_csv(workdir / "predictions.csv")
+    assert list(predictions.columns) == ["row_id", "actual", "predicted", "residual"]
+    residual = predictions["actual"] - predictions["predicted"]
+    assert np.allclose(predictions["residual"], residual, atol=1e-5)
+    assert sorted(path.name for path in (workdir / "plots").iterdir()) == ["residuals.csv"]
+    card = json.loads((workdir / "model.json").read_text())
+    assert card["classes"] == [] and card["hyperparameters"]["random_state"] == 3
+
+
+def test_a_numeric_split_covers_the_whole_range_on_both_sides(
+    diabetes: tuple[Settings, Path], tmp_path: Path
+) -> None:
+    params, schema_path = diabetes
+    schema = load_schema(schema_path)
+    train, test = tmp_path / "train.csv", tmp_path / "test.csv"
+    split_dataset(params, schema, train, test)
+    edges = pd.qcut(pd.read_csv(params.data.file)["progression"], 10, retbins=True)[1]
+    test_rows = pd.read_csv(test)
+    assert len(test_rows) == 111
+    # Every decile of the target is in the test split, in proportion (11.1 rows each, +-1).
+    per_decile = pd.cut(test_rows["progression"], bins=edges, include_lowest=True).value_counts()
+    assert per_decile.min() >= 10 and per_decile.max() <= 12, per_decile
+
+
+def test_a_numeric_target_needs_a_regressor_and_a_class_target_a_classifier() -> None:
+    forest = "sklearn.ensemble.RandomForestClassifier"
+    with pytest.raises(Pr2prodError, match="not a regressor"):
+        make_estimator(TrainSettings(forest, {}), seed=0, numeric_target=True)
+    regressor = make_estimator(TrainSettings("sklearn.linear_model.Ridge", {}), 0, True)
+    assert regressor.__class__.__name__ == "Ridge"

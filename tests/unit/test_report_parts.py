@@ -8,11 +8,13 @@ import pytest
 from conftest import REPO_ROOT
 
 from pr2prod.report.bootstrap import Predictions, delta_intervals
-from pr2prod.report.build import recorded_test_split
+from pr2prod.report.build import judge, recorded_test_split, target_change
 from pr2prod.report.comparison import MetricRow, compare_metrics, direction
+from pr2prod.report.data_section import DataSection
 from pr2prod.report.drift import feature_drift
-from pr2prod.report.gate import check_gate
+from pr2prod.report.gate import check_gate, check_reproduction
 from pr2prod.report.params_diff import diff_params
+from pr2prod.report.reproducibility import Reproducibility
 from pr2prod.schema import DatasetRules, Feature, FeatureSchema, Target
 from pr2prod.settings import GateRule
 
@@ -121,6 +123,20 @@ class TestBootstrap:
         assert recorded_test_split(None) is None and recorded_test_split("stages: {}") is None
 
 
+class TestTargetChange:
+    def test_the_same_target_compares(self) -> None:
+        target = Target("y", ("a", "b"), "a")
+        assert target_change(target, Target("y", ("a", "b"), "a")) is None
+
+    @pytest.mark.parametrize(
+        "other",
+        [Target("z", ("a", "b"), "a"), Target("y", ("a", "b"), "b"), Target("y", ("a", "b", "c"))],
+    )
+    def test_another_name_positive_class_or_classes_do_not(self, other: Target) -> None:
+        why = target_change(Target("y", ("a", "b"), "a"), other)
+        assert why is not None and why.startswith("the target changed: y (classes a, b")
+
+
 class TestGate:
     @pytest.mark.parametrize(("value", "passed"), [(0.9, True), (0.95, True), (0.8999, False)])
     def test_a_floor_is_inclusive(self, value: float, passed: bool) -> None:
@@ -144,6 +160,24 @@ class TestGate:
     def test_without_a_base_only_limits_are_checked(self) -> None:
         results = check_gate(HIGHER | LOWER, {"accuracy": 0.95, "log_loss": 0.1}, base=None)
         assert [result.check for result in results] == [">= 0.9", "<= 0.3"]
+
+    def test_a_base_for_another_target_leaves_only_absolute_limits_deciding(self) -> None:
+        why = "the target changed: a (classes x, y) -> b (classes x, y, z)"
+        head, base = {"accuracy": 0.91, "log_loss": 0.29}, {"accuracy": 0.99, "log_loss": 0.01}
+        results = check_gate(HIGHER | LOWER, head, base, why)
+        limits = [r for r in results if not r.check.startswith("regression")]
+        relative = [r for r in results if r.check.startswith("regression")]
+        assert [r.passed for r in limits] == [True, True]
+        assert [r.passed for r in relative] == [None, None]
+        assert all(not r.failed and why in r.value for r in relative)
+        reproduced = Reproducibility(["train"], 1.0, exit_status=0)
+        unchanged = DataSection(changed=False, base_hash="abc", head_hash="abc")
+        verdict = judge(False, unchanged, [*results, check_reproduction(reproduced)], reproduced)
+        assert verdict.passed and "(2 not applicable)" in verdict.reason
+
+    def test_an_absolute_limit_still_fails_when_the_base_is_not_comparable(self) -> None:
+        results = check_gate(LOWER, {"log_loss": 0.4}, {"log_loss": 0.39}, "the task changed")
+        assert [r.passed for r in results] == [False, None]
 
     def test_a_missing_metric_fails_its_rule(self) -> None:
         (result,) = check_gate(HIGHER, {"f1": 0.9}, base=None)

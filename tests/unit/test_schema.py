@@ -56,6 +56,11 @@ def test_columns_are_split_by_type(tmp_path: Path) -> None:
         (lambda s: s["features"].update(label={"type": "numeric"}), "also listed as a feature"),
         (lambda s: s["features"]["size"].update(maximum=3), "unknown keys"),
         (lambda s: s.update(rules={"min_row": 3}), "unknown keys"),
+        (lambda s: s["target"].update(type="number"), "target.type must be"),
+        (lambda s: s["target"].update(type="numeric"), "apply to a categorical target"),
+        (lambda s: s["target"].update(min=0), "apply to a numeric target"),
+        (lambda s: s["target"].update(unit_of="kg"), "unknown keys"),
+        (lambda s: s.update(target={"name": "y", "type": "numeric", "min": 5, "max": 1}), "min"),
     ],
 )
 def test_mistakes_name_the_place(tmp_path: Path, change, message: str) -> None:
@@ -65,3 +70,13 @@ def test_mistakes_name_the_place(tmp_path: Path, change, message: str) -> None:
     with pytest.raises(Pr2prodError, match=message) as raised:
         load_schema(write(tmp_path, body))
     assert str(tmp_path / "schema.yaml") in str(raised.value)
+
+
+def test_a_numeric_target_has_bounds_a_unit_and_no_classes(tmp_path: Path) -> None:
+    body = {**MINIMAL, "target": {"name": "price", "type": "numeric", "min": 0, "unit": "EUR"}}
+    target = load_schema(write(tmp_path, body)).target
+
+    assert target.is_numeric and target.classes == () and target.positive_class is None
+    assert (target.min, target.max, target.unit) == (0.0, None, "EUR")
+    assert target.describe() == "price (numeric, in EUR)"
+    assert target.as_feature().nullable is False

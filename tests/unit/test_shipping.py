@@ -29,6 +29,7 @@ from pr2prod.release.bento import (
     expected_tags,
     shipped_files,
 )
+from pr2prod.settings import rewrite_params
 
 SERVICE = "pr2prod.serving.service"
 # Packages whose code must never be in the image: pipeline, report, deploy, release, CLI.
@@ -206,6 +207,17 @@ def test_a_new_serving_policy_makes_a_new_model_version(workspace: Path) -> None
         params = yaml.safe_load(paths.PARAMS.read_text())
         params["serving"]["max_records"] = 10
         paths.PARAMS.write_text(yaml.safe_dump(params))
+        model_after, _ = expected_tags()
+
+    assert model_before != model_after
+
+
+@pytest.mark.parametrize("change", [{"compile.enabled": False}, {"compile.tolerance": 1.0e-6}])
+def test_new_compile_settings_make_a_new_model_version(workspace: Path, change: dict) -> None:
+    """They decide whether the bundle holds a compiled graph: the same tag cannot name both."""
+    with contextlib.chdir(workspace):
+        model_before, _ = expected_tags()
+        rewrite_params(paths.PARAMS, change)
         model_after, _ = expected_tags()
 
     assert model_before != model_after

@@ -128,3 +128,26 @@ def test_an_unseen_feature_category_is_caught(tmp_path: Path) -> None:
     failures = validate_file(broken, schema).failures
 
     assert [(f.column, f.examples) for f in failures] == [("region", ["arctic"])]
+
+
+def test_a_numeric_target_is_checked_like_a_numeric_feature(tmp_path: Path) -> None:
+    schema_path = tmp_path / "schema.yaml"
+    schema_path.write_text(
+        "target: {name: price, type: numeric, min: 0, max: 100}\n"
+        "features:\n  size: {type: numeric}\n  colour: {type: categorical, categories: [a, b]}\n"
+    )
+    schema = load_schema(schema_path)
+    data = tmp_path / "prices.csv"
+    data.write_text("size,colour,price\n1,a,10.5\n2,b,\n3,a,250\n4,b,-1\n5,a,99\n")
+
+    failures = validate_file(data, schema).failures
+
+    found = {(f.column, f.rule, f.rows) for f in failures}
+    assert ("price", "not_nullable", 1) in found
+    assert ("price", "less_than_or_equal_to(100.0)", 1) in found
+    assert ("price", "greater_than_or_equal_to(0.0)", 1) in found
+    assert not any(f.rule == "all_classes_present" for f in failures)
+    good = tmp_path / "good.csv"
+    good.write_text("size,colour,price\n1,a,10.5\n2,b,20\n")
+    assert validate_file(good, schema).valid
+    assert load_typed(good, schema)["price"].dtype == "float64"

@@ -157,6 +157,7 @@ def _newer_commit(branch: str, current: str | None) -> str | None:
 def rehearse(args: argparse.Namespace) -> int:
     from pr2prod.deploy.history import windows_table
     from pr2prod.deploy.rehearsal import rehearse as rehearse_rollout
+    from pr2prod.deploy.tuning import how_to_tune
     from pr2prod.release.bento import built_bento_tag, expected_tags
     from pr2prod.report.revisions import head_sha
     from pr2prod.settings import load_settings
@@ -167,15 +168,24 @@ def rehearse(args: argparse.Namespace) -> int:
                               model_version=model.split(":")[1], rate=args.rate)  # fmt: skip
     decision, clients = result.decision, result.clients
     report = paths.REPORT_MD if paths.REPORT_MD.is_file() else "(none: run `make report`)"
+    if decision.successful:
+        outcome = f"`make up` serves {release} for real"
+    else:
+        outcome = (
+            f"{release} was rolled back: fix the model, or the setting that decided if it "
+            "does not fit your data or machine, then run `make run` again"
+        )
+    decided = "" if decision.successful else f"  decided by:      {how_to_tune(decision.reason)}\n"
     print(
         f"\nSummary\n"
         f"  report:          {report}\n"
         f"  canary:          {release} (model {model})\n"
         f"  stable before:   {result.stable} (the model retrained with another seed)\n"
         f"  decision:        {decision.decision} after {result.seconds:.0f} s: {decision.reason}\n"
+        f"{decided}"
         f"  deployed:        {release if decision.successful else result.stable}\n"
         f"  client requests: {clients.sent} sent at {args.rate:g}/s, {clients.failed} failed\n"
-        f"  everything the rehearsal started is stopped; `make up` serves {release} for real\n"
+        f"  everything the rehearsal started is stopped; {outcome}\n"
     )
     print(windows_table(decision.windows))
     return 0 if decision.successful else 1

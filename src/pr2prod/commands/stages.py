@@ -63,10 +63,14 @@ def evaluate(_: argparse.Namespace) -> int:
 
     schema = load_schema(paths.SCHEMA)
     evaluation = evaluate_model(paths.MODEL, paths.TEST_SPLIT, schema)
-    write_evaluation(evaluation, paths.METRICS, paths.PREDICTIONS, paths.ROC_CURVE, paths.PR_CURVE)
+    write_evaluation(evaluation, paths.METRICS, paths.PREDICTIONS, paths.PLOTS)
     figures = evaluation.metrics
-    print(
-        f"evaluate: accuracy {figures['accuracy']:.4f}, F1 {figures['f1']:.4f}, "
-        f"ROC-AUC {figures['roc_auc']:.4f} on {figures['test_rows']} test rows"
-    )
+    if schema.target.is_numeric:
+        summary = f"RMSE {figures['rmse']:.4g}, MAE {figures['mae']:.4g}, R2 {figures['r2']:.4f}"
+    else:
+        summary = (
+            f"accuracy {figures['accuracy']:.4f}, F1 {figures['f1']:.4f}, "
+            f"ROC-AUC {figures['roc_auc']:.4f}"
+        )
+    print(f"evaluate: {summary} on {figures['test_rows']} test rows")
     return 0

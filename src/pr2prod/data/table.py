@@ -64,6 +64,8 @@ def check_structure(path: Path) -> list[Failure]:
 
 def read_raw(path: Path, schema: FeatureSchema) -> pd.DataFrame:
     """The CSV as pandas reads it, text columns kept as text (no type coercion yet)."""
-    text_columns = {*schema.categorical_features, schema.target.name}
+    text_columns = set(schema.categorical_features)
+    if not schema.target.is_numeric:
+        text_columns.add(schema.target.name)
     # Reading categories as text keeps codes like "01" or "1" from turning into numbers.
     return pd.read_csv(path, dtype=dict.fromkeys(text_columns, str))

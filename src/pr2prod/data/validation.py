@@ -49,8 +49,11 @@ class ValidationReport:
 def pandera_schema(schema: FeatureSchema) -> pa.DataFrameSchema:
     """The column rules of schema.yaml as a pandera schema (coercing to the declared types)."""
     columns = {feature.name: _column(feature) for feature in schema.features}
-    columns[schema.target.name] = pa.Column(
-        str, pa.Check.isin(list(schema.target.classes)), nullable=False, coerce=True
+    target = schema.target
+    columns[target.name] = (
+        _column(target.as_feature())
+        if target.is_numeric
+        else pa.Column(str, pa.Check.isin(list(target.classes)), nullable=False, coerce=True)
     )
     return pa.DataFrameSchema(columns, strict=True)
 
@@ -162,7 +165,7 @@ def table_failures(frame: pd.DataFrame, schema: FeatureSchema) -> list[Failure]:
             )
         )
     target = schema.target
-    if target.name in frame.columns and len(frame):
+    if target.name in frame.columns and len(frame) and not target.is_numeric:
         absent = [label for label in target.classes if not (frame[target.name] == label).any()]
         if absent:
             failures.append(

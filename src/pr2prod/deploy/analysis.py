@@ -11,8 +11,9 @@ Each check compares the canary with stable (relative) and holds it to an absolut
   canary given 10% of the traffic waits in no queue: a model five times slower than
   stable's answered requests only 1.7-1.8x slower than busy stable in the first step.
 - Predictions: the Jensen-Shannon divergence (base 2, 0..1) of the predicted-class shares,
-  and of each class's predicted-probability histogram (the largest over classes), at most
-  `prediction_divergence_max`.
+  and of each class's predicted-probability histogram (the largest over classes), under a
+  limit simulated for this window's sizes from both versions' answers to the same
+  held-out rows (pr2prod.deploy.calibration); `prediction_divergence_max` without them.
 
 Too few requests make a window inconclusive: hold, never pass blindly. A failure that
 needs no baseline (the absolute caps) still fails: a failure with evidence is a failure.
@@ -33,13 +34,14 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal, TypeVar
+from typing import Literal
 
-from pr2prod.deploy.observations import Window, histogram_quantile, shares
+from pr2prod.deploy.calibration import Reference
+from pr2prod.deploy.divergence import js_divergence, probability_divergence
+from pr2prod.deploy.observations import Window, histogram_quantile
 from pr2prod.settings import Thresholds
 
 Outcome = Literal["pass", "fail", "inconclusive", "suspect"]
-Key = TypeVar("Key")
 
 # Slow requests that a judged p99 never rests on alone (see judged_p99_ms).
 STRAGGLERS = 2
@@ -51,11 +53,6 @@ LATENCY_FLOOR_MS = 5.0
 # unlucky 5xx would otherwise be "2% > 0% + 1%". Simulated identical versions erring 1%
 # of the time then fail this rule in under 0.01% of 100-200-request windows.
 ERROR_NOISE_Z = 2.0
-# Probability buckets are merged with their neighbours until the smaller sample would
-# expect at least this many observations in each (the chi-square rule of thumb, doubled):
-# a histogram of 50 predictions over 10 buckets is mostly empty buckets, and a JS
-# divergence over them is noise (identical models gave up to 0.25 before merging).
-MIN_EXPECTED_PER_BUCKET = 10.0
 # A median of fewer model calls than this is not compared (request latency still is): with
 # adaptive batching, a version with many requests may still make few calls.
 MIN_MODEL_CALLS = 20
@@ -74,19 +71,28 @@ def analyse(
     thresholds: Thresholds,
     min_requests: int,
     tail_breached_before: bool = False,
+    reference: Reference | None = None,
 ) -> Analysis:
     """Judge one window: fail on evidence, inconclusive on too little data, suspect on a
     first tail breach, else pass.
 
     `tail_breached_before`: the previous window of this step was suspect, so a tail breach
-    now is the second in a row.
+    now is the second in a row. `reference`: both versions' answers to the same held-out
+    rows, from which the prediction divergence this window may show is simulated; without
+    it, `prediction_divergence_max` is the fixed limit.
     """
     figures = window_figures(stable, canary)
     failures = absolute_failures(canary, thresholds, min_requests)
     doubts = too_few_requests(stable, canary, min_requests)
     tail = []
     if not doubts:
+        limits = divergence_limits(stable, canary, thresholds, reference)
+        figures |= {
+            "class_divergence_limit": limits.classes,
+            "probability_divergence_limit": limits.probabilities,
+        }
         failures += relative_failures(stable, canary, thresholds)
+        failures += divergence_failures(stable, canary, limits)
         tail = relative_tail_failure(stable, canary, thresholds)
     if tail and tail_breached_before:
         failures += [f"{reason} (second window in a row)" for reason in tail]
@@ -102,7 +108,7 @@ def analyse(
 
 
 def window_figures(stable: Window, canary: Window) -> dict[str, float | None]:
-    probability, _ = probability_divergence(stable, canary)
+    probability, _ = probability_divergence(stable.probability_counts, canary.probability_counts)
     return {
         "stable_requests": stable.requests,
         "canary_requests": canary.requests,
@@ -163,7 +169,6 @@ def relative_failures(stable: Window, canary: Window, thresholds: Thresholds) ->
         *relative_error_failure(stable, canary, thresholds),
         *relative_median_failure(stable, canary, thresholds),
         *relative_model_time_failure(stable, canary, thresholds),
-        *divergence_failures(stable, canary, thresholds),
     ]
 
 
@@ -259,82 +264,59 @@ def judged_p99_ms(window: Window) -> float | None:
     return None if seconds is None else seconds * 1000
 
 
-def divergence_failures(stable: Window, canary: Window, thresholds: Thresholds) -> list[str]:
-    limit = thresholds.prediction_divergence_max
+@dataclass(frozen=True)
+class DivergenceLimits:
+    classes: float
+    probabilities: float
+    basis: str  # how they were set, for a failure's reason ("" for the fixed setting)
+
+
+def divergence_limits(
+    stable: Window, canary: Window, thresholds: Thresholds, reference: Reference | None
+) -> DivergenceLimits:
+    """The most prediction divergence this window may show.
+
+    With a reference, it is what two models answering as they did on the held-out rows
+    would show over windows of these sizes (pr2prod.deploy.calibration): on small data, many
+    classes or few requests, honest sampling noise is large, and a fixed limit rolls back
+    good canaries; on large windows it is small, and a fixed limit lets skew through.
+    """
+    if reference is None:
+        fixed = thresholds.prediction_divergence_max
+        return DivergenceLimits(fixed, fixed, "")
+    stable_records = sum(stable.counts.predicted.values())
+    canary_records = sum(canary.counts.predicted.values())
+    expected = reference.live_limits(stable_records, canary_records)
+    basis = (
+        f"the most {stable_records:.0f} stable and {canary_records:.0f} canary predictions "
+        f"allow, simulated from both versions' answers to the same {reference.rows} "
+        "held-out rows before traffic"
+    )
+    return DivergenceLimits(expected.classes or 0.0, expected.probabilities or 0.0, basis)
+
+
+def divergence_failures(stable: Window, canary: Window, limits: DivergenceLimits) -> list[str]:
+    def limit(value: float) -> str:
+        return f"{value:.3f}" if limits.basis else f"{value:g}"
+
+    why = f"; {limits.basis}" if limits.basis else ""
     failures = []
     classes = js_divergence(stable.counts.predicted, canary.counts.predicted)
-    if classes is not None and classes > limit:
+    if classes is not None and classes > limits.classes:
         failures.append(
-            f"predicted-class divergence {classes:.3f} > {limit:g} (Jensen-Shannon): canary "
-            f"{describe_shares(canary.class_shares)} vs stable "
+            f"predicted-class divergence {classes:.3f} > {limit(limits.classes)} "
+            f"(Jensen-Shannon{why}): canary {describe_shares(canary.class_shares)} vs stable "
             f"{describe_shares(stable.class_shares)}"
         )
-    probabilities, worst = probability_divergence(stable, canary)
-    if probabilities is not None and probabilities > limit:
+    probabilities, worst = probability_divergence(
+        stable.probability_counts, canary.probability_counts
+    )
+    if probabilities is not None and probabilities > limits.probabilities:
         failures.append(
-            f"predicted-probability divergence {probabilities:.3f} > {limit:g} "
-            f"(Jensen-Shannon, class {worst!r})"
+            f"predicted-probability divergence {probabilities:.3f} > "
+            f"{limit(limits.probabilities)} (Jensen-Shannon, class {worst!r}{why})"
         )
     return failures
-
-
-def probability_divergence(stable: Window, canary: Window) -> tuple[float | None, str | None]:
-    """The largest divergence over classes of the probability histograms, and its class."""
-    stable_counts, canary_counts = stable.probability_counts, canary.probability_counts
-    worst: tuple[float | None, str | None] = (None, None)
-    for name in sorted(set(stable_counts) | set(canary_counts)):
-        merged = merge_sparse_buckets(stable_counts.get(name, {}), canary_counts.get(name, {}))
-        divergence = js_divergence(*merged)
-        if divergence is not None and (worst[0] is None or divergence > worst[0]):
-            worst = (divergence, name)
-    return worst
-
-
-def merge_sparse_buckets(
-    first: Mapping[float, float], second: Mapping[float, float]
-) -> tuple[dict[float, float], dict[float, float]]:
-    """Merge neighbouring buckets (by upper bound) until each is well filled in both samples.
-
-    A merged bucket is kept once the smaller sample would expect MIN_EXPECTED_PER_BUCKET
-    observations in it if both samples came from one distribution; a thin tail joins the
-    last bucket kept.
-    """
-    first_total, second_total = sum(first.values()), sum(second.values())
-    if not first_total or not second_total:
-        return dict(first), dict(second)
-    smaller_share = min(first_total, second_total) / (first_total + second_total)
-    merged_first: dict[float, float] = {}
-    merged_second: dict[float, float] = {}
-    held_first = held_second = 0.0
-    for upper in sorted(set(first) | set(second)):
-        held_first += first.get(upper, 0.0)
-        held_second += second.get(upper, 0.0)
-        if (held_first + held_second) * smaller_share >= MIN_EXPECTED_PER_BUCKET:
-            merged_first[upper], merged_second[upper] = held_first, held_second
-            held_first = held_second = 0.0
-    if held_first or held_second:
-        last = max(merged_first, default=math.inf)
-        merged_first[last] = merged_first.get(last, 0.0) + held_first
-        merged_second[last] = merged_second.get(last, 0.0) + held_second
-    return merged_first, merged_second
-
-
-def js_divergence(first: Mapping[Key, float], second: Mapping[Key, float]) -> float | None:
-    """Jensen-Shannon divergence, base 2, of two count (or share) dicts: 0 same, 1 disjoint.
-
-    None when neither has anything; 1 when only one has: a version that predicts nothing
-    while the other predicts is as different as it gets.
-    """
-    p, q = shares(first), shares(second)
-    if not p or not q:
-        return None if not p and not q else 1.0
-    divergence = 0.0
-    for key in set(p) | set(q):
-        a, b = p.get(key, 0.0), q.get(key, 0.0)
-        middle = (a + b) / 2
-        divergence += (a * math.log2(a / middle) if a else 0.0) / 2
-        divergence += (b * math.log2(b / middle) if b else 0.0) / 2
-    return max(0.0, divergence)  # rounding can make identical inputs a hair negative
 
 
 def passed_summary(figures: Mapping[str, float | None]) -> str:

@@ -79,13 +79,15 @@ def make_controller(settings: CanarySettings | None = None, say=print) -> Contro
     name = target_name()
     prometheus = bool(environment.PROMETHEUS_URL.value())
     target = make_target(settings, name)
+    held_out = synthetic_records()
     return Controller(
         target=target,
         settings=settings,
         history=History(state_record(target, "history.jsonl")),
         state_path=state_record(target, "rollout.json"),
         observe=make_observer(name),
-        synthetic_records=synthetic_records(),
+        synthetic_records=held_out,
+        reference_records=held_out,
         early_check_seconds=EARLY_CHECK_SECONDS_PROMETHEUS if prometheus else EARLY_CHECK_SECONDS,
         say=say,
     )
@@ -125,6 +127,7 @@ def standalone_controller(
         state_path=state_dir / "rollout.json",
         observe=lambda role, deployed: scrape(deployed.url),
         say=say,
+        reference_records=synthetic_records(),
     )
 
 

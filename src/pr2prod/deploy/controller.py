@@ -16,7 +16,10 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from pr2prod.deploy.analysis import Analysis, absolute_failures, analyse
+from pr2prod.deploy.calibration import Reference, ask_reference
 from pr2prod.deploy.checks import golden_rows_answered
 from pr2prod.deploy.history import Decision, History, WindowRecord
 from pr2prod.deploy.load import SteadyLoad
@@ -88,6 +91,7 @@ class Controller:
         synthetic_records: list[dict[str, Any]] | None = None,
         early_check_seconds: float = EARLY_CHECK_SECONDS,
         say: Callable[[str], None] = print,
+        reference_records: list[dict[str, Any]] | None = None,
     ) -> None:
         self.target = target
         self.settings = settings
@@ -98,6 +102,9 @@ class Controller:
         self.synthetic_records = synthetic_records or []
         self.early_check_seconds = early_check_seconds
         self.say = say
+        # Held-out rows both versions answer before traffic (pr2prod.deploy.calibration).
+        self.reference_records = reference_records or []
+        self.reference: Reference | None = None
 
     # -- the canary ---------------------------------------------------------------------
 
@@ -128,7 +135,7 @@ class Controller:
             canary = self._start(
                 rollout, f"deploy: starting {release} next to {stable.release}, with no traffic"
             )
-        problem = self._pre_traffic_problem(canary)
+        problem = self._pre_traffic_problem(canary) or self._reference_problem(stable, canary)
         if problem:
             return self._roll_back(rollout, problem)
         return self._step_through(rollout)
@@ -142,6 +149,35 @@ class Controller:
         passed, detail = golden_rows_answered(canary.url)
         self.say(f"deploy: canary ready; {detail}")
         return None if passed else detail
+
+    def _reference_problem(self, stable: Deployed, canary: Deployed) -> str | None:
+        """Ask both versions the held-out rows; a canary whose answers already differ from
+        stable's by more than `prediction_divergence_max` gets no traffic at all."""
+        if not self.reference_records:
+            self.say("deploy: no held-out rows here: predictions are held to the fixed limit")
+            return None
+        try:
+            self.reference = ask_reference(stable.url, canary.url, self.reference_records)
+        except (httpx.HTTPError, KeyError, ValueError) as error:
+            return f"the canary did not answer the held-out rows: {error!r}"
+        if self.reference is None:
+            self.say("deploy: stable and canary predict different classes: fixed limit")
+            return None
+        offline = self.reference.offline()
+        limit = self.settings.thresholds.prediction_divergence_max
+        self.say(
+            f"deploy: on {self.reference.rows} held-out rows the canary's predictions diverge "
+            f"from stable's by {offline.classes or 0:.3f} (classes) and "
+            f"{offline.probabilities or 0:.3f} (probabilities)"
+        )
+        found = offline.beyond(limit)
+        if not found:
+            return None
+        return (
+            f"before any traffic, on the same {self.reference.rows} held-out rows: "
+            f"{'; '.join(found)} (Jensen-Shannon): the canary's answers already differ from "
+            "stable's by more than a retrained model's"
+        )
 
     def _start(self, rollout: Rollout, announcement: str) -> Deployed:
         """Start the rollout's release with no traffic, saving the rollout first: a
@@ -225,6 +261,7 @@ class Controller:
             self.settings.thresholds,
             self.settings.min_requests,
             tail_breached_before,
+            self.reference,
         )
         return analysis, before
 

@@ -5,14 +5,15 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from sklearn.base import BaseEstimator, is_classifier
+from sklearn.base import BaseEstimator, is_classifier, is_regressor
 
 from pr2prod.errors import Pr2prodError
 from pr2prod.settings import TrainSettings
 
 
-def make_estimator(train: TrainSettings, seed: int) -> BaseEstimator:
-    """Instantiate e.g. `sklearn.ensemble.RandomForestClassifier` with the given settings.
+def make_estimator(train: TrainSettings, seed: int, numeric_target: bool = False) -> BaseEstimator:
+    """Instantiate e.g. `sklearn.ensemble.RandomForestClassifier` with the given settings:
+    a classifier for a categorical target, a regressor for a numeric one.
 
     The pipeline seed becomes the estimator's `random_state` unless params.yaml sets one,
     so that training is reproducible by default.
@@ -29,8 +30,18 @@ def make_estimator(train: TrainSettings, seed: int) -> BaseEstimator:
             f"params.yaml: train.hyperparameters do not fit {train.estimator}: {error}",
             hint="use the parameter names from the estimator's scikit-learn documentation",
         ) from error
-    if not is_classifier(estimator):
-        raise Pr2prodError(f"params.yaml: train.estimator {train.estimator} is not a classifier")
+    if numeric_target and not is_regressor(estimator):
+        raise Pr2prodError(
+            f"params.yaml: train.estimator {train.estimator} is not a regressor, and "
+            "schema.yaml's target is numeric",
+            hint="name a regressor, e.g. sklearn.ensemble.RandomForestRegressor",
+        )
+    if not numeric_target and not is_classifier(estimator):
+        raise Pr2prodError(
+            f"params.yaml: train.estimator {train.estimator} is not a classifier, and "
+            "schema.yaml's target has classes",
+            hint="name a classifier, e.g. sklearn.ensemble.RandomForestClassifier",
+        )
     return estimator
 
 

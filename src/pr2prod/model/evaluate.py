@@ -1,12 +1,15 @@
 """`pr2prod evaluate`: test-set metrics, per-row predictions and the data behind the plots.
 
 For a binary target, precision, recall, F1 and the ROC/PR curves are about the schema's
-positive class; for more classes they are macro averages and micro-averaged curves.
+positive class; for more classes they are macro averages and micro-averaged curves. For
+a numeric target: errors (RMSE, MAE, median absolute error, MAPE), R2, and each row's
+prediction and residual, which the plots of predicted against actual values draw.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,20 +21,25 @@ from sklearn.preprocessing import label_binarize
 from pr2prod.data.validation import load_typed
 from pr2prod.model.artifact import load_pipeline_model
 from pr2prod.model.metrics import DECIMALS, classification_metrics
+from pr2prod.model.regression_metrics import regression_metrics
 from pr2prod.schema import FeatureSchema
+
+# The plot data files in results/plots/, by task (dvc.yaml's `plots:` draws them).
+ROC_FILE, PRECISION_RECALL_FILE, RESIDUALS_FILE = "roc.csv", "precision_recall.csv", "residuals.csv"
 
 
 @dataclass(frozen=True)
 class Evaluation:
     metrics: dict[str, object]
     predictions: pd.DataFrame
-    roc: pd.DataFrame
-    precision_recall: pd.DataFrame
+    plots: dict[str, pd.DataFrame]  # file name in results/plots/ -> its rows
 
 
 def evaluate_model(model_path: Path, test_path: Path, schema: FeatureSchema) -> Evaluation:
     model = load_pipeline_model(model_path)
     test = load_typed(test_path, schema)
+    if schema.target.is_numeric:
+        return _evaluate_regressor(model, test, schema)
     classes = list(schema.target.classes)
     actual = test[schema.target.name].astype(str).to_numpy()
     # Columns in schema order, whatever order the estimator learnt the classes in.
@@ -44,8 +52,28 @@ def evaluate_model(model_path: Path, test_path: Path, schema: FeatureSchema) -> 
             actual, probabilities, classes, schema.target.positive_class
         ),
         predictions=_predictions(test, schema, actual, predicted, probabilities),
-        roc=_roc(truth, scores),
-        precision_recall=_precision_recall(truth, scores),
+        plots={
+            ROC_FILE: _roc(truth, scores),
+            PRECISION_RECALL_FILE: _precision_recall(truth, scores),
+        },
+    )
+
+
+def _evaluate_regressor(model, test: pd.DataFrame, schema: FeatureSchema) -> Evaluation:
+    actual = test[schema.target.name].to_numpy(dtype=float)
+    predicted = np.asarray(model.predict(test[schema.feature_names]), dtype=float)
+    predictions = pd.DataFrame(
+        {
+            "row_id": row_ids(len(test)),
+            "actual": actual.round(DECIMALS),
+            "predicted": predicted.round(DECIMALS),
+            "residual": (actual - predicted).round(DECIMALS),
+        }
+    )
+    return Evaluation(
+        metrics=regression_metrics(actual, predicted),
+        predictions=predictions,
+        plots={RESIDUALS_FILE: predictions[["actual", "predicted", "residual"]]},
     )
 
 
@@ -98,15 +126,16 @@ def _precision_recall(truth: np.ndarray, scores: np.ndarray) -> pd.DataFrame:
 
 
 def write_evaluation(
-    evaluation: Evaluation,
-    metrics_path: Path,
-    predictions_path: Path,
-    roc_path: Path,
-    precision_recall_path: Path,
+    evaluation: Evaluation, metrics_path: Path, predictions_path: Path, plots_dir: Path
 ) -> None:
-    for path in (metrics_path, predictions_path, roc_path, precision_recall_path):
+    """Write the metrics, the predictions and the task's plot files (plots_dir holds those
+    and nothing else: another task's files left there would be drawn as this model's)."""
+    for path in (metrics_path, predictions_path):
         path.parent.mkdir(parents=True, exist_ok=True)
+    if plots_dir.exists():
+        shutil.rmtree(plots_dir)
+    plots_dir.mkdir(parents=True)
     metrics_path.write_text(json.dumps(evaluation.metrics, indent=2) + "\n")
     evaluation.predictions.to_csv(predictions_path, index=False, lineterminator="\n")
-    evaluation.roc.to_csv(roc_path, index=False, lineterminator="\n")
-    evaluation.precision_recall.to_csv(precision_recall_path, index=False, lineterminator="\n")
+    for name, frame in evaluation.plots.items():
+        frame.to_csv(plots_dir / name, index=False, lineterminator="\n")

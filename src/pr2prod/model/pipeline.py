@@ -39,4 +39,9 @@ def build_pipeline(schema: FeatureSchema, estimator: BaseEstimator) -> Pipeline:
         )
         transformers.append(("categorical", categorical, [f.name for f in categorical_features]))
     preprocess = ColumnTransformer(transformers, remainder="drop")
-    return Pipeline([("preprocess", preprocess), ("classifier", estimator)])
+    return Pipeline([("preprocess", preprocess), (estimator_step(schema), estimator)])
+
+
+def estimator_step(schema: FeatureSchema) -> str:
+    """The estimator's step name in the pipeline: what it is to the schema's target."""
+    return "regressor" if schema.target.is_numeric else "classifier"

@@ -10,7 +10,7 @@ import sklearn
 
 from pr2prod.data.validation import load_typed
 from pr2prod.model.estimator import make_estimator
-from pr2prod.model.pipeline import build_pipeline
+from pr2prod.model.pipeline import build_pipeline, estimator_step
 from pr2prod.schema import FeatureSchema
 from pr2prod.settings import Settings
 
@@ -20,18 +20,19 @@ def train_model(
 ) -> int:
     """Fit and save the model; return the number of training rows."""
     frame = load_typed(train_path, schema)
-    pipeline = build_pipeline(schema, make_estimator(settings.train, settings.seed))
+    estimator = make_estimator(settings.train, settings.seed, schema.target.is_numeric)
+    pipeline = build_pipeline(schema, estimator)
     pipeline.fit(frame[schema.feature_names], frame[schema.target.name])
     model_path.parent.mkdir(parents=True, exist_ok=True)
     joblib.dump(pipeline, model_path)
     # No timestamps here: the card is a DVC output and must be identical on every re-run.
     card = {
         "estimator": settings.train.estimator,
-        "hyperparameters": pipeline.named_steps["classifier"].get_params(),
+        "hyperparameters": pipeline.named_steps[estimator_step(schema)].get_params(),
         "seed": settings.seed,
         "features": schema.feature_names,
         "target": schema.target.name,
-        "classes": [str(label) for label in pipeline.classes_],
+        "classes": [str(label) for label in getattr(pipeline, "classes_", [])],
         "training_rows": len(frame),
         "scikit_learn_version": sklearn.__version__,
     }

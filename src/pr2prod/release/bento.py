@@ -19,12 +19,15 @@ import bentoml
 import yaml
 
 from pr2prod import paths
+from pr2prod.data.records import split_records
 from pr2prod.errors import Pr2prodError
+from pr2prod.model.artifact import load_pipeline_model
 from pr2prod.release.bundle import write_bundle
+from pr2prod.release.compile import compile_for_serving
 from pr2prod.release.golden import golden_rows
 from pr2prod.release.reference import build_reference
 from pr2prod.schema import FeatureSchema
-from pr2prod.serving.bundle import GOLDEN_FILE
+from pr2prod.serving.bundle import GOLDEN_FILE, ModelBundle
 from pr2prod.settings import Settings, load_settings
 
 MODEL_NAME = "pr2prod-model"
@@ -51,6 +54,8 @@ BUNDLE_INPUTS = (
     SERVICE_SOURCES / "release" / "golden.py",
     SERVICE_SOURCES / "release" / "reference.py",
     SERVICE_SOURCES / "serving" / "reference.py",
+    SERVICE_SOURCES / "release" / "compile.py",
+    SERVICE_SOURCES / "release" / "onnx_conversion.py",
 )
 
 
@@ -60,16 +65,19 @@ class BentoInfo:
     bento_tag: str
     model_created: bool
     bento_created: bool
+    inference: dict  # the model card's: which runtime serves the model, and why
 
 
-def expected_tags() -> tuple[str, str]:
-    """(model tag, bento tag) for the model and service code in the workspace now."""
+def expected_tags(settings: Settings | None = None) -> tuple[str, str]:
+    """(model tag, bento tag) for the model and service code in the workspace now, with
+    `settings` (default: params.yaml's)."""
     missing = [str(path) for path in BUNDLE_INPUTS if not path.is_file()]
     if missing:
         raise Pr2prodError(
             f"missing {', '.join(missing)}", hint="run the pipeline first: `make repro`"
         )
-    model_tag = f"{MODEL_NAME}:{_digest(list(BUNDLE_INPUTS), salt=_bundle_settings())}"
+    salt = _bundle_settings(settings or load_settings())
+    model_tag = f"{MODEL_NAME}:{_digest(list(BUNDLE_INPUTS), salt=salt)}"
     return model_tag, f"{BENTO_NAME}:{_digest([BENTOFILE, *shipped_files()], salt=model_tag)}"
 
 
@@ -94,7 +102,7 @@ def shipped_files() -> list[Path]:
 
 def build_bento(settings: Settings, schema: FeatureSchema) -> BentoInfo:
     """Store the model (if new) and build the bento that serves exactly that model."""
-    model_tag, bento_tag = expected_tags()
+    model_tag, bento_tag = expected_tags(settings)
     model_created = _ensure_model(model_tag, settings, schema)
     bento_created = False
     if not _exists(bentoml.bentos.get, bento_tag):
@@ -107,7 +115,8 @@ def build_bento(settings: Settings, schema: FeatureSchema) -> BentoInfo:
         )
         _require_the_runtime_lock(Path(bento.path_of(BENTO_REQUIREMENTS)))
         bento_created = True
-    return BentoInfo(model_tag, bento_tag, model_created, bento_created)
+    bundle = ModelBundle.load(Path(bentoml.models.get(model_tag).path))
+    return BentoInfo(model_tag, bento_tag, model_created, bento_created, bundle.inference)
 
 
 def built_bento_tag() -> str:
@@ -137,6 +146,11 @@ def stored_golden_rows() -> dict:
 def _ensure_model(tag: str, settings: Settings, schema: FeatureSchema) -> bool:
     if _exists(bentoml.models.get, tag):
         return False
+    golden = golden_rows(paths.TRAIN_SPLIT, paths.TEST_SPLIT, paths.MODEL, schema, settings.seed)
+    # Parity over every test row, and the golden rows the service checks at start-up.
+    records = split_records(paths.TEST_SPLIT, schema) + golden["records"]
+    model_in_memory = load_pipeline_model(paths.MODEL)
+    compiled = compile_for_serving(model_in_memory, schema, records, settings.compile)
     with bentoml.models.create(tag, labels={"source": "dvc"}) as model:
         write_bundle(
             Path(model.path),
@@ -145,10 +159,9 @@ def _ensure_model(tag: str, settings: Settings, schema: FeatureSchema) -> bool:
             schema_file=paths.SCHEMA,
             metrics_file=paths.METRICS,
             policy=settings.serving,
-            golden=golden_rows(
-                paths.TRAIN_SPLIT, paths.TEST_SPLIT, paths.MODEL, schema, settings.seed
-            ),
-            reference=build_reference(paths.TRAIN_SPLIT, paths.TEST_SPLIT, paths.MODEL, schema),
+            golden=golden,
+            reference=build_reference(paths.TRAIN_SPLIT, paths.TEST_SPLIT, model_in_memory, schema),
+            compiled=compiled,
         )
     return True
 
@@ -172,10 +185,11 @@ def _require_the_runtime_lock(requirements: Path) -> None:
     requirements.write_bytes(SERVING_LOCK.read_bytes())
 
 
-def _bundle_settings() -> str:
-    """The settings a bundle records: the serving policy, and the seed of its golden rows."""
-    settings = load_settings()
-    return json.dumps([dataclasses.asdict(settings.serving), settings.seed], sort_keys=True)
+def _bundle_settings(settings: Settings) -> str:
+    """The settings a bundle records: the serving policy, the seed of its golden rows and
+    the compile settings, which decide whether it holds a compiled graph."""
+    recorded = [dataclasses.asdict(settings.serving), settings.seed]
+    return json.dumps([*recorded, dataclasses.asdict(settings.compile)], sort_keys=True)
 
 
 def _exists(getter, tag: str) -> bool:

@@ -10,9 +10,11 @@ import dataclasses
 import json
 from pathlib import Path
 
+from pr2prod.release.compile import CompiledModel
 from pr2prod.serving.bundle import (
     CARD_FILE,
     GOLDEN_FILE,
+    GRAPH_FILE,
     MANIFEST_FILE,
     METRICS_FILE,
     MODEL_FILE,
@@ -33,11 +35,15 @@ def write_bundle(
     policy: ServingPolicy,
     golden: dict,
     reference: Reference,
+    compiled: CompiledModel | None = None,
 ) -> None:
-    """Fill a (new, empty) model directory from the DVC pipeline's outputs."""
+    """Fill a (new, empty) model directory from the DVC pipeline's outputs.
+
+    With `compiled`, the card is the training card plus `inference` (which runtime serves,
+    and why) and the graph is stored if it serves; without, the pipeline serves.
+    """
     for source, name in (
         (model_file, MODEL_FILE),
-        (card_file, CARD_FILE),
         (schema_file, SCHEMA_FILE),
         (metrics_file, METRICS_FILE),
     ):
@@ -45,6 +51,12 @@ def write_bundle(
     (directory / POLICY_FILE).write_text(json.dumps(dataclasses.asdict(policy), indent=2))
     (directory / GOLDEN_FILE).write_text(json.dumps(golden, indent=2))
     (directory / REFERENCE_FILE).write_text(reference.to_json())
+    card = json.loads(card_file.read_text())
+    if compiled is not None:
+        card["inference"] = compiled.inference
+        if compiled.graph is not None:
+            (directory / GRAPH_FILE).write_bytes(compiled.graph)
+    (directory / CARD_FILE).write_text(json.dumps(card, indent=2))
     write_manifest(directory)
 
 

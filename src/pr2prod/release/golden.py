@@ -26,7 +26,7 @@ from pr2prod.data.records import json_value, request_records
 from pr2prod.data.validation import load_typed
 from pr2prod.model.artifact import load_pipeline_model
 from pr2prod.schema import FeatureSchema
-from pr2prod.serving.bundle import probabilities_in_schema_order
+from pr2prod.serving.inference import PipelineRunner
 
 GOLDEN_ROWS = 8
 PROFILE_QUANTILES = (0.5, 0.25, 0.75, 0.1, 0.9)
@@ -41,11 +41,9 @@ def golden_rows(
     train = load_typed(train_file, schema)
     real = pd.concat([train, load_typed(test_file, schema)], ignore_index=True)
     records = synthetic_records(train, real, schema, GOLDEN_ROWS, seed)
-    frame = pd.DataFrame(records, columns=schema.feature_names)
     # The pipeline's own model (the file evaluate scored), loaded once dvc.lock vouches
     # for it: recording its answers needs it in memory.
-    model = load_pipeline_model(model_file)
-    probabilities = probabilities_in_schema_order(model, frame, schema)
+    probabilities = PipelineRunner(load_pipeline_model(model_file), schema).probabilities(records)
     return {
         "origin": "synthetic: per-class quantiles of the training split, no real row",
         "records": records,

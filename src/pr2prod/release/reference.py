@@ -7,14 +7,15 @@ service counts traffic with the same code that reads this file.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-import joblib
 import numpy as np
 import pandas as pd
 
+from pr2prod.data.records import split_records
 from pr2prod.data.validation import load_typed
 from pr2prod.schema import Feature, FeatureSchema
-from pr2prod.serving.bundle import probabilities_in_schema_order
+from pr2prod.serving.inference import PipelineRunner
 from pr2prod.serving.reference import (
     CategoricalReference,
     FeatureReference,
@@ -32,13 +33,11 @@ SIGNIFICANT_DIGITS = 6  # edges are quantiles, not data cells: no need for every
 
 
 def build_reference(
-    train_file: Path, test_file: Path, model_file: Path, schema: FeatureSchema
+    train_file: Path, test_file: Path, model: Any, schema: FeatureSchema
 ) -> Reference:
+    """The reference of the fitted pipeline `model` (loaded as the bundle's model is)."""
     train = load_typed(train_file, schema)
-    test = load_typed(test_file, schema)
-    probabilities = probabilities_in_schema_order(
-        joblib.load(model_file), test[schema.feature_names], schema
-    )
+    probabilities = PipelineRunner(model, schema).probabilities(split_records(test_file, schema))
     return Reference(
         rows=len(train),
         features={

@@ -25,7 +25,7 @@ from pr2prod.report.params_diff import ParamChange, diff_params
 from pr2prod.report.plots import confusion_matrix, confusion_plot, curve_plot
 from pr2prod.report.reproducibility import Reproducibility, check_reproducibility
 from pr2prod.report.revisions import commit_sha, head_sha, read_at, read_output_at
-from pr2prod.schema import FeatureSchema, load_schema, parse_schema
+from pr2prod.schema import FeatureSchema, Target, load_schema, parse_schema
 from pr2prod.settings import DataSettings, Settings, load_settings, parse_section
 
 
@@ -69,7 +69,7 @@ def build_report(base: str | None, out_dir: Path) -> Report:
     base_metrics = _base_metrics(base, notes) if base else None
     if base is None:
         notes.append("No base revision to compare with: showing this revision alone.")
-    base_schema = _base_schema(base, schema, notes) if base else None
+    base_schema, incomparable = _base_schema(base, schema, notes) if base else (None, None)
 
     rows: list[MetricRow] = []
     gate: list[RuleResult] = []
@@ -77,11 +77,17 @@ def build_report(base: str | None, out_dir: Path) -> Report:
     plots: dict[str, str] = {}
     confusion: dict[str, dict[str, dict[str, int]]] = {}
     if head_metrics is not None:
-        intervals = _intervals(base, base_schema, schema, params, notes) if base_metrics else None
+        intervals = (
+            _intervals(base, base_schema, schema, params, notes)
+            if base_metrics and not incomparable
+            else None
+        )
         interval_note = intervals.note if intervals else ""
-        rows = compare_metrics(base_metrics, head_metrics, params.gate, intervals)
+        rows = compare_metrics(
+            base_metrics, head_metrics, params.gate, intervals, comparable=not incomparable
+        )
         gate = [
-            *check_gate(params.gate, head_metrics, base_metrics),
+            *check_gate(params.gate, head_metrics, base_metrics, incomparable),
             check_reproduction(reproducibility),
         ]
         plots, confusion = _plots(base, schema, out_dir)
@@ -134,27 +140,41 @@ def _base_metrics(base: str, notes: list[str]) -> dict[str, float] | None:
     return figures
 
 
-def _base_schema(base: str, schema: FeatureSchema, notes: list[str]) -> FeatureSchema | None:
+def _base_schema(
+    base: str, schema: FeatureSchema, notes: list[str]
+) -> tuple[FeatureSchema | None, str | None]:
+    """The base's schema, and why its metrics are not comparable with this revision's (if so)."""
     text = read_at(base, paths.SCHEMA)
     if text is None:
-        return None
+        return None, None
     try:
         base_schema = parse_schema(text, Path(f"{base}:{paths.SCHEMA}"))
     except Pr2prodError as error:
         notes.append(f"The base schema cannot be read ({error}): it is not compared.")
-        return None
+        return None, "the base's schema.yaml cannot be read, so its target is unknown"
     added = [name for name in schema.feature_names if name not in base_schema.feature_names]
     removed = [name for name in base_schema.feature_names if name not in schema.feature_names]
     changes = [f"added {', '.join(added)}"] if added else []
     changes += [f"removed {', '.join(removed)}"] if removed else []
-    if base_schema.target.classes != schema.target.classes:
-        changes.append(
-            f"target classes {', '.join(base_schema.target.classes)} -> "
-            f"{', '.join(schema.target.classes)}"
-        )
+    incomparable = target_change(base_schema.target, schema.target)
+    if incomparable:
+        changes.append(incomparable)
     if changes:
         notes.append(f"The feature schema changed: {'; '.join(changes)}.")
-    return base_schema
+    if incomparable:
+        notes.append(
+            f"The task changed ({incomparable}): base and PR metrics are shown side by side "
+            "but not compared, and gate rules relative to the base do not apply; only the "
+            "absolute limits decide."
+        )
+    return base_schema, incomparable
+
+
+def target_change(base: Target, head: Target) -> str | None:
+    """Why metrics of a model for `base` do not compare with one for `head` (None: they do)."""
+    if base == head:
+        return None
+    return f"the target changed: {base.describe()} -> {head.describe()}"
 
 
 def _intervals(
@@ -168,9 +188,6 @@ def _intervals(
     head_text = read_output_at(None, paths.PREDICTIONS)
     if base_text is None or head_text is None or base_schema is None:
         notes.append("Confidence intervals unavailable: the base has no per-row predictions.")
-        return None
-    if base_schema.target.classes != schema.target.classes:
-        notes.append("Confidence intervals unavailable: the target classes changed.")
         return None
     base_split, head_split = (
         recorded_test_split(read_at(revision, paths.DVC_LOCK)) for revision in (base, None)
@@ -268,7 +285,7 @@ def judge(
         return Verdict(False, f"the data failed validation ({broken} rule(s) broken)")
     if reproducibility.exit_status not in (None, 0):
         return Verdict(False, f"`dvc repro` failed (exit {reproducibility.exit_status})")
-    failed = [rule for rule in gate if not rule.passed]
+    failed = [rule for rule in gate if rule.failed]
     if failed:
         detail = "; ".join(f"{r.metric} {r.check} (found {r.value})" for r in failed)
         reason = f"{len(failed)} of {len(gate)} gate rule(s) failed: {detail}"
@@ -279,6 +296,12 @@ def judge(
         return Verdict(False, reason)
     if not any(rule.metric != REPRODUCTION for rule in gate):
         return Verdict(True, "no gate rules are configured in params.yaml")
+    deciding = [rule for rule in gate if rule.passed is not None]
+    if len(deciding) < len(gate):
+        skipped = len(gate) - len(deciding)
+        return Verdict(
+            True, f"all {len(deciding)} applicable gate rules pass ({skipped} not applicable)"
+        )
     return Verdict(True, f"all {len(gate)} gate rules pass")
 
 

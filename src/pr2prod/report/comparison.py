@@ -20,10 +20,11 @@ class MetricRow:
     head: float | None
     higher_is_better: bool | None  # None: a count, neither better nor worse
     interval: tuple[float, float] | None = None
+    comparable: bool = True  # False: the base measured another target or task
 
     @property
     def delta(self) -> float | None:
-        if self.base is None or self.head is None:
+        if self.base is None or self.head is None or not self.comparable:
             return None
         return self.head - self.base
 
@@ -60,8 +61,13 @@ def compare_metrics(
     head: dict[str, float],
     rules: Mapping[str, GateRule],
     intervals: DeltaIntervals | None,
+    comparable: bool = True,
 ) -> list[MetricRow]:
-    """One row per metric in either revision: overall figures first, then per class."""
+    """One row per metric in either revision: overall figures first, then per class.
+
+    When not `comparable` (the base's target or task differs), both figures are listed
+    but no delta is drawn between them.
+    """
     names = list(head) + [name for name in (base or {}) if name not in head]
     rows = []
     for name in names:
@@ -76,6 +82,7 @@ def compare_metrics(
                 head=head.get(name),
                 higher_is_better=higher,
                 interval=interval,
+                comparable=comparable,
             )
         )
     return rows

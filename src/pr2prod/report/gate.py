@@ -19,14 +19,26 @@ REPRODUCE_AND_COMMIT = "run `make repro`, then commit dvc.lock and results/"
 class RuleResult:
     metric: str
     check: str  # what was required, in words
-    value: str  # what was found
-    passed: bool
+    value: str  # what was found, or why the rule does not apply
+    passed: bool | None  # None: the rule does not apply to this comparison and decides nothing
+
+    @property
+    def failed(self) -> bool:
+        return self.passed is False
 
 
 def check_gate(
-    rules: Mapping[str, GateRule], head: dict[str, float], base: dict[str, float] | None
+    rules: Mapping[str, GateRule],
+    head: dict[str, float],
+    base: dict[str, float] | None,
+    base_incomparable: str | None = None,
 ) -> list[RuleResult]:
-    """Each rule's limit and regression checks; regressions only when the base has the metric."""
+    """Each rule's limit and regression checks; regressions only when the base has the metric.
+
+    `base_incomparable` says why the base's figures measure something else (another target
+    or task): rules relative to the base are then listed as not applicable, and only the
+    absolute limits decide.
+    """
     results: list[RuleResult] = []
     for metric, rule in rules.items():
         value = head.get(metric)
@@ -38,7 +50,16 @@ def check_gate(
             passed = value >= rule.limit if rule.higher_is_better else value <= rule.limit
             results.append(RuleResult(metric, f"{sign} {rule.limit:g}", f"{value:.4f}", passed))
         base_value = None if base is None else base.get(metric)
-        if rule.max_regression is not None and base_value is not None:
+        if rule.max_regression is not None and base_value is not None and base_incomparable:
+            results.append(
+                RuleResult(
+                    metric,
+                    f"regression vs base <= {rule.max_regression:g}",
+                    f"not applicable: {base_incomparable}",
+                    passed=None,
+                )
+            )
+        elif rule.max_regression is not None and base_value is not None:
             # A regression is a move in the worse direction; improvements never fail.
             worsening = (base_value - value) if rule.higher_is_better else (value - base_value)
             results.append(

@@ -16,9 +16,13 @@ def gate_status(report_json: Path) -> tuple[bool, str]:
     report = json.loads(report_json.read_text())
     verdict = report["verdict"]
     rows = [
-        [rule["metric"], rule["check"], rule["value"], "pass" if rule["passed"] else "FAIL"]
+        [rule["metric"], rule["check"], rule["value"], _word(rule["passed"])]
         for rule in report["gate"]
     ]
     table = tabulate(rows, headers=["metric", "rule", "found", ""]) if rows else ""
     headline = f"gate: {'passes' if verdict['passed'] else 'FAILS'}: {verdict['reason']}"
     return verdict["passed"], "\n\n".join(part for part in (headline, table) if part)
+
+
+def _word(passed: bool | None) -> str:
+    return {True: "pass", False: "FAIL", None: "n/a"}[passed]

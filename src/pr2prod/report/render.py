@@ -104,11 +104,12 @@ def _gate(report: Report) -> str:
     if not report.gate:
         return ""
     lines = ["### Quality gate", "", "| metric | rule | found | |", "|---|---|--:|:-:|"]
-    lines += [
-        f"| {r.metric} | {r.check} | {r.value} | {'✅' if r.passed else '❌'} |"
-        for r in report.gate
-    ]
+    lines += [f"| {r.metric} | {r.check} | {r.value} | {_mark(r.passed)} |" for r in report.gate]
     return "\n".join(lines)
+
+
+def _mark(passed: bool | None) -> str:
+    return {True: "✅", False: "❌", None: "n/a"}[passed]
 
 
 def _params(report: Report) -> str:

@@ -1,6 +1,8 @@
 """What a served model carries: the fitted pipeline and everything needed to check it.
 
-The BentoML model directory holds the DVC pipeline's model.joblib, its model card,
+The BentoML model directory holds the DVC pipeline's model.joblib, the same pipeline
+compiled to ONNX (model.onnx) when it proved equal to it, its model card (saying which of
+the two the service runs, and why),
 the schema it was trained on, the serving policy, a summary of its test metrics and a
 few golden rows (synthetic inputs, never a real record, with the probabilities the
 pipeline's model gave them when the bento was made), so a served model can prove at
@@ -19,12 +21,19 @@ from typing import Any
 
 import joblib
 import numpy as np
-import pandas as pd
 
 from pr2prod.schema import FeatureSchema, parse_schema
+from pr2prod.serving.inference import (
+    ONNXRUNTIME,
+    SCIKIT_LEARN,
+    CompiledRunner,
+    PipelineRunner,
+    Runner,
+)
 from pr2prod.serving.policy import ServingPolicy
 
 MODEL_FILE = "model.joblib"
+GRAPH_FILE = "model.onnx"  # only when the service runs the compiled model
 CARD_FILE = "model.json"
 SCHEMA_FILE = "schema.yaml"
 POLICY_FILE = "serving.json"
@@ -58,14 +67,26 @@ class ModelBundle:
             golden=json.loads((path / GOLDEN_FILE).read_text()),
         )
 
+    @property
+    def inference(self) -> dict[str, Any]:
+        """How the model runs (the card's `inference`; bundles made before it: scikit-learn)."""
+        return self.card.get("inference", {"runtime": SCIKIT_LEARN})
+
     def load_model(self) -> Any:
+        """The scikit-learn pipeline as trained."""
         return joblib.load(self.path / MODEL_FILE)
 
-    def golden_rows_match(self, model: Any) -> tuple[bool, float]:
+    def load_runner(self) -> Runner:
+        """What serves: the compiled graph if `make bento` stored one, else the pipeline."""
+        if self.inference["runtime"] == ONNXRUNTIME:
+            graph = (self.path / GRAPH_FILE).read_bytes()
+            return CompiledRunner(graph, self.inference["graph_classes"], self.schema)
+        return PipelineRunner(self.load_model(), self.schema)
+
+    def golden_rows_match(self, model: Runner) -> tuple[bool, float]:
         """Do the golden rows get the probabilities recorded for them? (and the worst gap)"""
-        frame = pd.DataFrame(self.golden["records"], columns=self.schema.feature_names)
         expected = np.asarray(self.golden["probabilities"])
-        actual = probabilities_in_schema_order(model, frame, self.schema)
+        actual = model.probabilities(self.golden["records"])
         gap = float(np.abs(actual - expected).max())
         return gap <= TOLERANCE, gap
 
@@ -99,8 +120,3 @@ def check_manifest(path: Path) -> None:
 
 class BundleError(Exception):
     """A model bundle that is not the one `make bento` wrote: never load it."""
-
-
-def probabilities_in_schema_order(model: Any, frame: pd.DataFrame, schema: FeatureSchema):
-    order = [list(map(str, model.classes_)).index(label) for label in schema.target.classes]
-    return model.predict_proba(frame)[:, order]

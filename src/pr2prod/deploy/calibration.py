@@ -1,0 +1,218 @@
+"""What prediction divergence to expect between stable and a canary, known before traffic.
+
+Before the canary gets any traffic, both versions answer the same held-out rows (the test
+split). That gives two things:
+
+- how different the two models are on identical inputs (`Reference.offline`): an honest
+  retraining moves a few rows' probabilities, a broken model moves the whole histogram;
+- how large a live window's divergence may honestly be (`Reference.live_limits`): a window
+  compares stable's predictions for some requests with the canary's for others, so its
+  divergence is the models' own difference plus sampling noise, and that noise grows as
+  the requests, the distinct inputs among them, or the data shrink, and as the classes
+  multiply. The limit is simulated: windows of the same sizes are drawn from the held-out
+  rows, both versions' recorded answers are histogrammed exactly as /metrics would, and
+  the divergence is measured as a live window's is. A live divergence beyond nearly all
+  of those simulated ones means the canary does not behave live as it did on the same
+  rows before traffic.
+
+No per-row answer is stored in a bundle or an image: the answers are asked for live, from
+the rows the deploying workspace already holds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import numpy as np
+
+from pr2prod.deploy.divergence import js_divergence, probability_divergence
+from pr2prod.serving.telemetry import PROBABILITY_BUCKETS
+
+# Simulated windows per limit; the limit is LIMIT_HEADROOM times the LIMIT_QUANTILE of
+# their divergences. A far tail quantile of a thousand simulations is itself noise (the
+# 99.9th is the second largest); the 99th is steady. Measured on the three-class test set
+# (tests/unit/test_divergence_calibration.py), 4,000 windows of honest retrainings reached
+# at most 1.77 times it, while a canary flattening its probabilities live showed 2.2-3.1
+# times it in 95% of windows of 100 requests or more. The headroom also absorbs live
+# traffic that is not drawn exactly like the held-out rows.
+SIMULATIONS = 1000
+LIMIT_QUANTILE = 0.99
+LIMIT_HEADROOM = 2.0
+# Below this, a divergence is no difference anyone would roll back for, however large
+# the samples (a simulated limit shrinks as windows grow).
+LIMIT_FLOOR = 0.02
+# A fixed seed: the same window sizes give the same limits on every run.
+SIMULATION_SEED = 20261207
+# The most held-out rows asked for and simulated from: enough to describe the models'
+# answers, few enough to ask in one request each and keep a simulation quick.
+MAX_REFERENCE_ROWS = 500
+BUCKET_BOUNDS = np.asarray((*PROBABILITY_BUCKETS, np.inf))
+
+
+@dataclass(frozen=True)
+class Divergences:
+    classes: float | None  # of the predicted-class shares
+    probabilities: float | None  # the largest over classes, of the probability histograms
+    worst_class: str | None  # the class whose probabilities diverge most
+
+    def beyond(self, limit: float) -> list[str]:
+        """Each divergence over `limit`, in words."""
+        found = []
+        if self.classes is not None and self.classes > limit:
+            found.append(f"predicted-class divergence {self.classes:.3f} > {limit:g}")
+        if self.probabilities is not None and self.probabilities > limit:
+            found.append(
+                f"predicted-probability divergence {self.probabilities:.3f} > {limit:g} "
+                f"(class {self.worst_class!r})"
+            )
+        return found
+
+
+@dataclass(frozen=True)
+class Reference:
+    """Both versions' predicted probabilities for the same held-out rows (rows x classes)."""
+
+    classes: tuple[str, ...]
+    stable: np.ndarray
+    canary: np.ndarray
+    # Limits already simulated, by window size: a held step asks again for the same sizes.
+    _limits: dict[tuple[int, int, int], Divergences] = field(
+        default_factory=dict, compare=False, repr=False
+    )
+
+    @property
+    def rows(self) -> int:
+        return len(self.stable)
+
+    def offline(self) -> Divergences:
+        """How far apart the two models' histograms are over the very same rows."""
+        once = np.ones((1, self.rows))
+        return divergences(
+            histogram_tables(self.stable, once, self.classes)(0),
+            histogram_tables(self.canary, once, self.classes)(0),
+        )
+
+    def live_limits(
+        self, stable_records: float, canary_records: float, distinct_inputs: float | None = None
+    ) -> Divergences:
+        """The divergences a live window of these sizes stays under when both versions
+        answer its inputs as they answered the held-out rows.
+
+        Stable answers `stable_records` draws from a pool of `distinct_inputs` held-out
+        rows (all of them when unknown), the canary `canary_records` draws from the same
+        pool: the same traffic, split between the two.
+        """
+        pool_size = self.rows
+        if distinct_inputs is not None:
+            pool_size = int(min(max(distinct_inputs, 1), self.rows))
+        key = (int(stable_records), int(canary_records), pool_size)
+        if key not in self._limits:
+            self._limits[key] = self._simulated_limits(*key)
+        return self._limits[key]
+
+    def _simulated_limits(
+        self, stable_records: int, canary_records: int, pool_size: int
+    ) -> Divergences:
+        rng = np.random.default_rng(SIMULATION_SEED)
+        # Both versions of one simulation draw from the same pool: the same traffic, split.
+        pools = [rng.permutation(self.rows)[:pool_size] for _ in range(SIMULATIONS)]
+        stable_weights, canary_weights = (
+            _draws(rng, int(records), pools, self.rows)
+            for records in (stable_records, canary_records)
+        )
+        stable_tables = histogram_tables(self.stable, stable_weights, self.classes)
+        canary_tables = histogram_tables(self.canary, canary_weights, self.classes)
+        class_values, probability_values = [], []
+        for simulation in range(SIMULATIONS):
+            found = divergences(stable_tables(simulation), canary_tables(simulation))
+            class_values.append(found.classes or 0.0)
+            probability_values.append(found.probabilities or 0.0)
+        return Divergences(
+            classes=_limit(class_values),
+            probabilities=_limit(probability_values),
+            worst_class=None,
+        )
+
+
+def _limit(simulated: list[float]) -> float:
+    return max(LIMIT_FLOOR, LIMIT_HEADROOM * float(np.quantile(simulated, LIMIT_QUANTILE)))
+
+
+def _draws(rng: np.random.Generator, draws: int, pools: list[np.ndarray], rows: int) -> np.ndarray:
+    """Simulations x rows: how often each row is drawn when `draws` requests pick uniformly
+    from that simulation's pool of rows."""
+    weights = np.zeros((len(pools), rows))
+    for simulation, pool in enumerate(pools):
+        uniform = np.full(len(pool), 1 / len(pool))
+        weights[simulation, pool] = rng.multinomial(max(draws, 0), uniform)
+    return weights
+
+
+Tables = tuple[dict[str, float], dict[str, dict[float, float]]]
+
+
+def histogram_tables(
+    probabilities: np.ndarray, weights: np.ndarray, classes: Sequence[str]
+) -> Callable[[int], Tables]:
+    """What /metrics would count if row i were answered weights[s, i] times, in simulation
+    s: records per predicted class, and per class the records in each probability bucket
+    (by upper bound, the service's own buckets). Counted for every simulation at once."""
+    predicted = probabilities.argmax(axis=1)
+    class_counts = weights @ np.eye(len(classes))[predicted]  # simulations x classes
+    buckets = np.searchsorted(BUCKET_BOUNDS, probabilities, side="left")  # first bound >= p
+    bucket_counts = [
+        weights @ np.eye(len(BUCKET_BOUNDS))[buckets[:, c]] for c in range(len(classes))
+    ]
+
+    def tables(simulation: int) -> Tables:
+        return (
+            {
+                name: float(n)
+                for name, n in zip(classes, class_counts[simulation], strict=True)
+                if n
+            },
+            {
+                name: dict(zip(BUCKET_BOUNDS.tolist(), counts[simulation].tolist(), strict=True))
+                for name, counts in zip(classes, bucket_counts, strict=True)
+            },
+        )
+
+    return tables
+
+
+def divergences(stable: Tables, canary: Tables) -> Divergences:
+    probabilities, worst = probability_divergence(stable[1], canary[1])
+    return Divergences(js_divergence(stable[0], canary[0]), probabilities, worst)
+
+
+def ask_reference(
+    stable_url: str, canary_url: str, records: list[dict[str, Any]], timeout: float = 30.0
+) -> Reference | None:
+    """Both versions' answers for the same held-out records, asked of each version directly
+    (no client traffic). None when the versions predict different classes: there is then
+    nothing to compare a window with."""
+    records = records[:MAX_REFERENCE_ROWS]
+    if not records:
+        return None
+    answers = [_answers(url, records, timeout) for url in (stable_url, canary_url)]
+    (stable_classes, stable), (canary_classes, canary) = answers
+    if stable_classes != canary_classes:
+        return None
+    return Reference(tuple(stable_classes), stable, canary)
+
+
+def _answers(url: str, records: list[dict[str, Any]], timeout: float) -> tuple[list[str], Any]:
+    with httpx.Client(base_url=url, timeout=timeout) as client:
+        metadata = client.get("/model").raise_for_status().json()
+        classes, chunk = list(metadata["classes"]), int(metadata["policy"]["max_records"])
+        rows = []
+        for start in range(0, len(records), chunk):
+            response = client.post("/predict", json={"records": records[start : start + chunk]})
+            response.raise_for_status()
+            rows += [
+                [answer["probabilities"][name] for name in classes] for answer in response.json()
+            ]
+    return classes, np.asarray(rows, dtype=float)

@@ -1,0 +1,184 @@
+"""The trained pipeline compiled to ONNX answers every test row as scikit-learn does, or
+the service keeps scikit-learn and the model card says why."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import joblib
+import numpy as np
+import pytest
+import yaml
+from conftest import FIXTURES
+from sklearn.datasets import load_iris
+
+from pr2prod.data.records import split_records
+from pr2prod.data.sample import write_sample
+from pr2prod.model.split import split_dataset
+from pr2prod.model.train import train_model
+from pr2prod.release.compile import compile_for_serving, describe_inference
+from pr2prod.schema import FeatureSchema, load_schema
+from pr2prod.serving.inference import ONNXRUNTIME, SCIKIT_LEARN, CompiledRunner, PipelineRunner
+from pr2prod.settings import (
+    CompileSettings,
+    DataSettings,
+    SettingError,
+    Settings,
+    SplitSettings,
+    TrainSettings,
+    load_settings,
+)
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+MIXED = FIXTURES / "mixed"
+
+
+def trained(params: Settings, schema_path: Path, workdir: Path):
+    """(fitted pipeline, schema, test records) as the pipeline's stages leave them."""
+    schema = load_schema(schema_path)
+    train, test = workdir / "train.csv", workdir / "test.csv"
+    split_dataset(params, schema, train, test)
+    train_model(params, schema, train, workdir / "model.joblib", workdir / "model.json")
+    return joblib.load(workdir / "model.joblib"), schema, split_records(test, schema)
+
+
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory: pytest.TempPathFactory):
+    workdir = tmp_path_factory.mktemp("sample")
+    params = load_settings(REPO_ROOT / "params.yaml")
+    params = replace(params, data=DataSettings(write_sample(workdir / "breast_cancer.csv")))
+    return trained(params, REPO_ROOT / "schema.yaml", workdir)
+
+
+@pytest.fixture(scope="module")
+def mixed(tmp_path_factory: pytest.TempPathFactory):
+    params = load_settings(MIXED / "params.yaml")
+    params = replace(params, data=DataSettings(MIXED / "loans.csv"))
+    return trained(params, MIXED / "schema.yaml", tmp_path_factory.mktemp("mixed"))
+
+
+def iris(workdir: Path, estimator: str, hyperparameters: dict):
+    data = load_iris(as_frame=True)
+    frame = data.frame.rename(columns=lambda name: name.replace(" (cm)", "").replace(" ", "_"))
+    frame["species"] = frame.pop("target").map(dict(enumerate(data.target_names)))
+    frame.to_csv(workdir / "iris.csv", index=False)
+    schema = {
+        # The schema's class order differs from the estimator's (alphabetical) one.
+        "target": {"name": "species", "classes": ["virginica", "setosa", "versicolor"]},
+        "features": {name: {"type": "numeric"} for name in frame.columns[:4]},
+    }
+    (workdir / "schema.yaml").write_text(yaml.safe_dump(schema))
+    params = Settings(
+        seed=3,
+        data=DataSettings(workdir / "iris.csv"),
+        split=SplitSettings(test_size=0.3),
+        train=TrainSettings(estimator, hyperparameters),
+    )
+    return trained(params, workdir / "schema.yaml", workdir)
+
+
+def assert_compiled_equals_the_pipeline(model, schema: FeatureSchema, records: list[dict]):
+    compiled = compile_for_serving(model, schema, records, CompileSettings())
+
+    assert compiled.inference["runtime"] == ONNXRUNTIME, compiled.inference.get("reason")
+    parity = compiled.inference["parity"]
+    assert parity["rows"] == len(records)
+    assert parity["classes_differing"] == 0
+    assert parity["max_probability_gap"] <= CompileSettings().tolerance
+    # And independently of the parity report: the graph as the service would load it.
+    served = CompiledRunner(compiled.graph, compiled.inference["graph_classes"], schema)
+    expected = PipelineRunner(model, schema).probabilities(records)
+    actual = served.probabilities(records)
+    assert (actual.argmax(axis=1) == expected.argmax(axis=1)).all()
+    assert np.abs(actual - expected).max() <= CompileSettings().tolerance
+    return compiled
+
+
+def test_the_sample_model_compiles_equal_on_every_test_row(sample) -> None:
+    model, schema, records = sample
+
+    compiled = assert_compiled_equals_the_pipeline(model, schema, records)
+
+    assert len(records) == 114
+    assert "compiled to ONNX" in describe_inference(compiled.inference)
+
+
+def test_categories_and_missing_values_compile_equal_on_every_test_row(mixed) -> None:
+    model, schema, records = mixed
+    missing = {name for record in records for name, value in record.items() if value is None}
+    # Missing numbers and missing categories both reach the graph.
+    assert {"age", "income", "employment", "region"} <= missing
+
+    assert_compiled_equals_the_pipeline(model, schema, records)
+
+
+def test_categories_and_missing_values_in_every_combination_compile_equal(mixed) -> None:
+    """Each record with one feature missing, and with every nullable feature missing."""
+    model, schema, records = mixed
+    nullable = [f.name for f in schema.features if f.nullable]
+    variants = [{**records[0], name: None} for name in nullable]
+    variants.append({**records[1], **dict.fromkeys(nullable)})
+
+    assert_compiled_equals_the_pipeline(model, schema, records[:5] + variants)
+
+
+@pytest.mark.parametrize(
+    ("estimator", "hyperparameters"),
+    [
+        ("sklearn.ensemble.RandomForestClassifier", {"n_estimators": 50}),
+        ("sklearn.tree.DecisionTreeClassifier", {}),
+        ("sklearn.linear_model.LogisticRegression", {"max_iter": 500}),
+    ],
+)
+def test_a_multiclass_model_compiles_equal_in_the_schemas_class_order(
+    tmp_path: Path, estimator: str, hyperparameters: dict
+) -> None:
+    model, schema, records = iris(tmp_path, estimator, hyperparameters)
+
+    compiled = assert_compiled_equals_the_pipeline(model, schema, records)
+
+    assert compiled.inference["graph_classes"] == ["setosa", "versicolor", "virginica"]
+
+
+def test_an_estimator_the_converter_cannot_handle_falls_back_with_the_reason(
+    tmp_path: Path,
+) -> None:
+    model, schema, records = iris(tmp_path, "sklearn.semi_supervised.LabelPropagation", {})
+
+    compiled = compile_for_serving(model, schema, records, CompileSettings())
+
+    assert compiled.graph is None
+    assert compiled.inference["runtime"] == SCIKIT_LEARN
+    assert compiled.inference["reason"].startswith("the ONNX converter cannot handle")
+    assert "LabelPropagation" in compiled.inference["reason"]
+
+
+def test_a_compiled_model_outside_the_tolerance_falls_back_with_the_gap(sample) -> None:
+    model, schema, records = sample
+    strict = CompileSettings(tolerance=1e-12)  # below single-precision sums of 200 trees
+
+    compiled = compile_for_serving(model, schema, records, strict)
+
+    assert compiled.graph is None
+    assert compiled.inference["runtime"] == SCIKIT_LEARN
+    assert "differs from scikit-learn on 114 rows" in compiled.inference["reason"]
+    assert compiled.inference["parity"]["max_probability_gap"] > 1e-12
+
+
+def test_compilation_can_be_turned_off(sample) -> None:
+    model, schema, records = sample
+
+    compiled = compile_for_serving(model, schema, records, CompileSettings(enabled=False))
+
+    assert compiled.graph is None
+    assert compiled.inference == {
+        "runtime": SCIKIT_LEARN,
+        "reason": "compile.enabled is false in params.yaml",
+    }
+
+
+@pytest.mark.parametrize("tolerance", [0.0, -1e-6, 1e-5])
+def test_the_tolerance_must_leave_room_for_the_golden_row_checks(tolerance: float) -> None:
+    with pytest.raises(SettingError, match="tolerance must be above 0 and at most 5e-06"):
+        CompileSettings(tolerance=tolerance)
