@@ -264,3 +264,39 @@ def test_the_sweep_section_is_read_from_its_artifact_or_says_why_it_is_missing(
     (artifact / "sweep.md").write_text(SWEEP)
     assert main([*base, "--section", "sweep"]) == 0
     assert output.read_text() == SWEEP
+
+
+def test_a_manual_sweep_posts_to_the_pull_request_its_title_names(
+    fake: FakeGitHub, tmp_path: Path
+) -> None:
+    artifact = tmp_path / "pr-sweep"
+    artifact.mkdir()
+    body = artifact / "sweep.md"
+    body.write_text(SWEEP)
+    # The artifact is written by the pull request's code: its number is never trusted.
+    (artifact / "pr-number").write_text("999\n")
+    (artifact / "head-sha").write_text("b" * 40 + "\n")
+    manual = [
+        "comment",
+        "--body-file",
+        str(body),
+        "--section",
+        "sweep",
+        "--pr-file",
+        str(artifact / "pr-number"),
+        "--head-sha",
+        "c" * 40,  # a manual run's own commit: the default branch's, not the PR's
+        "--head-sha-file",
+        str(artifact / "head-sha"),
+    ]
+
+    # The table is of an older commit than the pull request's head: not posted.
+    assert main([*manual, "--dispatched-title", f"Sweep of PR #{PR}"]) == 0
+    assert fake.posted(PR) == []
+
+    (artifact / "head-sha").write_text(HEAD + "\n")
+    assert main([*manual, "--dispatched-title", f"Sweep of PR #{PR}"]) == 0
+    [comment] = reports(fake)
+    assert comment["body"] == f"{WATERMARK}\n{SWEEP}"
+
+    assert main([*manual, "--dispatched-title", "Sweep of PR #"]) == EXIT_USER_ERROR
