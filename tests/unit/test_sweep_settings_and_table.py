@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import subprocess
+from pathlib import Path
 
 import pytest
 from conftest import REPO_ROOT
 
 from pr2prod.errors import Pr2prodError
 from pr2prod.experiments.grid import Run, check_runs_settings, expand_grid, override_value
-from pr2prod.experiments.queue import log_tail, progress, queue_states
+from pr2prod.experiments.queue import check_repository, log_tail, progress, queue_states
 from pr2prod.experiments.render import table_json, table_markdown
 from pr2prod.experiments.results import RunRecord, read_experiments
 from pr2prod.experiments.table import build_table
@@ -260,3 +262,32 @@ def test_no_run_is_best_when_none_passes_the_gate() -> None:
 
     assert "no run qualifies as best" in markdown
     assert not any(row["best"] for row in body["rows"])
+
+
+def git(*args: str, cwd: Path) -> None:
+    subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True)
+
+
+def test_a_sweep_refuses_a_shallow_clone_or_a_repository_without_commits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    origin = tmp_path / "origin"
+    origin.mkdir()
+    git("init", "--quiet", "--initial-branch=main", cwd=origin)
+    monkeypatch.chdir(origin)
+    with pytest.raises(Pr2prodError, match="no commit yet") as raised:
+        check_repository()
+    assert "git commit" in raised.value.hint
+
+    for number in (1, 2):
+        (origin / "file").write_text(f"{number}\n")
+        git("add", "file", cwd=origin)
+        git("commit", "--quiet", "-m", f"commit {number}", cwd=origin)
+    git("clone", "--quiet", "--depth=1", f"file://{origin}", "shallow", cwd=tmp_path)
+    monkeypatch.chdir(tmp_path / "shallow")
+    with pytest.raises(Pr2prodError, match="shallow clone") as raised:
+        check_repository()
+    assert "git fetch --unshallow" in raised.value.hint and "fetch-depth: 0" in raised.value.hint
+
+    git("fetch", "--quiet", "--unshallow", cwd=tmp_path / "shallow")
+    assert len(check_repository()) == 40
