@@ -22,7 +22,7 @@ STAMP := $(VENV)/.installed
 export PATH := $(abspath $(BIN)):$(PATH)
 endif
 
-.PHONY: help venv data validate repro report gate sweep sweep-report promote bento serve bench-serve bench-canary image smoke-image up down status deploy rollback abort deploy-status monitor retrain-pr smoke verify run rehearse sample-report actionlint test test-fast lint lock propose-lock clean
+.PHONY: help venv data validate repro report gate sweep sweep-report promote bento serve bench-serve bench-canary image smoke-image up down status deploy rollback abort deploy-status monitor monitor-demo retrain-pr smoke verify run rehearse sample-report actionlint test test-fast lint lock propose-lock clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -110,6 +110,9 @@ deploy-status: $(STAMP) ## What runs, and the deployment history as a table
 
 monitor: $(STAMP) ## Drift report of the service at URL, or of Prometheus (PROMETHEUS_URL) over SINCE
 	pr2prod monitor $(if $(URL),--url $(URL)) $(if $(SINCE),--since $(SINCE)) $(if $(SELECTOR),--selector '$(SELECTOR)') $(if $(FAIL_ON_DRIFT),--fail-on-drift)
+
+monitor-demo: bento ## Serve the bento, send unshifted then shifted traffic, monitor both, stop everything
+	pr2prod monitor-demo
 
 retrain-pr: data ## Add LABELLED (a CSV of labelled rows) to the data and open a retraining pull request
 	pr2prod retrain-pr $(LABELLED) --base $(or $(BASE),main)

@@ -18,6 +18,7 @@ PREDICTIONS = RESULTS / "predictions.csv"
 PLOTS = RESULTS / "plots"  # the evaluate stage's plot data, one set per task
 ROC_CURVE = PLOTS / "roc.csv"
 PR_CURVE = PLOTS / "precision_recall.csv"
+RESIDUALS = PLOTS / "residuals.csv"  # a numeric target's: actual, predicted, residual
 
 # DVC-cached artifacts (large or binary; ignored by git).
 ARTIFACTS = Path("artifacts")

@@ -89,6 +89,8 @@ ELSEWHERE: dict[str, str] = {
     "PROMETHEUS_URL=http://prometheus.monitoring:9090 make monitor SINCE=6h "
     "SELECTOR='job=\"pr2prod\"'": f"{_MONITOR}::"
     "test_clean_traffic_then_a_shift_read_from_the_service_and_from_prometheus",
+    "make monitor-demo": f"{_MONITOR}::"
+    "test_the_demo_alarms_only_on_the_shifted_feature_and_stops_its_service",
     "make retrain-pr LABELLED=labelled.csv": "tests/integration/test_retrain_pr.py::"
     "test_labelled_rows_become_one_retraining_pull_request",
 }

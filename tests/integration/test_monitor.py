@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import numpy as np
+import psutil
 import pytest
 import yaml
 from conftest import free_port, run, start_server, stop_server, system_program
@@ -173,3 +174,25 @@ def test_without_a_source_the_monitor_says_what_to_pass(
     result = run("pr2prod", "monitor", cwd=reproduced_project, check=False)
     assert result.returncode == 2
     assert "--url" in result.stderr and "PROMETHEUS_URL" in result.stderr
+
+
+def test_the_demo_alarms_only_on_the_shifted_feature_and_stops_its_service(
+    bento_tag: str, reproduced_project: Path, tmp_path: Path
+) -> None:
+    options = ("--feature", SHIFTED, "--output", tmp_path / "demo")
+    output = run("pr2prod", "monitor-demo", *options, cwd=reproduced_project).stdout
+
+    assert "unshifted traffic: 🟢 no drift; drifted: nothing" in output
+    shifted_line = next(
+        line
+        for line in output.splitlines()
+        if "shifted traffic:" in line and "unshifted" not in line
+    )
+    assert "🔴 drift" in shifted_line and SHIFTED in shifted_line
+    assert (tmp_path / "demo" / "shifted" / "drift.md").is_file()
+    leftovers = [
+        process.info["pid"]
+        for process in psutil.process_iter(["pid", "cmdline"])
+        if any("monitor-demo-" in part for part in process.info["cmdline"] or [])
+    ]
+    assert leftovers == [], "the demo left its service running"

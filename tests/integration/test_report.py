@@ -34,6 +34,12 @@ def open_pull_request(project: Path, change: Callable[[Path], None]) -> None:
     commit_all(project, "the pull request")
 
 
+def switch_to(project: Path, fixture: str) -> None:
+    """Adapt the project to a fixture dataset: data, schema.yaml and params.yaml only."""
+    use_fixture_data(project, fixture)
+    run("dvc", "add", "data", cwd=project)
+
+
 def report(project: Path, base: str = "main") -> tuple[str, dict]:
     run("make", "report", f"BASE={base}", "VENV=", cwd=project)
     markdown = (project / "report" / "report.md").read_text()
@@ -201,11 +207,7 @@ def test_a_pull_request_for_another_target_is_judged_by_absolute_rules_only(
     """The base predicts a binary diagnosis, the PR three plant species: its log loss is far
     above the base's, which says nothing about the PR, so only the absolute limits decide."""
 
-    def switch_to_three_classes(project: Path) -> None:
-        use_fixture_data(project, "three_class")
-        run("dvc", "add", "data", cwd=project)
-
-    open_pull_request(project, switch_to_three_classes)
+    open_pull_request(project, lambda project: switch_to(project, "three_class"))
     markdown, body = report(project)
 
     assert "The task changed (the target changed: diagnosis (classes malignant, benign" in markdown
@@ -218,3 +220,45 @@ def test_a_pull_request_for_another_target_is_judged_by_absolute_rules_only(
     assert body["verdict"]["passed"], body["verdict"]["reason"]
     assert "not applicable" in body["verdict"]["reason"]
     assert run("make", "gate", "VENV=", cwd=project).returncode == 0
+
+
+def test_a_switch_to_a_regression_target_gives_a_task_changed_report(project: Path) -> None:
+    open_pull_request(project, lambda project: switch_to(project, "regression"))
+    markdown, body = report(project)
+
+    assert "The task changed (the target changed: diagnosis (classes malignant" in markdown
+    assert "progression (numeric, in disease progression score after one year)" in markdown
+    names = {row["name"] for row in body["metrics"]}
+    assert {"rmse", "r2", "accuracy"} <= names  # both revisions' figures, side by side
+    assert body["verdict"]["passed"], body["verdict"]["reason"]
+    assert "(plots/predicted.png)" in markdown and "(plots/residuals.png)" in markdown
+
+
+def test_a_regression_pull_request_compares_errors_with_intervals_and_gates_them(
+    project: Path,
+) -> None:
+    switch_to(project, "regression")
+    run("make", "repro", "VENV=", cwd=project)
+
+    def shallow_trees(project: Path) -> None:
+        edit_params(project, lambda p: p["train"]["hyperparameters"].update(max_depth=2))
+
+    open_pull_request(project, shallow_trees)
+    markdown, body = report(project)
+
+    assert "paired bootstrap over the same 111 test rows" in markdown
+    for name in ("rmse", "mae", "median_absolute_error", "r2", "mape"):
+        row = next(row for row in body["metrics"] if row["name"] == name)
+        assert row["delta"] is not None and row["interval"] is not None, row
+    assert {rule["metric"] for rule in body["gate"]} >= {"rmse", "mae", "r2"}
+    for image in ("predicted.png", "residuals.png"):
+        assert (project / "report" / "plots" / image).stat().st_size > 1000
+
+    # A rule the PR's RMSE regression breaks: `make gate` fails, naming it.
+    rmse = next(row for row in body["metrics"] if row["name"] == "rmse")
+    assert rmse["delta"] > 0  # trees two levels deep underfit
+    edit_params(project, lambda p: p["gate"]["rmse"].update(max_regression=rmse["delta"] / 2))
+    commit_all(project, "a stricter RMSE rule")
+    run("make", "report", "BASE=main", "VENV=", cwd=project)
+    gate = run("make", "gate", "VENV=", cwd=project, check=False)
+    assert gate.returncode != 0 and "FAILS: 1 of 7" in gate.stderr and "rmse" in gate.stderr

@@ -140,3 +140,17 @@ def test_sparse_bins_merge_until_every_expected_count_is_large_enough() -> None:
 
 def test_holm_adjusts_in_step_down_order() -> None:
     assert holm_adjusted([0.01, 0.04, 0.03, 0.5]) == pytest.approx([0.04, 0.09, 0.09, 0.5])
+
+
+def test_features_the_service_did_not_count_are_not_enough_data_not_no_drift() -> None:
+    """A model served without a reference exports predictions but no feature series."""
+    rng = np.random.default_rng(8)
+    reference = reference_from(population(rng, TRAINING_ROWS), population(rng, TEST_ROWS))
+    live = served(reference, population(rng, 500))
+    live.features = {}
+
+    result = compare(reference, live, "v", 1.0, SETTINGS)
+
+    verdicts = {finding.name: finding.verdict for finding in result.findings}
+    assert {verdicts[name] for name in [*NUMERIC, "colour"]} == {NOT_ENOUGH_DATA}
+    assert verdicts["predicted class"] == NO_DRIFT

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import argparse
 import json
+import shutil
 from dataclasses import replace
 from pathlib import Path
 
@@ -12,8 +14,9 @@ import pandas as pd
 import pytest
 import yaml
 from conftest import FIXTURES
-from sklearn.datasets import load_diabetes, load_iris
+from sklearn.datasets import load_iris
 
+from pr2prod.commands import serving as serving_commands
 from pr2prod.errors import Pr2prodError
 from pr2prod.model.estimator import make_estimator
 from pr2prod.model.evaluate import evaluate_model, write_evaluation
@@ -149,29 +152,16 @@ def test_estimator_mistakes_are_explained(estimator: str, hyperparameters: dict,
         make_estimator(TrainSettings(estimator, hyperparameters), seed=0)
 
 
-DIABETES_SCHEMA = """
-target: {name: progression, type: numeric, min: 0, max: 400, unit: disease progression score}
-features:
-  age: {type: numeric}
-  bmi: {type: numeric}
-  bp: {type: numeric}
-  s5: {type: numeric}
-  sex: {type: categorical, categories: ["1", "2"]}
-"""
+REGRESSION = FIXTURES / "regression"
 
 
 @pytest.fixture
 def diabetes(tmp_path: Path) -> tuple[Settings, Path]:
-    """scikit-learn's bundled diabetes data (442 rows, unscaled), a few of its columns."""
-    frame = load_diabetes(as_frame=True, scaled=False).frame
-    frame = frame.rename(columns={"target": "progression"})[["age", "bmi", "bp", "s5", "sex"]]
-    frame["sex"] = frame["sex"].astype(int).astype(str)
-    frame["progression"] = load_diabetes(as_frame=True, scaled=False).frame["target"]
-    frame.to_csv(tmp_path / "diabetes.csv", index=False)
-    (tmp_path / "schema.yaml").write_text(DIABETES_SCHEMA)
+    """The regression fixture (scikit-learn's diabetes data), its schema in `tmp_path`."""
+    shutil.copy(REGRESSION / "schema.yaml", tmp_path / "schema.yaml")
     params = Settings(
         seed=3,
-        data=DataSettings(tmp_path / "diabetes.csv"),
+        data=DataSettings(REGRESSION / "diabetes.csv"),
         split=SplitSettings(test_size=0.25),
         train=TrainSettings(
             "sklearn.ensemble.RandomForestRegressor", {"n_estimators": 50, "min_samples_leaf": 5}
@@ -221,3 +211,18 @@ def test_a_numeric_target_needs_a_regressor_and_a_class_target_a_classifier() ->
         make_estimator(TrainSettings(forest, {}), seed=0, numeric_target=True)
     regressor = make_estimator(TrainSettings("sklearn.linear_model.Ridge", {}), 0, True)
     assert regressor.__class__.__name__ == "Ridge"
+
+
+def test_make_bento_refuses_a_numeric_target_saying_what_is_supported(
+    diabetes: tuple[Settings, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, schema_path = diabetes
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "params.yaml").write_text(
+        "seed: 1\ndata: {file: data/diabetes.csv}\nsplit: {test_size: 0.25}\n"
+        "train: {estimator: sklearn.linear_model.Ridge}\n"
+    )
+    assert schema_path == tmp_path / "schema.yaml"
+
+    with pytest.raises(Pr2prodError, match="serves classifiers only"):
+        serving_commands.bento(argparse.Namespace())

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -14,6 +16,7 @@ from pr2prod.report.data_section import DataSection
 from pr2prod.report.drift import feature_drift
 from pr2prod.report.gate import check_gate, check_reproduction
 from pr2prod.report.params_diff import diff_params
+from pr2prod.report.plots import predicted_vs_actual_plot, residuals_plot
 from pr2prod.report.reproducibility import Reproducibility
 from pr2prod.schema import DatasetRules, Feature, FeatureSchema, Target
 from pr2prod.settings import GateRule
@@ -230,3 +233,44 @@ def test_drift_flags_a_shifted_feature_and_not_a_stable_one() -> None:
     assert not drifts["stable"].flagged and drifts["stable"].psi < 0.05
     assert drifts["colour"].summary.startswith("blue 5")  # the category that moved most
     assert drifts["colour"].summary.endswith("-> 10%")
+
+
+def regression_predictions(errors: np.ndarray) -> Predictions:
+    actual = np.linspace(10, 50, len(errors))
+    frame = pd.DataFrame(
+        {
+            "row_id": [f"{index:04d}" for index in range(len(errors))],
+            "actual": actual,
+            "predicted": actual - errors,
+            "residual": errors,
+        }
+    )
+    return Predictions.from_csv(frame.to_csv(index=False), None, numeric=True)
+
+
+class TestRegressionReport:
+    def test_a_regressor_with_smaller_errors_has_an_rmse_interval_below_zero(self) -> None:
+        rng = np.random.default_rng(0)
+        noise = rng.normal(0, 1, 200)
+        base, head = regression_predictions(noise * 4), regression_predictions(noise * 2)
+
+        found = delta_intervals(base, head, resamples=200, confidence=0.95, seed=1)
+
+        assert found.pairing == "paired"
+        assert found.intervals["rmse"][1] < 0 and found.intervals["mae"][1] < 0
+        assert found.intervals["r2"][0] > 0
+
+    def test_errors_are_lower_is_better_and_r2_higher(self) -> None:
+        for error in ("rmse", "mae", "median_absolute_error", "mape"):
+            assert direction(error, {}) is False
+        assert direction("r2", {}) is True
+        row = MetricRow("rmse", base=3.0, head=2.5, higher_is_better=direction("rmse", {}))
+        assert row.change == "better"
+
+    def test_regression_plots_are_drawn_for_base_and_pr(self, tmp_path: Path) -> None:
+        frame = pd.DataFrame({"actual": [1.0, 2.0, 3.0], "predicted": [1.1, 1.8, 3.3]})
+        text = frame.assign(residual=frame["actual"] - frame["predicted"]).to_csv(index=False)
+        both = {"base": text, "PR": text}
+        for draw in (predicted_vs_actual_plot, residuals_plot):
+            out = draw(both, tmp_path / f"{draw.__name__}.png")
+            assert out.stat().st_size > 1000

@@ -43,10 +43,10 @@ def duration_seconds(text: str) -> float:
 def monitor(args: argparse.Namespace) -> int:
     from pr2prod import environment
     from pr2prod.deploy.observations import PrometheusSource
-    from pr2prod.monitor.drift import DRIFT, compare, traffic_shares
+    from pr2prod.monitor.drift import DRIFT
     from pr2prod.monitor.live import from_prometheus, from_service
     from pr2prod.monitor.references import stored_reference
-    from pr2prod.monitor.report import MARKS, DriftReport, write_report
+    from pr2prod.monitor.report import MARKS, drift_report, write_report
     from pr2prod.serving.reference import Reference
     from pr2prod.settings import load_settings
 
@@ -66,14 +66,11 @@ def monitor(args: argparse.Namespace) -> int:
             "with make: `make monitor URL=http://127.0.0.1:3000`",
         )
     given = Reference.load(args.reference) if args.reference else None
-    shares = traffic_shares(live)
-    versions = [
-        compare(given or stored_reference(version), counts, version, shares[version], settings)
-        for version, counts in sorted(live.items())
-        if counts.rows > 0
-    ]
-    report = DriftReport(source, settings, versions)
+    report = drift_report(
+        live, source, settings, lambda version: given or stored_reference(version)
+    )
     written = write_report(report, args.output)
+    versions = report.versions
     for version in versions:
         drifted = ", ".join(finding.name for finding in version.drifted) or "nothing"
         print(
@@ -127,4 +124,33 @@ def retrain_pr(args: argparse.Namespace) -> int:
         done = propose_retraining(github, args.labelled, settings.data.file, schema, args.base)
     action = "opened" if done.opened else "updated"
     print(f"retrain-pr: {done.rows} labelled rows added; {action} {done.url}")
+    return 0
+
+
+@command(
+    "monitor-demo",
+    "serve the bento, send unshifted then shifted traffic, monitor both, stop everything",
+    arg("--feature", help="the numeric feature to shift (default: the schema's first)"),
+    arg("--output", type=Path, default=paths.MONITOR_DIR / "demo", help="where reports go"),
+)
+def monitor_demo(args: argparse.Namespace) -> int:
+    from pr2prod.monitor.demo import run_demo
+    from pr2prod.monitor.report import MARKDOWN, MARKS
+    from pr2prod.release.bento import built_bento_tag
+    from pr2prod.schema import load_schema
+    from pr2prod.settings import load_settings
+
+    schema = load_schema(paths.SCHEMA)
+    feature = args.feature or schema.numeric_features[0]
+    print(f"monitor-demo: serving the bento; unshifted traffic, then {feature} shifted ...")
+    result = run_demo(built_bento_tag(), schema, load_settings().monitor, args.output, feature)
+    for phase, report in (("unshifted", result.clean), ("shifted", result.shifted)):
+        drifted = sorted({f.name for v in report.versions for f in v.drifted}) or ["nothing"]
+        print(
+            f"monitor-demo: {phase} traffic: {MARKS[report.verdict]}; drifted: {', '.join(drifted)}"
+        )
+    print(
+        f"monitor-demo: reports in {args.output / 'clean' / MARKDOWN} and "
+        f"{args.output / 'shifted' / MARKDOWN}; the service is stopped"
+    )
     return 0

@@ -18,14 +18,17 @@ import pandas as pd
 from sklearn import metrics
 from sklearn.preprocessing import label_binarize
 
+from pr2prod import paths
 from pr2prod.data.validation import load_typed
 from pr2prod.model.artifact import load_pipeline_model
 from pr2prod.model.metrics import DECIMALS, classification_metrics
 from pr2prod.model.regression_metrics import regression_metrics
 from pr2prod.schema import FeatureSchema
 
-# The plot data files in results/plots/, by task (dvc.yaml's `plots:` draws them).
-ROC_FILE, PRECISION_RECALL_FILE, RESIDUALS_FILE = "roc.csv", "precision_recall.csv", "residuals.csv"
+# The plot data files in results/plots/, by task (the report draws them, and DVC those of
+# dvc.yaml's `plots:`).
+ROC_FILE, PRECISION_RECALL_FILE = paths.ROC_CURVE.name, paths.PR_CURVE.name
+RESIDUALS_FILE = paths.RESIDUALS.name
 
 
 @dataclass(frozen=True)

@@ -84,23 +84,25 @@ def compare(
     traffic_share: float,
     settings: MonitorSettings,
 ) -> VersionDrift:
-    enough = live.rows >= settings.min_rows
+    # Each finding needs enough records of its own: a series the service did not export
+    # (a model stored without a reference) is no data, not "no drift".
+    min_rows = settings.min_rows
     findings = [
-        feature_finding(name, feature, live.features.get(name, {}), enough)
+        feature_finding(name, feature, live.features.get(name, {}), min_rows)
         for name, feature in reference.features.items()
     ]
-    findings += prediction_findings(reference.predictions, live, enough)
+    findings += prediction_findings(reference.predictions, live, min_rows)
     return VersionDrift(
         model_version, live.rows, traffic_share, with_verdicts(findings, settings.alpha)
     )
 
 
 def feature_finding(
-    name: str, feature: FeatureReference, live: Mapping[str, float], enough: bool
+    name: str, feature: FeatureReference, live: Mapping[str, float], min_rows: int
 ) -> Finding:
     finding = untested(name, "feature", feature.bins(), live)
     expected, observed = finding.reference, finding.live
-    if not enough:
+    if finding.rows < min_rows:
         return finding
     numeric = isinstance(feature, NumericReference)
     present = [label for label in expected if label not in (MISSING, UNSEEN)]
@@ -124,10 +126,10 @@ def feature_finding(
 
 
 def prediction_findings(
-    reference: PredictionReference, live: LiveCounts, enough: bool
+    reference: PredictionReference, live: LiveCounts, min_rows: int
 ) -> list[Finding]:
     classes = list(reference.classes)
-    findings = [_prediction_finding("predicted class", reference.classes, live.predicted, enough)]
+    findings = [_prediction_finding("predicted class", reference.classes, live.predicted, min_rows)]
     # With two classes one histogram says all; with more, each class's has its own story.
     for label in classes[:1] if len(classes) == 2 else classes:
         expected = dict(
@@ -136,7 +138,7 @@ def prediction_findings(
         buckets = live.probability_counts(label)
         observed = {str(bound): buckets.get(bound, 0.0) for bound in reference.probability_bounds}
         findings.append(
-            _prediction_finding(f"probability of {label}", expected, observed, enough, True)
+            _prediction_finding(f"probability of {label}", expected, observed, min_rows, True)
         )
     return findings
 
@@ -145,11 +147,11 @@ def _prediction_finding(
     name: str,
     expected: Mapping[str, float],
     observed: Mapping[str, float],
-    enough: bool,
+    min_rows: int,
     ordered: bool = False,
 ) -> Finding:
     finding = untested(name, "prediction", expected, observed)
-    if not enough:
+    if finding.rows < min_rows:
         return finding
     try:
         outcome = g_test(list(finding.reference.values()), list(finding.live.values()), ordered)

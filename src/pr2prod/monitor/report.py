@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -14,8 +15,12 @@ from pr2prod.monitor.drift import (
     NOT_ENOUGH_DATA,
     Finding,
     VersionDrift,
+    compare,
     overall,
+    traffic_shares,
 )
+from pr2prod.monitor.live import LiveCounts
+from pr2prod.serving.reference import Reference
 from pr2prod.settings import MonitorSettings
 
 MARKDOWN, JSON, PLOT = "drift.md", "drift.json", "drift.png"
@@ -50,6 +55,22 @@ class DriftReport:
             ],
         }
         return json.dumps(body, indent=2) + "\n"
+
+
+def drift_report(
+    live: Mapping[str, LiveCounts],
+    source: str,
+    settings: MonitorSettings,
+    reference_for: Callable[[str], Reference],
+) -> DriftReport:
+    """Every model version that served a record, compared with its reference."""
+    shares = traffic_shares(live)
+    versions = [
+        compare(reference_for(version), counts, version, shares[version], settings)
+        for version, counts in sorted(live.items())
+        if counts.rows > 0
+    ]
+    return DriftReport(source, settings, versions)
 
 
 def render_markdown(report: DriftReport) -> str:

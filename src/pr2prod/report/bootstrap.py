@@ -16,29 +16,38 @@ import numpy as np
 import pandas as pd
 
 from pr2prod.model.metrics import classification_metrics, flatten_metrics
+from pr2prod.model.regression_metrics import regression_metrics
 
 Pairing = Literal["paired", "unpaired"]
 
 
 @dataclass(frozen=True)
 class Predictions:
-    """Per-row test predictions of one model (results/predictions.csv)."""
+    """Per-row test predictions of one model (results/predictions.csv): classes with their
+    probabilities, or (`numeric`) predicted values."""
 
     frame: pd.DataFrame
     classes: list[str]
     positive_class: str | None
+    numeric: bool = False
 
     @classmethod
-    def from_csv(cls, text: str, positive_class: str | None) -> Predictions:
-        frame = pd.read_csv(io.StringIO(text), dtype={"row_id": str, "actual": str})
+    def from_csv(cls, text: str, positive_class: str | None, numeric: bool = False) -> Predictions:
+        types = {"row_id": str} if numeric else {"row_id": str, "actual": str}
+        frame = pd.read_csv(io.StringIO(text), dtype=types)
         classes = [column.removeprefix("proba_") for column in frame if column.startswith("proba_")]
-        return cls(frame.sort_values("row_id", ignore_index=True), classes, positive_class)
+        return cls(frame.sort_values("row_id", ignore_index=True), classes, positive_class, numeric)
 
     @property
     def probabilities(self) -> np.ndarray:
         return self.frame[[f"proba_{label}" for label in self.classes]].to_numpy()
 
     def metrics(self, rows: np.ndarray) -> dict[str, float]:
+        if self.numeric:
+            actual, predicted = (
+                self.frame[name].to_numpy(float) for name in ("actual", "predicted")
+            )
+            return flatten_metrics(regression_metrics(actual[rows], predicted[rows]))
         figures = classification_metrics(
             self.frame["actual"].to_numpy()[rows],
             self.probabilities[rows],

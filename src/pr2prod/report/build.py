@@ -22,7 +22,13 @@ from pr2prod.report.gate import (
     check_reproduction,
 )
 from pr2prod.report.params_diff import ParamChange, diff_params
-from pr2prod.report.plots import confusion_matrix, confusion_plot, curve_plot
+from pr2prod.report.plots import (
+    confusion_matrix,
+    confusion_plot,
+    curve_plot,
+    predicted_vs_actual_plot,
+    residuals_plot,
+)
 from pr2prod.report.reproducibility import Reproducibility, check_reproducibility
 from pr2prod.report.revisions import commit_sha, head_sha, read_at, read_output_at
 from pr2prod.schema import FeatureSchema, Target, load_schema, parse_schema
@@ -192,9 +198,10 @@ def _intervals(
     base_split, head_split = (
         recorded_test_split(read_at(revision, paths.DVC_LOCK)) for revision in (base, None)
     )
+    numeric = schema.target.is_numeric
     return delta_intervals(
-        Predictions.from_csv(base_text, base_schema.target.positive_class),
-        Predictions.from_csv(head_text, schema.target.positive_class),
+        Predictions.from_csv(base_text, base_schema.target.positive_class, numeric),
+        Predictions.from_csv(head_text, schema.target.positive_class, numeric),
         resamples=params.report.bootstrap_resamples,
         confidence=params.report.confidence,
         seed=params.seed,
@@ -225,6 +232,13 @@ def _plots(
         }
 
     plot_dir = out_dir / "plots"
+    if schema.target.is_numeric:
+        residuals = both(paths.RESIDUALS)
+        files = {
+            "Predicted vs actual": predicted_vs_actual_plot(residuals, plot_dir / "predicted.png"),
+            "Residuals": residuals_plot(residuals, plot_dir / "residuals.png"),
+        }
+        return {name: path.relative_to(out_dir).as_posix() for name, path in files.items()}, {}
     classes = list(schema.target.classes)
     matrices = {}
     for name, text in both(paths.PREDICTIONS).items():

@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from pr2prod.model.regression_metrics import LOWER_IS_BETTER as REGRESSION_ERRORS
 from pr2prod.report.bootstrap import DeltaIntervals
 from pr2prod.settings import GateRule
 
 # Directions of metrics that no gate rule mentions. Counts (test_rows, support) have none.
-LOWER_IS_BETTER = {"log_loss"}
+LOWER_IS_BETTER = {"log_loss", *REGRESSION_ERRORS}
 NO_DIRECTION = {"test_rows"}
 
 

@@ -64,9 +64,10 @@ def describe_data(
     labels: dict[str, tuple[float | None, float | None]] = {}
     drift: list[FeatureDrift] = []
     if head_frame is not None and base_frame is not None:
-        before = label_shares(base_frame, schema.target.name)
-        after = label_shares(head_frame, schema.target.name)
-        labels = {label: (before.get(label), after.get(label)) for label in before | after}
+        if not schema.target.is_numeric:  # a number has no label shares to compare
+            before = label_shares(base_frame, schema.target.name)
+            after = label_shares(head_frame, schema.target.name)
+            labels = {label: (before.get(label), after.get(label)) for label in before | after}
         drift = feature_drift(base_frame, head_frame, schema, drift_threshold)
     return DataSection(
         changed=True,
@@ -104,6 +105,8 @@ def _base_frame(
             f"({type(error).__name__}); drift and label shares are not shown. "
             "Configure a DVC remote to compare data."
         )
-    columns = {*schema.categorical_features, schema.target.name}
+    columns = set(schema.categorical_features)
+    if not schema.target.is_numeric:
+        columns.add(schema.target.name)
     frame = pd.read_csv(io.StringIO(text), dtype=dict.fromkeys(columns, str))
     return frame, ""

@@ -1,10 +1,12 @@
-"""The report's pictures: base and PR curves overlaid, confusion matrices side by side."""
+"""The report's pictures: base and PR curves overlaid, confusion matrices side by side; for
+a numeric target, predicted against actual values and the residuals' distributions."""
 
 from __future__ import annotations
 
 import io
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure  # no pyplot: no global state, no display needed
 
@@ -25,6 +27,50 @@ def curve_plot(
     axes.grid(alpha=0.3)
     axes.legend(loc="lower right" if x == "fpr" else "lower left")
     return _save(figure, out)
+
+
+def predicted_vs_actual_plot(residuals: dict[str, str | None], out: Path) -> Path:
+    """Each revision's test predictions against the true values, on the line of perfect
+    predictions ({"base": residuals.csv text, "PR": ...}; missing ones are skipped)."""
+    figure = Figure(figsize=(4.5, 4), dpi=100)
+    axes = figure.subplots()
+    frames = _frames(residuals)
+    for name, frame in frames.items():
+        axes.scatter(frame["actual"], frame["predicted"], s=12, alpha=0.6, label=name,
+                     color=STYLES[name]["color"])  # fmt: skip
+    values = pd.concat([frame[["actual", "predicted"]] for frame in frames.values()])
+    low, high = float(values.min().min()), float(values.max().max())
+    axes.plot([low, high], [low, high], color="black", linewidth=0.8)
+    axes.set(title="Predicted vs actual", xlabel="actual", ylabel="predicted")
+    axes.grid(alpha=0.3)
+    axes.legend(loc="upper left")
+    return _save(figure, out)
+
+
+def residuals_plot(residuals: dict[str, str | None], out: Path) -> Path:
+    """The distribution of each revision's residuals (actual minus predicted), overlaid."""
+    figure = Figure(figsize=(4.5, 4), dpi=100)
+    axes = figure.subplots()
+    frames = _frames(residuals)
+    edges = np.histogram_bin_edges(
+        pd.concat([frame["residual"] for frame in frames.values()]), bins=20
+    )
+    for name, frame in frames.items():
+        axes.hist(frame["residual"], bins=edges, histtype="step", linewidth=1.8, label=name,
+                  **STYLES[name])  # fmt: skip
+    axes.axvline(0, color="black", linewidth=0.8)
+    axes.set(title="Residuals", xlabel="actual minus predicted", ylabel="test rows")
+    axes.legend(loc="upper right")
+    return _save(figure, out)
+
+
+def _frames(texts: dict[str, str | None]) -> dict[str, pd.DataFrame]:
+    """PR first, so that the dashed base is drawn on top."""
+    return {
+        name: pd.read_csv(io.StringIO(text))
+        for name, text in sorted(texts.items(), reverse=True)
+        if text
+    }
 
 
 def confusion_plot(matrices: dict[str, pd.DataFrame | None], out: Path) -> Path:
