@@ -22,7 +22,7 @@ STAMP := $(VENV)/.installed
 export PATH := $(abspath $(BIN)):$(PATH)
 endif
 
-.PHONY: help venv data validate repro report gate bento serve bench-serve bench-canary image smoke-image up down status deploy rollback abort deploy-status monitor monitor-demo alert-rules bench-drift retrain-pr smoke verify run rehearse sample-report actionlint test test-fast lint lock propose-lock clean
+.PHONY: help venv data validate repro report gate sweep sweep-report promote bento serve bench-serve bench-canary image smoke-image up down status deploy rollback abort deploy-status monitor monitor-demo alert-rules bench-drift retrain-pr smoke verify run rehearse sample-report actionlint test test-fast lint lock propose-lock clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -53,6 +53,15 @@ report: $(STAMP) ## Compare with BASE (default: the PR base, main, or HEAD~1) in
 
 gate: $(STAMP) ## Exit non-zero when the quality gate in report/report.json fails
 	pr2prod gate
+
+sweep: data ## Run params.yaml's `sweep:` grid as DVC experiments (WORKERS: at once; default: cores)
+	pr2prod sweep $(if $(WORKERS),--workers $(WORKERS))
+
+sweep-report: $(STAMP) ## The sweep's runs against BASE, intervals, gate, best run: report/sweep/
+	pr2prod sweep-report $(if $(BASE),--base $(BASE))
+
+promote: $(STAMP) ## Apply experiment EXP (e.g. sweep-01) to the branch and commit it
+	pr2prod promote $(or $(EXP),$(error set EXP to the run to promote, e.g. `make promote EXP=sweep-01`))
 
 bento: repro ## Build the BentoML bento serving the pipeline's model (no-op when unchanged)
 	pr2prod bento

@@ -16,7 +16,16 @@ from pr2prod.errors import Pr2prodError, print_error
 
 # The modules whose @command functions make up the CLI, in the order `--help` lists them.
 # Importing one only registers its handlers: each handler imports what it runs when called.
-COMMAND_MODULES = ("pipeline", "stages", "report", "comment", "serving", "deploy", "monitor")
+COMMAND_MODULES = (
+    "pipeline",
+    "stages",
+    "report",
+    "experiments",
+    "comment",
+    "serving",
+    "deploy",
+    "monitor",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

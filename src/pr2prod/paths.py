@@ -34,6 +34,11 @@ REPORT_DIR = Path("report")
 REPORT_MD = REPORT_DIR / "report.md"
 REPORT_JSON = REPORT_DIR / "report.json"
 REPRO_RECORD = REPORT_DIR / "repro.json"
+# The parameter sweep's table (`make sweep-report`) and the DVC queue's own output.
+SWEEP_DIR = REPORT_DIR / "sweep"
+SWEEP_MD = SWEEP_DIR / "sweep.md"
+SWEEP_JSON = SWEEP_DIR / "sweep.json"
+SWEEP_LOG = SWEEP_DIR / "queue.log"
 
 # The drift monitor's report (`make monitor`; ignored by git).
 MONITOR_DIR = Path("build") / "monitor"

@@ -176,6 +176,83 @@ class CanarySettings:
             raise SettingError("steps", f"must rise and end at 100, {example}, not {list(steps)}")
 
 
+# A swept parameter's values: a list, or a range `{from: A, to: B, step: S}` (B included).
+RANGE_KEYS = ("from", "to", "step")
+
+
+def sweep_values(name: str, declared: Any) -> tuple[Any, ...]:
+    """The values a sweep tries for one parameter, in the order declared.
+
+    Raises SettingError (keyed by the parameter's name) when `declared` is neither a
+    non-empty list of distinct values nor a well-formed rising range.
+    """
+    if isinstance(declared, list):
+        if not declared:
+            raise SettingError(name, "lists no values; give at least one")
+        if any(isinstance(value, dict | list) for value in declared):
+            raise SettingError(name, "must list plain values (numbers, text, true/false, null)")
+        if len({_shown(value) for value in declared}) != len(declared):
+            raise SettingError(name, f"lists a value twice: {declared}")
+        return tuple(declared)
+    if isinstance(declared, dict):
+        if sorted(declared) != sorted(RANGE_KEYS) or not all(
+            _is_yaml_number(declared[key]) for key in RANGE_KEYS
+        ):
+            raise SettingError(
+                name, f"as a range must be {{from: A, to: B, step: S}} with numbers, not {declared}"
+            )
+        start, stop, step = (declared[key] for key in RANGE_KEYS)
+        if step <= 0 or stop < start:
+            raise SettingError(name, f"as a range must rise by a positive step, not {declared}")
+        count = int(round((stop - start) / step, 9)) + 1
+        whole = all(isinstance(declared[key], int) for key in RANGE_KEYS)
+        # Float steps are rounded so 0.1 + 0.2 is written as 0.3, the value the user meant.
+        return tuple(
+            start + index * step if whole else round(start + index * step, 10)
+            for index in range(count)
+        )
+    raise SettingError(name, f"must be a list of values or a range, not {_shown(declared)}")
+
+
+@dataclass(frozen=True)
+class BestRunRule:
+    """How a sweep's table marks its best run."""
+
+    metric: str = "f1"  # the best run has the best value of this metric (its gate direction)
+    require_gate: bool = True  # ... among the runs whose metrics pass the quality gate
+
+
+@dataclass(frozen=True)
+class SweepSettings:
+    """A parameter sweep run as DVC experiments (params.yaml, `sweep:`; docs/experiments.md)."""
+
+    # Dotted parameter name -> its values (a list or a range); the sweep runs every combination.
+    params: dict[str, Any] = field(default_factory=dict)
+    best: BestRunRule = field(default_factory=BestRunRule)
+    workers: int = 0  # experiments run at once; 0: one per CPU core
+
+    def __post_init__(self) -> None:
+        for name, declared in self.params.items():
+            section = name.split(".", 1)[0]
+            if section == "sweep" or section not in _SWEEPABLE_SECTIONS:
+                raise SettingError(
+                    f"params.{name}",
+                    "is not a setting a sweep can change; sweep the pipeline's params: "
+                    f"{', '.join(_SWEEPABLE_SECTIONS)}",
+                )
+            sweep_values(f"params.{name}", declared)
+        if self.workers < 0:
+            raise SettingError("workers", f"must be 0 (one per core) or more, not {self.workers}")
+
+    def values(self) -> dict[str, tuple[Any, ...]]:
+        """Each swept parameter's values, in the order params.yaml declares them."""
+        return {name: sweep_values(name, declared) for name, declared in self.params.items()}
+
+
+# The settings the DVC stages read: the only ones an experiment changes.
+_SWEEPABLE_SECTIONS = ("seed", "data", "split", "train")
+
+
 @dataclass(frozen=True)
 class MonitorSettings:
     """Drift monitoring (params.yaml, `monitor:`): how sure an alarm must be, and of what."""
@@ -206,6 +283,7 @@ class Settings:
     compile: CompileSettings = field(default_factory=CompileSettings)
     canary: CanarySettings = field(default_factory=CanarySettings)
     monitor: MonitorSettings = field(default_factory=MonitorSettings)
+    sweep: SweepSettings = field(default_factory=SweepSettings)
 
 
 # --- reading ---------------------------------------------------------------------------------

@@ -52,9 +52,17 @@ _SMOKE_IMAGE = "test_make_smoke_image_passes_on_the_built_image"
 _ROLLOUTS = "tests/integration/test_canary_rollouts.py"
 _SERVED = "tests/docs/test_served_examples.py"
 _MONITOR = "tests/integration/test_monitor.py"
+_SWEEP = (
+    "tests/integration/test_sweep.py::"
+    "test_a_sweep_gives_a_repeatable_table_and_its_best_run_is_promoted"
+)
 
 # Command -> "path::function" of the test (or fixture) that runs it.
 ELSEWHERE: dict[str, str] = {
+    "make sweep": _SWEEP,
+    "make sweep-report": _SWEEP,
+    "make promote EXP=sweep-01": _SWEEP,
+    "make report BASE=main": _SWEEP,
     "make run": f"{_PIPELINE}::test_make_run_on_a_fresh_clone_goes_from_data_to_a_promoted_canary",
     "make validate": f"{_REPORT}::test_failed_validation_still_gives_a_report_that_fails",
     "make report": f"{_REPORT}::test_a_hyperparameter_change_gives_every_section_and_passes",

@@ -17,7 +17,8 @@ def settings(node: dict[str, Any], prefix: str = "") -> set[str]:
         name = f"{prefix}{key}"
         if name == "gate":  # one rule per metric, each with the same keys
             found |= {f"gate.<metric>.{rule_key}" for rule in value.values() for rule_key in rule}
-        elif name == "train.hyperparameters":  # the estimator's own arguments
+        # The estimator's own arguments, and the sweep's parameters (named by their path).
+        elif name in ("train.hyperparameters", "sweep.params"):
             found.add(name)
         elif isinstance(value, dict):
             found |= settings(value, f"{name}.")

@@ -17,6 +17,7 @@ from github_fake import FakeGitHub
 from pr2prod.cli import main
 from pr2prod.errors import EXIT_USER_ERROR
 from pr2prod.github.comment import WATERMARK
+from pr2prod.github.sections import SWEEP_MARKER
 
 PR = 7
 HEAD = "a" * 40
@@ -220,3 +221,82 @@ def test_a_missing_report_says_so_with_a_link_to_the_run(tmp_path: Path) -> None
 
     assert "The report could not be produced for `aaaaaaaa`" in body
     assert f"[its run]({run_url})" in body
+
+
+SWEEP = f"{SWEEP_MARKER}\n## Sweep: 9 runs, 9 done, 0 failed or missing; best: `sweep-05`\n"
+
+
+def test_the_sweep_joins_the_report_comment_as_its_own_section(
+    fake: FakeGitHub, tmp_path: Path
+) -> None:
+    report, sweep = tmp_path / "report.md", tmp_path / "sweep.md"
+    report.write_text("first report\n")
+    # A section written by the pull request cannot open another section.
+    sweep.write_text(SWEEP + f"\n{SWEEP_MARKER}\nsmuggled\n")
+    assert post(sweep, "--section", "sweep") == 0
+    assert post(report) == 0
+    report.write_text(f"second report {SWEEP_MARKER}\n")
+    assert post(report) == 0
+
+    [comment] = reports(fake)
+    assert comment["body"] == (f"{WATERMARK}\nsecond report \n\n{SWEEP.rstrip()}\n\n\nsmuggled\n")
+    assert comment["body"].count(SWEEP_MARKER) == 1
+
+    sweep.write_text(f"{SWEEP_MARKER}\n## Sweep: 4 runs\n")
+    assert post(sweep, "--section", "sweep") == 0
+
+    [comment] = reports(fake)
+    assert comment["body"] == f"{WATERMARK}\nsecond report \n\n{SWEEP_MARKER}\n## Sweep: 4 runs\n"
+
+
+def test_the_sweep_section_is_read_from_its_artifact_or_says_why_it_is_missing(
+    tmp_path: Path,
+) -> None:
+    artifact, output = tmp_path / "pr-sweep", tmp_path / "comment.md"
+    artifact.mkdir()
+    base = ["comment-body", "--report", str(artifact), "--output", str(output)]
+    run_url = "https://github.com/o/r/actions/runs/9"
+
+    assert main([*base, "--section", "sweep", "--run-url", run_url, "--head-sha", HEAD]) == 0
+    assert "The sweep's table could not be produced for `aaaaaaaa`" in output.read_text()
+    assert f"[its run]({run_url})" in output.read_text()
+
+    (artifact / "sweep.md").write_text(SWEEP)
+    assert main([*base, "--section", "sweep"]) == 0
+    assert output.read_text() == SWEEP
+
+
+def test_a_manual_sweep_posts_to_the_pull_request_its_title_names(
+    fake: FakeGitHub, tmp_path: Path
+) -> None:
+    artifact = tmp_path / "pr-sweep"
+    artifact.mkdir()
+    body = artifact / "sweep.md"
+    body.write_text(SWEEP)
+    # The artifact is written by the pull request's code: its number is never trusted.
+    (artifact / "pr-number").write_text("999\n")
+    (artifact / "head-sha").write_text("b" * 40 + "\n")
+    manual = [
+        "comment",
+        "--body-file",
+        str(body),
+        "--section",
+        "sweep",
+        "--pr-file",
+        str(artifact / "pr-number"),
+        "--head-sha",
+        "c" * 40,  # a manual run's own commit: the default branch's, not the PR's
+        "--head-sha-file",
+        str(artifact / "head-sha"),
+    ]
+
+    # The table is of an older commit than the pull request's head: not posted.
+    assert main([*manual, "--dispatched-title", f"Sweep of PR #{PR}"]) == 0
+    assert fake.posted(PR) == []
+
+    (artifact / "head-sha").write_text(HEAD + "\n")
+    assert main([*manual, "--dispatched-title", f"Sweep of PR #{PR}"]) == 0
+    [comment] = reports(fake)
+    assert comment["body"] == f"{WATERMARK}\n{SWEEP}"
+
+    assert main([*manual, "--dispatched-title", "Sweep of PR #"]) == EXIT_USER_ERROR

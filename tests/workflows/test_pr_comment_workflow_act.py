@@ -29,10 +29,13 @@ RUN_URL = "https://github.invalid/octo/pr2prod/actions/runs/4242"
 REPORT = "<!-- pr2prod-report -->\n## pr2prod report\n\n![ROC curve](plots/roc.png)\n"
 
 
-def workflow_run_event(path: Path, *, private: bool, pull_requests: list[int]) -> Path:
-    """A completed pr.yml run for the pull request's head `HEAD` that failed."""
+def workflow_run_event(
+    path: Path, *, private: bool, pull_requests: list[int], name: str = "PR report"
+) -> Path:
+    """A completed run of workflow `name` for the pull request's head `HEAD` that failed."""
     run_ = {
         "id": 4242,
+        "name": name,
         "event": "pull_request",
         "conclusion": "failure",
         "head_sha": HEAD,
@@ -55,6 +58,18 @@ def report_artifact(artifacts: Path) -> None:
     (report / "pr-number").write_text(f"{PR}\n")
 
 
+SWEEP = "<!-- pr2prod:sweep -->\n## Sweep: 9 runs, 8 done, 1 failed or missing; best: `sweep-05`\n"
+
+
+def sweep_artifact(artifacts: Path) -> None:
+    """What sweep.yml uploads: the table, the pull request's number and head."""
+    sweep = artifacts / "pr-sweep"
+    sweep.mkdir(parents=True)
+    (sweep / "sweep.md").write_text(SWEEP)
+    (sweep / "pr-number").write_text(f"{PR}\n")
+    (sweep / "head-sha").write_text(f"{HEAD}\n")
+
+
 def act_comment(
     tmp_path: Path, fake: FakeGitHub, event: dict[str, Any], *, with_report: bool
 ) -> ActRun:
@@ -66,6 +81,8 @@ def act_comment(
     artifacts = work / "artifacts"
     if with_report:
         report_artifact(artifacts)
+    if event.get("name") == "PR sweep":
+        sweep_artifact(artifacts)
     return run_act(
         checkout,
         workflow_run_event(work / "event.json", **event),
@@ -137,3 +154,18 @@ def test_the_report_is_posted_text_only_without_running_cml(
     assert comment["user"]["login"] == BOT
     assert comment["body"].startswith(f"{WATERMARK}\n<!-- pr2prod-report -->\n## pr2prod report")
     assert "![" not in comment["body"] and note in comment["body"]
+
+
+def test_a_sweeps_table_joins_the_report_comment_as_its_own_section(
+    fake: FakeGitHub, tmp_path: Path
+) -> None:
+    earlier = fake.add_comment(PR, f"{WATERMARK}\n<!-- pr2prod-report -->\nthe report", author=BOT)
+    event = {"private": True, "pull_requests": [PR], "name": "PR sweep"}
+
+    act = act_comment(tmp_path, fake, event, with_report=False)
+
+    assert act.returncode == 0, act.output
+    assert failed_steps(act.output) == [], act.output
+    [comment] = fake.posted(PR)
+    assert comment["id"] == earlier["id"]
+    assert comment["body"] == f"{WATERMARK}\n<!-- pr2prod-report -->\nthe report\n\n{SWEEP}"

@@ -130,3 +130,38 @@ def test_cml_runs_only_when_its_checksum_is_pinned() -> None:
     assert "cml comment" not in PR_COMMENT.read_text(encoding="utf-8")
     post = step(PR_COMMENT, "comment", "Post or update the report comment")
     assert "pr2prod comment --body-file" in post["run"]
+
+
+SWEEP = ROOT / ".github" / "workflows" / "sweep.yml"
+
+
+def test_the_sweep_checks_out_the_whole_history_read_only() -> None:
+    """`dvc exp run` cannot queue experiments in a shallow clone."""
+    workflow = load(SWEEP)
+    [checkout] = [s for s in steps(SWEEP, "sweep") if "checkout" in s.get("uses", "")]
+    assert checkout["with"]["fetch-depth"] == 0
+    assert checkout["with"]["persist-credentials"] is False
+    assert workflow["permissions"] == {"contents": "read"}
+    assert workflow["jobs"]["sweep"]["permissions"] == {
+        "contents": "read",
+        "pull-requests": "read",
+    }
+
+
+def test_a_manual_sweep_never_gets_the_remotes_credentials() -> None:
+    """A manual run checks out a pull request's code, maybe a fork's: secrets only reach
+    steps of pull_request events, which GitHub already keeps from forks."""
+    for found in steps(SWEEP, "sweep"):
+        for name, value in found.get("env", {}).items():
+            if SECRET.search(str(value)):
+                assert str(value).startswith("${{ github.event_name == 'pull_request' && "), name
+
+
+def test_a_manual_sweeps_title_names_its_pull_request_as_the_comment_reads_it() -> None:
+    from pr2prod.github.comment import dispatched_pr_number
+
+    run_name = load(SWEEP)["run-name"]
+    template = run_name.split("format('")[1].split("'")[0]
+
+    assert dispatched_pr_number(template.replace("{0}", "12")) == 12
+    assert load(SWEEP)[True]["workflow_dispatch"]["inputs"]["pr"]["required"] is True

@@ -200,23 +200,33 @@ def test_run_blocks_take_expressions_through_env() -> None:
     assert not inline, "pass these expressions through `env:` instead:\n" + "\n".join(inline)
 
 
-def test_comment_workflow_follows_the_report_workflow() -> None:
-    """A rename on either side would silently stop the PR comments: keep the two in step."""
+def uploaded_artifacts(job: dict[str, Any]) -> set[str]:
+    return {s["with"]["name"] for s in job["steps"] if "upload-artifact" in s.get("uses", "")}
+
+
+def test_comment_workflow_follows_the_report_and_sweep_workflows() -> None:
+    """A rename on either side would silently stop the PR comments: keep them in step."""
     report_workflow = load_yaml(GITHUB_DIR / "workflows" / "pr.yml")
+    sweep_workflow = load_yaml(GITHUB_DIR / "workflows" / "sweep.yml")
     comment_workflow = load_yaml(GITHUB_DIR / "workflows" / "pr-comment.yml")
     # PyYAML reads the bare key `on` as the boolean True (YAML 1.1).
     trigger = comment_workflow[True]["workflow_run"]
-    assert trigger["workflows"] == [report_workflow["name"]]
+    assert trigger["workflows"] == [report_workflow["name"], sweep_workflow["name"]]
 
-    report_job = report_workflow["jobs"]["report"]
     [comment_job] = comment_workflow["jobs"].values()
-    uploaded = {
-        s["with"]["name"] for s in report_job["steps"] if "upload-artifact" in s.get("uses", "")
-    }
+    assert uploaded_artifacts(report_workflow["jobs"]["report"]) == {"pr-report"}
+    assert uploaded_artifacts(sweep_workflow["jobs"]["sweep"]) == {"pr-sweep"}
     downloaded = {
         s["with"]["name"] for s in comment_job["steps"] if "download-artifact" in s.get("uses", "")
     }
-    assert uploaded == downloaded == {"pr-report"}
+    assert downloaded == {"${{ env.ARTIFACT }}"}
+    # The artifact and section follow the workflow that ran: the sweep's, or the report's.
+    sweep_run = f"github.event.workflow_run.name == '{sweep_workflow['name']}'"
+    assert (
+        comment_workflow["env"]["ARTIFACT"]
+        == f"${{{{ {sweep_run} && 'pr-sweep' || 'pr-report' }}}}"
+    )
+    assert comment_workflow["env"]["SECTION"] == f"${{{{ {sweep_run} && 'sweep' || 'report' }}}}"
     # The job holding a write token must never run the pull request's code: it checks out
     # only what workflow_run gives it by default, the default branch's head.
     for step in comment_job["steps"]:

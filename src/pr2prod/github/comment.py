@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 from pr2prod.errors import Pr2prodError
 from pr2prod.github.api import GitHub
+from pr2prod.github.sections import Section, merge_section
 
 # Hidden in the rendered comment; the first line of every report comment this code writes.
 WATERMARK = "<!-- pr2prod:report-comment -->"
@@ -45,15 +46,20 @@ def is_report_comment(comment: dict[str, Any], author: str) -> bool:
     return comment["user"]["login"] == author and body.startswith(WATERMARK)
 
 
-def post_report_comment(github: GitHub, pr: int, body: str, author: str = ACTIONS_BOT) -> Posted:
-    """Edit the pull request's report comment in place, or create it when there is none."""
-    text = with_watermark(body)
+def post_report_comment(
+    github: GitHub, pr: int, body: str, author: str = ACTIONS_BOT, section: Section = "report"
+) -> Posted:
+    """Put `body` in `section` of the pull request's report comment, edited in place (its
+    other section kept), or create the comment when there is none."""
     reports = [c for c in github.paginate(f"issues/{pr}/comments") if is_report_comment(c, author)]
     if not reports:
+        text = with_watermark(merge_section("", section, body.removeprefix(WATERMARK)))
         created = github.post(f"issues/{pr}/comments", {"body": text})
         return Posted("created", created["html_url"])
     # The oldest one: the report reviewers have been reading since the first push.
     report = reports[0]
+    current = report["body"].removeprefix(WATERMARK).lstrip("\n")
+    text = with_watermark(merge_section(current, section, body.removeprefix(WATERMARK)))
     if report["body"] == text:
         return Posted("unchanged", report["html_url"])
     updated = github.patch(f"issues/comments/{report['id']}", {"body": text})
@@ -85,3 +91,23 @@ def read_pr_number(path: Path) -> int | None:
     with path.open("rb") as file:
         head = file.read(PR_NUMBER_MAX_BYTES + 1)
     return parse_pr_number(head.decode("ascii", errors="replace"), str(path))
+
+
+def dispatched_pr_number(title: str) -> int:
+    """The pull request a manual sweep ran for, from its run title (`Sweep of PR #12`)."""
+    match = re.search(r"#([0-9]{1,10})$", title.strip())
+    if match is None:
+        raise Pr2prodError(
+            f"the run title {title[:60]!r} does not end with a pull request number",
+            hint="sweep.yml's `run-name` must end with `#<number>`",
+        )
+    return parse_pr_number(match.group(1), "the run title")
+
+
+def read_head_sha(path: Path) -> str:
+    """The commit an artifact says it is about (empty when it says nothing usable)."""
+    if path.is_symlink() or not path.is_file():
+        return ""
+    with path.open("rb") as file:
+        text = file.read(PR_NUMBER_MAX_BYTES * 2).decode("ascii", errors="replace").strip()
+    return text if re.fullmatch(r"[0-9a-f]{40}", text) else ""

@@ -54,11 +54,20 @@ def report_comment(report_dir: Path, images: str, publish: Publisher | None) -> 
 
 def missing_report_comment(run_url: str, head_sha: str) -> str:
     """What the comment says when pr.yml ended before it uploaded a report."""
+    return _missing("pr2prod report", "The report", "the PR report workflow", run_url, head_sha)
+
+
+def missing_sweep_comment(run_url: str, head_sha: str) -> str:
+    """What the sweep's section says when its run ended before it uploaded a table."""
+    return _missing("Sweep", "The sweep's table", "the sweep workflow", run_url, head_sha)
+
+
+def _missing(title: str, what: str, workflow: str, run_url: str, head_sha: str) -> str:
     commit = f" for `{head_sha[:8]}`" if head_sha else ""
     run = f"[its run]({run_url})" if run_url else "its run"
     return (
-        "## pr2prod report\n\n"
-        f"The report could not be produced{commit}: the PR report workflow ended before "
+        f"## {title}\n\n"
+        f"{what} could not be produced{commit}: {workflow} ended before "
         f"uploading it; {run} shows which step failed.\n"
     )
 

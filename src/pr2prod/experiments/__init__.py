@@ -1,0 +1,1 @@
+"""Parameter sweeps run as DVC experiments: the grid, the queue, the table, the promotion."""
