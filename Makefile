@@ -22,7 +22,7 @@ STAMP := $(VENV)/.installed
 export PATH := $(abspath $(BIN)):$(PATH)
 endif
 
-.PHONY: help venv data validate repro report gate sweep sweep-report promote bento serve bench-serve bench-canary image smoke-image up down status deploy rollback abort deploy-status monitor monitor-demo retrain-pr smoke verify run rehearse sample-report actionlint test test-fast lint lock propose-lock clean
+.PHONY: help venv data validate repro report gate sweep sweep-report promote bento serve bench-serve bench-canary image smoke-image up down status deploy rollback abort deploy-status monitor monitor-demo alert-rules bench-drift retrain-pr smoke verify run rehearse sample-report actionlint test test-fast lint lock propose-lock clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -72,6 +72,9 @@ serve: bento ## Serve the bento on http://127.0.0.1:$(PORT)
 bench-serve: bento ## Requests/s, latency, CPU: scikit-learn vs compiled, in process and served, vs an echo service
 	python -m bench.serve
 
+bench-drift: repro ## Drift detection delay and false alarms on synthetic traffic: ours vs an Evidently-style baseline
+	python -m bench.drift
+
 bench-canary: bento ## Per bad canary: time to roll back, client failures; router overhead (build/)
 	python -m bench.canary
 
@@ -113,6 +116,9 @@ monitor: $(STAMP) ## Drift report of the service at URL, or of Prometheus (PROME
 
 monitor-demo: bento ## Serve the bento, send unshifted then shifted traffic, monitor both, stop everything
 	pr2prod monitor-demo
+
+alert-rules: bento ## Prometheus alerting rules for the current model (SELECTOR, WINDOW) in build/prometheus/
+	pr2prod alert-rules $(if $(SELECTOR),--selector '$(SELECTOR)') $(if $(WINDOW),--window $(WINDOW))
 
 retrain-pr: data ## Add LABELLED (a CSV of labelled rows) to the data and open a retraining pull request
 	pr2prod retrain-pr $(LABELLED) --base $(or $(BASE),main)

@@ -91,6 +91,9 @@ ELSEWHERE: dict[str, str] = {
     "test_clean_traffic_then_a_shift_read_from_the_service_and_from_prometheus",
     "make monitor-demo": f"{_MONITOR}::"
     "test_the_demo_alarms_only_on_the_shifted_feature_and_stops_its_service",
+    # `make alert-rules` runs `pr2prod alert-rules --selector ... --window ...`.
+    "make alert-rules SELECTOR='job=\"pr2prod\"' WINDOW=1h": f"{_MONITOR}::"
+    "test_alert_rules_for_the_built_model_pass_promtool",
     "make retrain-pr LABELLED=labelled.csv": "tests/integration/test_retrain_pr.py::"
     "test_labelled_rows_become_one_retraining_pull_request",
 }

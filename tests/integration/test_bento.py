@@ -12,13 +12,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-import httpx
 import onnx
 import pytest
 import yaml
-from conftest import Server, run, start_server, stop_server
+from conftest import Server, run
 
-from pr2prod.ports import free_port
 from pr2prod.release.bento import BENTO_REQUIREMENTS, BUILD_CONTEXT, SERVING_LOCK, shipped_files
 from pr2prod.release.bundle import write_manifest
 from pr2prod.serving.bundle import GRAPH_FILE, BundleError, ModelBundle
@@ -209,9 +207,10 @@ def test_in_process_a_tampered_compiled_model_is_not_ready(
 ) -> None:
     bundle = Path(shutil.copytree(service_module.BUNDLE.path, tmp_path / "bundle"))
     graph = onnx.load(bundle / GRAPH_FILE)
-    (trees,) = [node for node in graph.graph.node if node.op_type == "TreeEnsembleClassifier"]
-    (weights,) = [attribute for attribute in trees.attribute if attribute.name == "class_weights"]
-    weights.floats[:] = [0.5 * weight for weight in weights.floats]  # halves one class's votes
+    (trees,) = [node for node in graph.graph.node if node.op_type == "TreeEnsemble"]
+    (weights,) = [attribute for attribute in trees.attribute if attribute.name == "leaf_weights"]
+    halved = 0.5 * onnx.numpy_helper.to_array(weights.t)  # every leaf's votes halved
+    weights.t.CopyFrom(onnx.numpy_helper.from_array(halved, weights.t.name))
     onnx.save(graph, bundle / GRAPH_FILE)
 
     with pytest.raises(BundleError, match="changed after the bento was built"):
@@ -237,20 +236,34 @@ def test_a_model_the_converter_cannot_handle_is_served_by_scikit_learn_saying_wh
 
     output = run("pr2prod", "bento", cwd=project).stdout
     assert "the service runs the scikit-learn pipeline: the ONNX converter cannot" in output
-    port = free_port()
-    command = ["bentoml", "serve", tags(output.strip().splitlines()[-1])[1], "--port", str(port)]
-    process, url = start_server(command, project, tmp_path / "server.log", port)
-    try:
-        metadata = httpx.get(f"{url}/model", timeout=10).json()
-        answer = httpx.post(
-            f"{url}/predict", json={"records": metadata["golden"]["records"][:1]}, timeout=10
-        )
-    finally:
-        stop_server(process)
+    # The service in a process of its own (a second `bentoml serve` on this BENTOML_HOME
+    # would empty the session's served bento's metrics): ready, GET /model, one answer.
+    script = (
+        "import json, pr2prod.serving.service as s; c = s.Classifier(); "
+        "record = s.Record.model_validate(s.BUNDLE.golden['records'][0]); "
+        "print(json.dumps({'ready': c.__is_ready__(), "
+        "'model': json.loads(s.model_metadata(None).body), "
+        "'answer': c.predict([record])[0].model_dump()}))"
+    )
+    environment = {
+        **os.environ,
+        "PR2PROD_MODEL_TAG": tags(output.strip().splitlines()[-1])[0],
+        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path),
+    }
+    served = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=project,
+        env=environment,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    result = json.loads(served.stdout.splitlines()[-1])
+    metadata = result["model"]
 
     inference = metadata["card"]["inference"]
     assert inference["runtime"] == SCIKIT_LEARN
     assert "LabelPropagation" in inference["reason"]
-    assert answer.status_code == 200  # ready, and answering with scikit-learn
+    assert result["ready"]  # and answering with scikit-learn
     expected = metadata["golden"]["probabilities"][0]
-    assert list(answer.json()[0]["probabilities"].values()) == pytest.approx(expected, abs=1e-5)
+    assert list(result["answer"]["probabilities"].values()) == pytest.approx(expected, abs=1e-5)

@@ -90,6 +90,7 @@ def test_a_seed_retrained_canary_is_promoted(adapted: Path) -> None:
 
 
 @pytest.mark.long
+@pytest.mark.timeout(1800)  # ten builds and rollouts: about a minute each here
 @pytest.mark.parametrize("adapted", ["three_class", "mixed"], indirect=True)
 def test_ten_seed_retrained_canaries_are_all_promoted(adapted: Path) -> None:
     seed = first_seed(adapted) + 1

@@ -196,3 +196,29 @@ def test_the_demo_alarms_only_on_the_shifted_feature_and_stops_its_service(
         if any("monitor-demo-" in part for part in process.info["cmdline"] or [])
     ]
     assert leftovers == [], "the demo left its service running"
+
+
+def test_alert_rules_for_the_built_model_pass_promtool(
+    bento_tag: str, reproduced_project: Path, tmp_path: Path
+) -> None:
+    rules_file = tmp_path / "pr2prod-rules.yaml"
+    options = ("--selector", 'job="pr2prod"', "--window", "1h", "--output", rules_file)
+    run("pr2prod", "alert-rules", *options, cwd=reproduced_project)
+
+    promtool = system_program("promtool", "install it with `apt-get install -y prometheus`")
+    checked = subprocess.run(
+        [promtool, "check", "rules", str(rules_file)], capture_output=True, text=True
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    rules = [
+        rule
+        for group in yaml.safe_load(rules_file.read_text())["groups"]
+        for rule in group["rules"]
+    ]
+    thresholds = {
+        rule["labels"]["feature"]
+        for rule in rules
+        if rule.get("record") == "pr2prod:drift_threshold"
+    }
+    schema = load_schema(reproduced_project / "schema.yaml")
+    assert thresholds == {feature.name for feature in schema.features} | {"__predicted_class__"}

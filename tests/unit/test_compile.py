@@ -128,6 +128,7 @@ def test_categories_and_missing_values_in_every_combination_compile_equal(mixed)
     [
         ("sklearn.ensemble.RandomForestClassifier", {"n_estimators": 50}),
         ("sklearn.tree.DecisionTreeClassifier", {}),
+        ("sklearn.ensemble.ExtraTreesClassifier", {"n_estimators": 30}),
         ("sklearn.linear_model.LogisticRegression", {"max_iter": 500}),
     ],
 )
@@ -154,16 +155,25 @@ def test_an_estimator_the_converter_cannot_handle_falls_back_with_the_reason(
     assert "LabelPropagation" in compiled.inference["reason"]
 
 
-def test_a_compiled_model_outside_the_tolerance_falls_back_with_the_gap(sample) -> None:
+def test_the_sample_forest_compiles_to_exactly_scikit_learns_probabilities(sample) -> None:
     model, schema, records = sample
-    strict = CompileSettings(tolerance=1e-12)  # below single-precision sums of 200 trees
+
+    compiled = compile_for_serving(model, schema, records, CompileSettings())
+
+    assert compiled.inference["parity"]["max_probability_gap"] == 0.0
+
+
+def test_a_compiled_model_outside_the_tolerance_falls_back_with_the_gap(tmp_path: Path) -> None:
+    # Gaussian naive Bayes compiles within 1e-15, not exactly (another order of sums).
+    model, schema, records = iris(tmp_path, "sklearn.naive_bayes.GaussianNB", {})
+    strict = CompileSettings(tolerance=1e-18)
 
     compiled = compile_for_serving(model, schema, records, strict)
 
     assert compiled.graph is None
     assert compiled.inference["runtime"] == SCIKIT_LEARN
-    assert "differs from scikit-learn on 114 rows" in compiled.inference["reason"]
-    assert compiled.inference["parity"]["max_probability_gap"] > 1e-12
+    assert f"differs from scikit-learn on {len(records)} rows" in compiled.inference["reason"]
+    assert compiled.inference["parity"]["max_probability_gap"] > 1e-18
 
 
 def test_compilation_can_be_turned_off(sample) -> None:

@@ -13,6 +13,8 @@ from pr2prod.commands import arg, command
 from pr2prod.errors import Pr2prodError
 
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+# Prometheus alerting rules for the current model (`make alert-rules`; build/ is ignored by git).
+ALERT_RULES = Path("build") / "prometheus" / "pr2prod-rules.yaml"
 
 
 def duration_seconds(text: str) -> float:
@@ -153,4 +155,48 @@ def monitor_demo(args: argparse.Namespace) -> int:
         f"monitor-demo: reports in {args.output / 'clean' / MARKDOWN} and "
         f"{args.output / 'shifted' / MARKDOWN}; the service is stopped"
     )
+    return 0
+
+
+@command(
+    "alert-rules",
+    "write Prometheus alerting rules (drift, service health) for the current model's reference",
+    arg("--selector", default="", help='matchers of the service\'s series, e.g. job="pr2prod"'),
+    arg("--window", default="1h", help="the drift rules' window, a Prometheus duration"),
+    arg(
+        "--reference",
+        type=Path,
+        help="a reference.json (default: the current model's, from the local model store)",
+    ),
+    arg("--model-version", help="the version the reference is for (with --reference)"),
+    arg("--output", type=Path, default=ALERT_RULES, help="the rules file to write"),
+)
+def alert_rules(args: argparse.Namespace) -> int:
+    import yaml
+
+    from pr2prod.monitor.alert_rules import alert_rules as rules_for
+    from pr2prod.monitor.references import stored_reference
+    from pr2prod.release.bento import expected_tags
+    from pr2prod.serving.reference import Reference
+    from pr2prod.settings import load_settings
+
+    duration_seconds(args.window)  # the same units as Prometheus's durations
+    if args.reference:
+        if not args.model_version:
+            raise Pr2prodError(
+                "--reference needs --model-version",
+                hint="the version of the model whose bundle holds that reference.json",
+            )
+        references = {args.model_version: Reference.load(args.reference)}
+    else:
+        version = expected_tags()[0].split(":")[1]
+        references = {version: stored_reference(version)}
+    settings = load_settings()
+    rules = rules_for(
+        references, settings.monitor, settings.canary.thresholds, args.selector, args.window
+    )
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(yaml.safe_dump(rules, sort_keys=False, width=120))
+    count = sum(len(group["rules"]) for group in rules["groups"])
+    print(f"alert-rules: {count} rules for model {', '.join(references)} in {args.output}")
     return 0

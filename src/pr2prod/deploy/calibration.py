@@ -50,6 +50,9 @@ SIMULATION_SEED = 20261207
 # answers, few enough to ask in one request each and keep a simulation quick.
 MAX_REFERENCE_ROWS = 500
 BUCKET_BOUNDS = np.asarray((*PROBABILITY_BUCKETS, np.inf))
+# Answers over HTTP keep six decimals: a probability this close to a bound may be on
+# either side of it in the service's own histogram.
+BOUND_TOLERANCE = 1e-6
 
 
 @dataclass(frozen=True)
@@ -162,9 +165,14 @@ def histogram_tables(
     (by upper bound, the service's own buckets). Counted for every simulation at once."""
     predicted = probabilities.argmax(axis=1)
     class_counts = weights @ np.eye(len(classes))[predicted]  # simulations x classes
-    buckets = np.searchsorted(BUCKET_BOUNDS, probabilities, side="left")  # first bound >= p
+    # A probability on a bucket's bound (a forest's 0.3) lands on either side of it live,
+    # as the service's arithmetic rounds it (float32 in a compiled graph), while the
+    # answers read here keep six decimals: such a row counts half in each bucket.
+    one_hot = np.eye(len(BUCKET_BOUNDS))
+    below = np.searchsorted(BUCKET_BOUNDS, probabilities - BOUND_TOLERANCE, side="left")
+    above = np.searchsorted(BUCKET_BOUNDS, probabilities + BOUND_TOLERANCE, side="left")
     bucket_counts = [
-        weights @ np.eye(len(BUCKET_BOUNDS))[buckets[:, c]] for c in range(len(classes))
+        weights @ ((one_hot[below[:, c]] + one_hot[above[:, c]]) / 2) for c in range(len(classes))
     ]
 
     def tables(simulation: int) -> Tables:

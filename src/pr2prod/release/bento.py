@@ -56,6 +56,7 @@ BUNDLE_INPUTS = (
     SERVICE_SOURCES / "serving" / "reference.py",
     SERVICE_SOURCES / "release" / "compile.py",
     SERVICE_SOURCES / "release" / "onnx_conversion.py",
+    SERVICE_SOURCES / "release" / "onnx_trees.py",
 )
 
 

@@ -5,7 +5,8 @@ in the schema's order, float64 (NaN where missing), and the categorical ones, te
 empty text where missing; the service refuses empty categories, so it can mean nothing
 else). Its outputs are the predicted label and every class's probability, in the
 estimator's class order (pr2prod.serving.inference.CompiledRunner feeds and reads it).
-Numbers stay in double precision up to the estimator, as in scikit-learn.
+Numbers stay in double precision, as in scikit-learn; trees and forests are converted by
+pr2prod.release.onnx_trees, other estimators by skl2onnx's own converters.
 
 skl2onnx's own SimpleImputer converter is replaced: its ONNX `Imputer` node runs in single
 precision only (ONNX Runtime has no double kernel for it) and it cannot impute categories
@@ -15,23 +16,24 @@ numbers and a one-key `LabelEncoder` for categories, in either precision.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 from onnx import ModelProto, TensorProto, helper
 from skl2onnx import convert_sklearn
 from skl2onnx._supported_operators import sklearn_operator_name_map
-from skl2onnx.common._registration import get_converter
-from skl2onnx.common.data_types import DoubleTensorType, FloatTensorType, StringTensorType
-from sklearn.ensemble import (
-    ExtraTreesClassifier,
-    GradientBoostingClassifier,
-    RandomForestClassifier,
-)
+from skl2onnx.common._registration import get_shape_calculator
+from skl2onnx.common.data_types import DoubleTensorType, StringTensorType
+from sklearn.ensemble import ExtraTreesClassifier, RandomForestClassifier
 from sklearn.impute import SimpleImputer
 from sklearn.tree import DecisionTreeClassifier, ExtraTreeClassifier
 
+from pr2prod.release.onnx_trees import (
+    ML_OPSET,
+    add_node,
+    convert_tree_classifier,
+    tree_probabilities_shape,
+)
 from pr2prod.schema import FeatureSchema
 from pr2prod.serving.inference import (
     CATEGORIES_INPUT,
@@ -41,15 +43,15 @@ from pr2prod.serving.inference import (
 )
 
 # The newest ONNX opsets the converter may use (it takes the oldest each node allows).
+# skl2onnx knows ai.onnx.ml up to 3; graphs with TreeEnsemble are raised to its opset after.
 TARGET_OPSET = {"": 18, "ai.onnx.ml": 3}
 SPLIT_SIZES_AS_INPUT = 13  # the default domain's first opset whose Split reads sizes as input
-# Estimators whose scikit-learn predict rounds its features to float32 first.
-_FLOAT32_TREES = (
+# Trees and forests, converted in double precision (pr2prod.release.onnx_trees).
+_TREE_CLASSIFIERS = (
     DecisionTreeClassifier,
     ExtraTreeClassifier,
     RandomForestClassifier,
     ExtraTreesClassifier,
-    GradientBoostingClassifier,
 )
 
 
@@ -68,10 +70,22 @@ def convert_pipeline(model: Any, schema: FeatureSchema) -> ModelProto:
         options={id(estimator): {"zipmap": False}},
         custom_conversion_functions={
             SimpleImputer: _convert_simple_imputer,
-            **{kind: _trees_on_float32(kind) for kind in _FLOAT32_TREES},
+            **dict.fromkeys(_TREE_CLASSIFIERS, convert_tree_classifier),
         },
-        custom_shape_calculators={SimpleImputer: _imputer_shape},
+        custom_shape_calculators={
+            SimpleImputer: _imputer_shape,
+            **{
+                kind: tree_probabilities_shape(
+                    get_shape_calculator(sklearn_operator_name_map[kind])
+                )
+                for kind in _TREE_CLASSIFIERS
+            },
+        },
     )
+    if any(node.op_type == "TreeEnsemble" for node in graph.graph.node):
+        for opset in graph.opset_import:
+            if opset.domain == "ai.onnx.ml":
+                opset.version = ML_OPSET
     outputs = [output.name for output in graph.graph.output]
     if PROBABILITIES_OUTPUT not in outputs:
         raise ValueError(f"the graph has no {PROBABILITIES_OUTPUT!r} output, only {outputs}")
@@ -129,22 +143,24 @@ def _convert_simple_imputer(scope: Any, operator: Any, container: Any) -> None:
     if isinstance(operator.inputs[0].type, StringTensorType):
         # "" -> 1, anything else -> 0, then as booleans.
         flags = scope.get_unique_variable_name("missing_flags")
-        container.add_node(
+        add_node(
+            scope,
+            container,
             "LabelEncoder",
             [values],
             [flags],
-            name=scope.get_unique_operator_name("MissingCategory"),
             op_domain="ai.onnx.ml",
             op_version=2,
             keys_strings=[MISSING_CATEGORY],
             values_int64s=[1],
             default_int64=0,
         )
-        container.add_node(
+        add_node(
+            scope,
+            container,
             "Cast",
             [flags],
             [missing],
-            name=scope.get_unique_operator_name("Cast"),
             to=TensorProto.BOOL,
         )
         container.add_initializer(
@@ -184,70 +200,3 @@ def _concatenated(scope: Any, operator: Any, container: Any) -> str:
         "Concat", names, [joined], name=scope.get_unique_operator_name("Concat"), axis=1
     )
     return joined
-
-
-class _InSinglePrecision:
-    """An operator as its stock converter sees it with float32 in place of float64: its
-    features cast before it, its double outputs written to float32 stand-ins."""
-
-    def __init__(self, operator: Any, inputs: list[Any], outputs: list[Any]) -> None:
-        self._operator = operator
-        self.inputs = inputs
-        self.outputs = outputs
-        self.input_full_names = [variable.full_name for variable in inputs]
-        self.output_full_names = [variable.full_name for variable in outputs]
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._operator, name)
-
-
-class _StandIn:
-    """A float32 variable the stock converter reads or writes in place of a double one."""
-
-    def __init__(self, full_name: str, shape: list[Any]) -> None:
-        self.full_name = self.onnx_name = self.raw_name = full_name
-        self.type = FloatTensorType(shape)
-
-    def get_first_dimension(self) -> Any:
-        return self.type.shape[0]
-
-
-def _cast(scope: Any, container: Any, source: str, target: str, to: int) -> None:
-    container.add_node(
-        "Cast", [source], [target], name=scope.get_unique_operator_name("Cast"), to=to
-    )
-
-
-def _trees_on_float32(estimator_class: type) -> Callable[[Any, Any, Any], None]:
-    """The stock converter of a tree estimator, given its features cast to float32.
-
-    scikit-learn's trees compare `float32(x) <= threshold`: the features are computed in
-    double precision and then rounded to single. Casting the graph's double features the
-    same way, and letting the stock converter pick float thresholds that split float32
-    inputs exactly as scikit-learn does, reproduces every branch; only the sum of the
-    trees' leaf probabilities is single precision (about 1e-7).
-    """
-    stock = get_converter(sklearn_operator_name_map[estimator_class])
-
-    def convert(scope: Any, operator: Any, container: Any) -> None:
-        features = operator.inputs[0]
-        if not isinstance(features.type, DoubleTensorType):
-            stock(scope, operator, container)
-            return
-        single = _StandIn(scope.get_unique_variable_name("float32_features"), features.type.shape)
-        _cast(scope, container, features.full_name, single.full_name, TensorProto.FLOAT)
-        outputs, doubled = [], []
-        for output in operator.outputs:
-            if isinstance(output.type, DoubleTensorType):
-                stand_in = _StandIn(
-                    scope.get_unique_variable_name("float32_out"), output.type.shape
-                )
-                outputs.append(stand_in)
-                doubled.append((stand_in.full_name, output.full_name))
-            else:
-                outputs.append(output)
-        stock(scope, _InSinglePrecision(operator, [single], outputs), container)
-        for source, target in doubled:
-            _cast(scope, container, source, target, TensorProto.DOUBLE)
-
-    return convert
