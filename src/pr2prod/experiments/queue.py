@@ -120,11 +120,13 @@ def forget_earlier_runs(runs: list[Run]) -> None:
     names = [run.name for run in runs]
     known = set(queue_states(run_dvc("queue", "status", check=False).stdout))
     listed = run_dvc("exp", "list", "--name-only", check=False).stdout.split()
-    earlier = [name for name in names if name in known or name in listed]
-    if earlier:
-        # Either command may not know a given name (a queue entry vs an experiment ref).
-        run_dvc("queue", "remove", *[n for n in earlier if n in known], check=False)
-        run_dvc("exp", "remove", *[n for n in earlier if n in listed], check=False)
+    # A queue entry (queued, failed or finished) and an experiment ref are removed apart.
+    queued = [name for name in names if name in known]
+    finished = [name for name in names if name in listed]
+    if queued:
+        run_dvc("queue", "remove", *queued, check=False)
+    if finished:
+        run_dvc("exp", "remove", *finished, check=False)
 
 
 def queue_runs(runs: list[Run], params: dict[str, Any], say: Callable[[str], None]) -> None:

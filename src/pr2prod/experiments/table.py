@@ -169,7 +169,12 @@ def _base_metrics(base: str | None) -> dict[str, float] | None:
 
 def _predictions(revision: str | None, schema: FeatureSchema) -> Predictions | None:
     text = read_output_at(revision, paths.PREDICTIONS)
-    return None if text is None else Predictions.from_csv(text, schema.target.positive_class)
+    target = schema.target
+    return (
+        None
+        if text is None
+        else Predictions.from_csv(text, target.positive_class, target.is_numeric)
+    )
 
 
 def _delta(value: float | None, base: float | None) -> float | None:
