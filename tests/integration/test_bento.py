@@ -79,29 +79,35 @@ def test_the_bento_holds_only_the_shipped_files_and_installs_the_runtime_lock(
     ).read_bytes()
 
 
+def last_line_of_service_script(script: str, project: Path, model_tag: str, metrics: Path) -> str:
+    """What `script` prints last, run in a fresh interpreter serving `model_tag`."""
+    environment = {
+        **os.environ,
+        "PR2PROD_MODEL_TAG": model_tag,
+        "PROMETHEUS_MULTIPROC_DIR": str(metrics),
+    }
+    finished = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=project,
+        env=environment,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return finished.stdout.splitlines()[-1]
+
+
 def test_the_service_loads_no_pipeline_report_or_deploy_module(
     reproduced_project: Path, bento_tag: str, tmp_path: Path
 ) -> None:
     """Imported in a fresh interpreter, the service loads only modules the bento ships."""
     manifest = run("bentoml", "get", bento_tag, "-o", "json", cwd=reproduced_project).stdout
     (model,) = json.loads(manifest)["services"][0]["models"]
-    environment = {
-        **os.environ,
-        "PR2PROD_MODEL_TAG": model["tag"],
-        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path),
-    }
     script = (
         "import json, sys, pr2prod.serving.service; "
         "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] == 'pr2prod')))"
     )
-    loaded = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=reproduced_project,
-        env=environment,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
+    loaded_modules = last_line_of_service_script(script, reproduced_project, model["tag"], tmp_path)
     with contextlib.chdir(reproduced_project):
         shipped = {
             ".".join(path.relative_to(BUILD_CONTEXT).with_suffix("").parts).removesuffix(
@@ -111,7 +117,7 @@ def test_the_service_loads_no_pipeline_report_or_deploy_module(
             if path.suffix == ".py"
         }
 
-    modules = set(json.loads(loaded.stdout.splitlines()[-1]))
+    modules = set(json.loads(loaded_modules))
     assert "pr2prod.serving.service" in modules
     assert modules <= shipped, f"loaded but not shipped: {sorted(modules - shipped)}"
 
@@ -245,20 +251,8 @@ def test_a_model_the_converter_cannot_handle_is_served_by_scikit_learn_saying_wh
         "'model': json.loads(s.model_metadata(None).body), "
         "'answer': c.predict([record])[0].model_dump()}))"
     )
-    environment = {
-        **os.environ,
-        "PR2PROD_MODEL_TAG": tags(output.strip().splitlines()[-1])[0],
-        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path),
-    }
-    served = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=project,
-        env=environment,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    result = json.loads(served.stdout.splitlines()[-1])
+    model_tag = tags(output.strip().splitlines()[-1])[0]
+    result = json.loads(last_line_of_service_script(script, project, model_tag, tmp_path))
     metadata = result["model"]
 
     inference = metadata["card"]["inference"]
