@@ -8,6 +8,7 @@ standard deviation, inside schema.yaml's bounds so the service accepts it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -37,9 +38,9 @@ SHIFTED = "mean_texture"
 SHIFT = 3.0  # about 0.7 standard deviations of mean_texture in the sample data
 
 
-@pytest.fixture(scope="module")
-def service(bento_tag: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    folder = tmp_path_factory.mktemp("monitored")
+@contextlib.contextmanager
+def served_bento(bento_tag: str, folder: Path) -> Iterator[str]:
+    """The bento served from an export in `folder`, with a BENTOML_HOME of its own."""
     export_bento(bento_tag, Path(os.environ["BENTOML_HOME"]), folder / "bento")
     (folder / "home").mkdir()
     port = free_port()
@@ -65,10 +66,10 @@ def service(bento_tag: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         stop_server(process)
 
 
-@pytest.fixture(scope="module")
-def prometheus(service: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+@contextlib.contextmanager
+def scraping_prometheus(service: str, workdir: Path) -> Iterator[str]:
+    """A Prometheus of its own that scrapes `service` every second (job "monitored")."""
     binary = system_program("prometheus", "install it with `apt-get install -y prometheus`")
-    workdir = tmp_path_factory.mktemp("prometheus-monitor")
     config = {
         "global": {"scrape_interval": "1s", "scrape_timeout": "1s"},
         "scrape_configs": [
@@ -90,6 +91,18 @@ def prometheus(service: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         yield url
     finally:
         stop_server(process)
+
+
+@pytest.fixture(scope="module")
+def service(bento_tag: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with served_bento(bento_tag, tmp_path_factory.mktemp("monitored")) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def prometheus(service: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with scraping_prometheus(service, tmp_path_factory.mktemp("prometheus-monitor")) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
