@@ -9,9 +9,10 @@ counts what clients would see.
 from __future__ import annotations
 
 import asyncio
-import itertools
+import random
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,6 +45,22 @@ class LoadCounts:
             self.late + other.late,
             _summed(self.failed_by, other.failed_by),
         )
+
+
+def shuffled_cycles(records: list[dict[str, Any]], seed: int = 0) -> Iterator[dict[str, Any]]:
+    """Every record once per pass, in a new (seeded) order each pass.
+
+    Not the same order every pass: the router gives the canary exactly its share of
+    requests, evenly spread, so a fixed cycle of 44 rows at 25 % would send the canary the
+    same 11 rows forever and stable the other 33, and the two would differ by which rows
+    they saw rather than by their models (the canary analysis expects each version to see
+    the traffic's inputs at random, as real clients send them).
+    """
+    rng = random.Random(seed)
+    order = list(range(len(records)))
+    while True:
+        rng.shuffle(order)
+        yield from (records[index] for index in order)
 
 
 def _summed(first: dict[str, int], second: dict[str, int]) -> dict[str, int]:
@@ -91,7 +108,7 @@ class SteadyLoad:
             base_url=self.url, timeout=TIMEOUT_SECONDS, limits=limits
         ) as client:
             next_send = time.monotonic()
-            for record in itertools.cycle(self.records):
+            for record in shuffled_cycles(self.records):
                 if self._stop.is_set():
                     break
                 if slots.locked():
