@@ -171,10 +171,13 @@ def service_module(bento_tag: str, reproduced_project: Path, tmp_path_factory):
     """The service module imported in this process, serving the reproduced project's model."""
     manifest = run("bentoml", "get", bento_tag, "-o", "json", cwd=reproduced_project).stdout
     (model,) = json.loads(manifest)["services"][0]["models"]
-    os.environ["PR2PROD_MODEL_TAG"] = model["tag"]
     metrics_dir = tmp_path_factory.mktemp("prometheus")
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
-    return importlib.import_module("pr2prod.serving.service")
+    # Set while the module's tests run, then taken back: a later test's subprocesses (any
+    # prometheus_client user) would otherwise inherit multiprocess mode from this worker.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PR2PROD_MODEL_TAG", model["tag"])
+        patch.setenv("PROMETHEUS_MULTIPROC_DIR", str(metrics_dir))
+        yield importlib.import_module("pr2prod.serving.service")
 
 
 def test_in_process_the_service_is_ready_and_predicts_the_golden_rows(service_module) -> None:
