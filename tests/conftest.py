@@ -94,6 +94,24 @@ def reproduced_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return project
 
 
+@pytest.fixture(scope="session")
+def reproduced_regression_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A project copy switched to the regression sample (data, schema.yaml and params.yaml
+    only), its pipeline reproduced once."""
+    project = copy_project(tmp_path_factory.mktemp("regression"))
+    use_fixture_data(project, "regression")
+    run("dvc", "add", "data", cwd=project)
+    run("dvc", "repro", cwd=project)
+    return project
+
+
+@pytest.fixture(scope="session")
+def regression_bento_tag(reproduced_regression_project: Path) -> str:
+    """The bento `pr2prod bento` builds from the regression project's model."""
+    output = run("pr2prod", "bento", cwd=reproduced_regression_project).stdout
+    return output.split("bento ")[-1].split()[0]
+
+
 @pytest.fixture
 def project(reproduced_project: Path, tmp_path: Path) -> Path:
     """A private copy of the reproduced project (data, DVC cache and all) for one test."""
@@ -149,11 +167,20 @@ class Server:
 
 
 def start_server(
-    command: list[str], cwd: Path, log: Path, port: int, timeout: float = 60, path="/readyz"
+    command: list[str],
+    cwd: Path,
+    log: Path,
+    port: int,
+    timeout: float = 60,
+    path="/readyz",
+    env: dict[str, str] | None = None,
 ):
-    """Start a server process; return it once GET `path` answers 200."""
+    """Start a server process (in `env`, default: this one's); return it once GET `path`
+    answers 200."""
     with log.open("w") as handle:
-        process = subprocess.Popen(command, cwd=cwd, stdout=handle, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            command, cwd=cwd, stdout=handle, stderr=subprocess.STDOUT, env=env
+        )
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until_ready(url, timeout, path, process=Watched.popen(process, log))
@@ -164,6 +191,32 @@ def start_server(
 
 
 stop_server = stop_process  # by its PID: politely, then for sure
+
+
+def assert_fuzzing_finds_no_server_error(url: str, workdir: Path) -> None:
+    """schemathesis sends requests generated from the service's OpenAPI spec (valid and
+    invalid ones); none may get a 5xx."""
+    result = subprocess.run(
+        [
+            "schemathesis",
+            "run",
+            f"{url}/docs.json",
+            "--checks",
+            "not_a_server_error",
+            "--max-examples",
+            "40",
+            "--seed",
+            "1",
+            "--no-color",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+        cwd=workdir,  # schemathesis keeps a cache folder in its working directory
+    )
+
+    assert result.returncode == 0, result.stdout[-4000:]
 
 
 @pytest.fixture(scope="session")

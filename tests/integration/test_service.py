@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +12,7 @@ import httpx
 import pandas as pd
 import pytest
 import yaml
-from conftest import Server
+from conftest import Server, assert_fuzzing_finds_no_server_error
 
 from pr2prod.data.records import split_records
 from pr2prod.deploy.observations import parse_metrics
@@ -186,27 +185,7 @@ def test_client_errors_are_logged_in_one_line(
 def test_a_fuzz_run_of_the_openapi_spec_finds_no_server_error(
     served_bento: Server, tmp_path: Path
 ) -> None:
-    result = subprocess.run(
-        [
-            "schemathesis",
-            "run",
-            f"{served_bento.url}/docs.json",
-            "--checks",
-            "not_a_server_error",
-            "--max-examples",
-            "40",
-            "--seed",
-            "1",
-            "--no-color",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-        cwd=tmp_path,  # schemathesis keeps a cache folder in its working directory
-    )
-
-    assert result.returncode == 0, result.stdout[-4000:]
+    assert_fuzzing_finds_no_server_error(served_bento.url, tmp_path)
 
 
 def test_an_oversized_chunked_body_is_refused_too(client: httpx.Client) -> None:

@@ -1,5 +1,8 @@
 """The BentoML service: `predict` for one or many records, plus health and model metadata.
 
+It serves a classifier (each record's class and every class's probability) or, when
+schema.yaml's target is numeric, a regressor (each record's predicted value).
+
 The model is pinned by tag (`--arg model_tag=...`, recorded in the bento by `make bento`);
 its request model, serving policy and golden rows come with it, so the service needs no
 file from the repository.
@@ -22,14 +25,26 @@ from starlette.routing import Route
 
 from pr2prod import environment
 from pr2prod.serving.bundle import ModelBundle
-from pr2prod.serving.contract import Prediction, field_name, policy_warnings, record_model
+from pr2prod.serving.contract import (
+    Prediction,
+    ValuePrediction,
+    answer_model,
+    field_name,
+    policy_warnings,
+    record_model,
+)
 from pr2prod.serving.guards import (
     KnownPathsOnly,
     RequestGuard,
     quiet_client_errors,
     served_paths,
 )
-from pr2prod.serving.telemetry import LATENCY_BUCKETS, PredictionMetrics, feature_statistics
+from pr2prod.serving.telemetry import (
+    LATENCY_BUCKETS,
+    PredictionMetrics,
+    feature_statistics,
+    predicted_value_histogram,
+)
 
 logger = logging.getLogger("pr2prod.serving")
 
@@ -50,6 +65,8 @@ BUNDLE = ModelBundle.load(Path(MODEL.resolve().path))
 POLICY = BUNDLE.policy
 Record = record_model(BUNDLE.schema, POLICY)
 Records = Annotated[list[Record], Field(min_length=1, max_length=POLICY.max_records)]
+Answer = answer_model(BUNDLE.schema)
+NUMERIC_TARGET = BUNDLE.schema.target.is_numeric
 quiet_client_errors()
 
 
@@ -77,6 +94,9 @@ class Classifier:
             self.metrics.probabilities.labels(label, self.version) for label in self.classes
         ]
         self.model_seconds = self.metrics.model_seconds.labels(self.version)
+        if NUMERIC_TARGET:
+            bounds = BUNDLE.value_reference().value_bounds
+            self.value_histogram = predicted_value_histogram(bounds).labels(self.version)
         matches, gap = BUNDLE.golden_rows_match(self.model)
         self.ready = matches
         # The worker's heap (BentoML, pandas, scikit-learn, hundreds of trees) makes a full
@@ -93,7 +113,7 @@ class Classifier:
             )
         else:
             logger.error(
-                "model %s, run by %s, gives golden-row probabilities %.3g away from what "
+                "model %s, run by %s, gives golden-row answers %.3g away from what "
                 "was recorded: not ready (a changed model file, or another scikit-learn or "
                 "ONNX Runtime version in this environment?)",
                 MODEL_TAG,
@@ -109,15 +129,24 @@ class Classifier:
         max_batch_size=POLICY.max_batch_size,
         max_latency_ms=POLICY.max_latency_ms,
     )
-    def predict(self, records: Records) -> list[Prediction]:
-        """Predict the class of each record, with every class's probability."""
+    def predict(self, records: Records) -> list[Answer]:
+        """Predict each record's class with every class's probability (a classifier), or
+        its value (a numeric target)."""
         rows = [record.model_dump(by_alias=True) for record in records]
         self._count_policy_warnings(rows)
         if self.inputs is not None:
             self.inputs.observe(rows)
+        if NUMERIC_TARGET:
+            with self.model_seconds.time():
+                values = self.model.values(rows)
+            return [self._value_prediction(value) for value in values.tolist()]
         with self.model_seconds.time():
             probabilities = self.model.probabilities(rows)
         return [self._prediction(row) for row in probabilities]
+
+    def _value_prediction(self, value: float) -> ValuePrediction:
+        self.value_histogram.observe(value)
+        return ValuePrediction(predicted=value, model_version=self.version)
 
     def _prediction(self, row: np.ndarray) -> Prediction:
         predicted = self.classes[int(row.argmax())]
@@ -152,12 +181,23 @@ def model_metadata(_: Request) -> JSONResponse:
             "test_metrics": BUNDLE.metrics,
             "features": {f.name: field_name(f.name) for f in BUNDLE.schema.features},
             "classes": list(BUNDLE.schema.target.classes),
+            **_numeric_target(),
             "policy": POLICY.__dict__,
             # Synthetic inputs (no real record) with the answers recorded for them when the
             # bento was made: lets a deployer check this version. No data row is served here.
             "golden": BUNDLE.golden,
         }
     )
+
+
+def _numeric_target() -> dict:
+    """What GET /model adds for a numeric target: its unit and the histogram's bounds."""
+    if not NUMERIC_TARGET:
+        return {}
+    return {
+        "target": {"name": BUNDLE.schema.target.name, "unit": BUNDLE.schema.target.unit},
+        "value_bounds": list(BUNDLE.value_reference().value_bounds),
+    }
 
 
 Classifier.mount_asgi_app(Starlette(routes=[Route("/model", model_metadata)]), path="/")

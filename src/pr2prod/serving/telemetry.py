@@ -80,6 +80,28 @@ class PredictionMetrics:
         )
 
 
+# A numeric target's predictions: one histogram per model version, in the buckets of the
+# model's reference (deciles of its own test-set predictions, at most VALUE_BUCKETS).
+PREDICTED_VALUE = "pr2prod_predicted_value"
+
+
+@functools.cache
+def predicted_value_histogram(bounds: tuple[float, ...]) -> Histogram:
+    """The histogram of predicted values, with the upper bucket bounds `bounds`.
+
+    A registry takes a metric once per process, and a process serves one model: the
+    bounds are its reference's, the same for every call. Prometheus adds the last bucket,
+    +Inf, for values above them.
+    """
+    return Histogram(
+        PREDICTED_VALUE,
+        "Predicted value of each record (numeric target), in buckets bounded by deciles of "
+        "the model's own test-set predictions",
+        ["model_version"],
+        buckets=bounds,
+    )
+
+
 class FeatureStatistics:
     """Counts each record's values in the bins of the model's reference.
 
