@@ -10,10 +10,13 @@ import json
 import math
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
+import joblib
+import numpy as np
 import pandas as pd
 import pytest
 from conftest import (
@@ -25,10 +28,12 @@ from conftest import (
     stop_server,
 )
 
+from bench import faults
 from pr2prod.data.records import split_records
 from pr2prod.deploy.checks import golden_rows_answered
 from pr2prod.deploy.local import export_bento
 from pr2prod.deploy.observations import parse_metrics, parse_samples
+from pr2prod.deploy.releases import release_of_model
 from pr2prod.schema import load_schema
 from pr2prod.serving.reference import REFERENCE_FILE, Reference, ValueReference
 from pr2prod.serving.telemetry import PREDICTED_VALUE
@@ -36,25 +41,29 @@ from pr2prod.serving.telemetry import PREDICTED_VALUE
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="module")
-def regressor(
-    regression_bento_tag: str,
-    reproduced_regression_project: Path,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[Server]:
-    """The regression bento, unpacked and served with a BENTOML_HOME of its own (a server
-    sharing one with another would empty the other's /metrics)."""
-    folder = tmp_path_factory.mktemp("regressor")
-    export_bento(regression_bento_tag, Path(os.environ["BENTOML_HOME"]), folder / "bento")
+@contextmanager
+def serving(bento_tag: str, folder: Path) -> Iterator[Server]:
+    """A bento of the store, unpacked in `folder` and served with a BENTOML_HOME of its own
+    (a server sharing one with another would empty the other's /metrics)."""
+    folder.mkdir(exist_ok=True)
+    export_bento(bento_tag, Path(os.environ["BENTOML_HOME"]), folder / "bento")
     (folder / "home").mkdir()
     port, log = free_port(), folder / "server.log"
     command = ["bentoml", "serve", str(folder / "bento"), "--host", "127.0.0.1"]
     env = {**os.environ, "BENTOML_HOME": str(folder / "home")}
-    process, url = start_server(
-        [*command, "--port", str(port)], reproduced_regression_project, log, port, env=env
-    )
-    yield Server(url, log, process.pid)
-    stop_server(process)
+    process, url = start_server([*command, "--port", str(port)], folder, log, port, env=env)
+    try:
+        yield Server(url, log, process.pid)
+    finally:
+        stop_server(process)
+
+
+@pytest.fixture(scope="module")
+def regressor(
+    regression_bento_tag: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
+    with serving(regression_bento_tag, tmp_path_factory.mktemp("regressor")) as server:
+        yield server
 
 
 @pytest.fixture(scope="module")
@@ -235,3 +244,32 @@ def test_a_fuzz_run_of_the_openapi_spec_finds_no_server_error(
     regressor: Server, tmp_path: Path
 ) -> None:
     assert_fuzzing_finds_no_server_error(regressor.url, tmp_path)
+
+
+@pytest.mark.parametrize("name", faults.BAD_REGRESSORS, ids=str)
+def test_a_bad_regressor_is_packaged_served_and_ready_with_its_fault(
+    name: str,
+    reproduced_regression_project: Path,
+    test_records: list[dict[str, Any]],
+    tmp_path: Path,
+) -> None:
+    """Each fault of the catalogue becomes a bento as the pipeline makes one, whose service
+    is ready (its golden rows are its own answers) and answers with the fault."""
+    project = reproduced_regression_project
+    genuine = joblib.load(project / "artifacts/model/model.joblib")
+    spread = faults.TargetSpread.of_split(project / "artifacts/split/train.csv", "progression")
+    offline = pd.read_csv(project / "results/predictions.csv")["predicted"].to_numpy()
+    wrapper = faults.BAD_REGRESSORS[name].wrap(genuine, spread)
+    release = release_of_model(wrapper, tmp_path / "release", workspace=project, modules=[faults])
+
+    with serving(release, tmp_path / "served") as server:
+        answers = httpx.post(f"{server.url}/predict", json={"records": test_records}).json()
+        card = httpx.get(f"{server.url}/model").json()["card"]
+
+    values = np.array([answer["predicted"] for answer in answers])
+    if isinstance(wrapper, faults.ConstantValue):
+        assert set(values.tolist()) == {spread.mean}
+    else:
+        assert np.abs(values - (offline + spread.std)).max() < 1e-5
+    # A wrapper is no pipeline the converter knows: it runs as a Python object.
+    assert card["inference"]["runtime"] == "scikit-learn"
