@@ -38,13 +38,16 @@ def build_reference(
     """The reference of the fitted pipeline `model` (loaded as the bundle's model is)."""
     train = load_typed(train_file, schema)
     probabilities = PipelineRunner(model, schema).probabilities(split_records(test_file, schema))
+    actual = load_typed(test_file, schema)[schema.target.name].astype(str).to_numpy()
     return Reference(
         rows=len(train),
         features={
             feature.name: feature_reference(train[feature.name], feature)
             for feature in schema.features
         },
-        predictions=prediction_reference(probabilities, list(schema.target.classes)),
+        predictions=prediction_reference(
+            probabilities, list(schema.target.classes), actual, schema.target.positive_class
+        ),
     )
 
 
@@ -75,8 +78,23 @@ def quantile_edges(numbers: np.ndarray, bins: int) -> list[float]:
     return sorted(rounded)
 
 
-def prediction_reference(probabilities: np.ndarray, classes: list[str]) -> PredictionReference:
+def prediction_reference(
+    probabilities: np.ndarray,
+    classes: list[str],
+    actual: np.ndarray | None = None,
+    positive_class: str | None = None,
+) -> PredictionReference:
+    """`actual`: the test rows' true classes, for the confusion matrix (None: none kept)."""
     predicted = probabilities.argmax(axis=1)
+    confusion = {}
+    if actual is not None:
+        confusion = {
+            truth: {
+                label: int(((actual == truth) & (predicted == i)).sum())
+                for i, label in enumerate(classes)
+            }
+            for truth in classes
+        }
     bounds = np.asarray(PROBABILITY_BUCKETS)
     return PredictionReference(
         rows=len(probabilities),
@@ -92,4 +110,6 @@ def prediction_reference(probabilities: np.ndarray, classes: list[str]) -> Predi
             )
             for i, label in enumerate(classes)
         },
+        confusion=confusion,
+        positive_class=positive_class,
     )

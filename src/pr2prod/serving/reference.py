@@ -12,7 +12,8 @@ bins (pr2prod.serving.telemetry) and `pr2prod monitor` compares the two.
 - A categorical feature: training rows per category of the schema.
 - Both: training rows where the value is missing.
 - Predictions: test rows per predicted class, and per class a histogram of its predicted
-  probability in the service's probability buckets.
+  probability in the service's probability buckets; and the test split's confusion
+  matrix, what live performance is compared with once true labels come back.
 
 Only counts and quantile edges are kept: no row of the data. The service reads this
 module; pr2prod.release.reference writes the file (and never ships).
@@ -22,7 +23,7 @@ from __future__ import annotations
 
 import bisect
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +65,11 @@ class PredictionReference:
     classes: dict[str, int]  # test rows per predicted class
     probability_bounds: tuple[float, ...]  # the upper bounds of the probability buckets
     probabilities: dict[str, tuple[int, ...]]  # per class, test rows per bucket
+    # Test rows per true class, then per predicted class (empty in references made before
+    # it was kept: live performance is then not compared); and the positive class of a
+    # binary target, which precision, recall and F1 are about.
+    confusion: dict[str, dict[str, int]] = field(default_factory=dict)
+    positive_class: str | None = None
 
 
 FeatureReference = NumericReference | CategoricalReference
@@ -127,4 +133,9 @@ def _predictions(spec: dict[str, Any]) -> PredictionReference:
             str(name): tuple(int(count) for count in counts)
             for name, counts in spec["probabilities"].items()
         },
+        confusion={
+            str(actual): {str(predicted): int(n) for predicted, n in row.items()}
+            for actual, row in spec.get("confusion", {}).items()
+        },
+        positive_class=spec.get("positive_class"),
     )
