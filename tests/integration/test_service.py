@@ -15,7 +15,8 @@ import yaml
 from conftest import Server, assert_fuzzing_finds_no_server_error
 
 from pr2prod.data.records import split_records
-from pr2prod.deploy.observations import parse_metrics
+from pr2prod.deploy.observations import parse_metrics, parse_samples
+from pr2prod.monitor.live import live_counts
 from pr2prod.schema import load_schema
 from pr2prod.serving.telemetry import LATENCY_BUCKETS
 
@@ -283,7 +284,63 @@ def test_the_gateway_routes_only_public_endpoints_the_service_serves(
     routed = {match["value"] for match in matches}
 
     assert "/metrics" not in routed
-    assert {"/predict", "/readyz", "/livez"} <= routed
-    for path in routed - {"/predict"}:
+    assert {"/predict", "/feedback", "/readyz", "/livez"} <= routed
+    for path in routed - {"/predict", "/feedback"}:
         assert client.get(path).status_code == 200, path
     assert post(client, {"records": [record]}).status_code == 200
+
+
+def feedback(client: httpx.Client, body: Any) -> httpx.Response:
+    content = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return client.post("/feedback", content=content, headers=JSON)
+
+
+def feedback_count(client: httpx.Client, version: str) -> float:
+    """Labelled predictions of `version` on /metrics, read as the monitor reads them."""
+    return live_counts(parse_samples(client.get("/metrics").text))[version].labelled
+
+
+def test_true_labels_sent_back_by_prediction_id_are_counted(
+    client: httpx.Client, test_records: list[dict[str, Any]], reproduced_project: Path
+) -> None:
+    answers = post(client, {"records": test_records[:5]}).json()
+    ids = [answer["prediction_id"] for answer in answers]
+    version = answers[0]["model_version"]
+    truth = pd.read_csv(reproduced_project / "artifacts" / "split" / "test.csv")["diagnosis"]
+    before = feedback_count(client, version)
+
+    body = {
+        "feedback": [
+            {"prediction_id": i, "label": str(label)}
+            for i, label in zip(ids, truth[:5], strict=True)
+        ]
+    }
+    response = feedback(client, body)
+
+    assert response.status_code == 200, response.text
+    assert response.json() == {"accepted": 5}
+    assert len(set(ids)) == 5 and all(i.startswith(f"{version}.") for i in ids)
+    assert feedback_count(client, version) == before + 5
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "says"),
+    [
+        (b"{not json", 400, "not JSON"),
+        ({"records": []}, 400, '"feedback"'),
+        ({"feedback": [{"prediction_id": "x", "label": "benign"}]}, 400, "item 0"),
+        ({"feedback": [{"prediction_id": "v.0.0123456789ab", "label": "?"}]}, 400, "label"),
+    ],
+)
+def test_bad_feedback_is_a_client_error_that_counts_nothing(
+    client: httpx.Client, served_bento: Server, body: Any, status: int, says: str
+) -> None:
+    version = client.get("/model").json()["model_version"]
+    before = feedback_count(client, version)
+
+    response = feedback(client, body)
+
+    assert response.status_code == status, response.text
+    assert says in response.json()["error"]
+    assert feedback_count(client, version) == before
+    assert "Traceback" not in served_bento.log.read_text()

@@ -48,11 +48,12 @@ def monitor(args: argparse.Namespace) -> int:
     from pr2prod.monitor.drift import DRIFT
     from pr2prod.monitor.live import from_prometheus, from_service
     from pr2prod.monitor.references import stored_reference
-    from pr2prod.monitor.report import MARKS, drift_report, write_report
+    from pr2prod.monitor.report import MARKS, drift_report, version_summary, write_report
     from pr2prod.serving.reference import Reference
     from pr2prod.settings import load_settings
 
-    settings = load_settings().monitor
+    everything = load_settings()
+    settings = everything.monitor
     prometheus = args.prometheus or environment.PROMETHEUS_URL.value()
     if args.url:
         live, source = from_service(args.url), f"{args.url.rstrip('/')}/metrics (since it started)"
@@ -69,16 +70,17 @@ def monitor(args: argparse.Namespace) -> int:
         )
     given = Reference.load(args.reference) if args.reference else None
     report = drift_report(
-        live, source, settings, lambda version: given or stored_reference(version)
+        live,
+        source,
+        settings,
+        lambda version: given or stored_reference(version),
+        everything.gate,
+        everything.report.bootstrap_resamples,
     )
     written = write_report(report, args.output)
     versions = report.versions
     for version in versions:
-        drifted = ", ".join(finding.name for finding in version.drifted) or "nothing"
-        print(
-            f"monitor: model {version.model_version}: {MARKS[version.verdict]} "
-            f"({version.rows:.0f} records; drifted: {drifted})"
-        )
+        print(f"monitor: model {version.model_version}: {version_summary(version)}")
     print(f"monitor: {MARKS[report.verdict]}; report in {written['markdown']}", file=sys.stdout)
     return 1 if args.fail_on_drift and report.verdict == DRIFT else 0
 
@@ -164,6 +166,11 @@ def monitor_demo(args: argparse.Namespace) -> int:
     arg("--selector", default="", help='matchers of the service\'s series, e.g. job="pr2prod"'),
     arg("--window", default="1h", help="the drift rules' window, a Prometheus duration"),
     arg(
+        "--label-window",
+        default="1d",
+        help="the live-performance rule's window of labelled predictions (POST /feedback)",
+    ),
+    arg(
         "--reference",
         type=Path,
         help="a reference.json (default: the current model's, from the local model store)",
@@ -181,6 +188,7 @@ def alert_rules(args: argparse.Namespace) -> int:
     from pr2prod.settings import load_settings
 
     duration_seconds(args.window)  # the same units as Prometheus's durations
+    duration_seconds(args.label_window)
     if args.reference:
         if not args.model_version:
             raise Pr2prodError(
@@ -193,7 +201,13 @@ def alert_rules(args: argparse.Namespace) -> int:
         references = {version: stored_reference(version)}
     settings = load_settings()
     rules = rules_for(
-        references, settings.monitor, settings.canary.thresholds, args.selector, args.window
+        references,
+        settings.monitor,
+        settings.canary.thresholds,
+        args.selector,
+        args.window,
+        settings.gate,
+        args.label_window,
     )
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(yaml.safe_dump(rules, sort_keys=False, width=120))

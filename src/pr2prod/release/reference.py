@@ -48,8 +48,12 @@ def build_reference(
     if schema.target.is_numeric:
         predictions = value_reference(runner.values(records))
     else:
+        actual = load_typed(test_file, schema)[schema.target.name].astype(str).to_numpy()
         predictions = prediction_reference(
-            runner.probabilities(records), list(schema.target.classes)
+            runner.probabilities(records),
+            list(schema.target.classes),
+            actual,
+            schema.target.positive_class,
         )
     return Reference(
         rows=len(train),
@@ -88,8 +92,23 @@ def quantile_edges(numbers: np.ndarray, bins: int) -> list[float]:
     return sorted(rounded)
 
 
-def prediction_reference(probabilities: np.ndarray, classes: list[str]) -> PredictionReference:
+def prediction_reference(
+    probabilities: np.ndarray,
+    classes: list[str],
+    actual: np.ndarray | None = None,
+    positive_class: str | None = None,
+) -> PredictionReference:
+    """`actual`: the test rows' true classes, for the confusion matrix (None: none kept)."""
     predicted = probabilities.argmax(axis=1)
+    confusion = {}
+    if actual is not None:
+        confusion = {
+            truth: {
+                label: int(((actual == truth) & (predicted == i)).sum())
+                for i, label in enumerate(classes)
+            }
+            for truth in classes
+        }
     bounds = np.asarray(PROBABILITY_BUCKETS)
     return PredictionReference(
         rows=len(probabilities),
@@ -105,6 +124,8 @@ def prediction_reference(probabilities: np.ndarray, classes: list[str]) -> Predi
             )
             for i, label in enumerate(classes)
         },
+        confusion=confusion,
+        positive_class=positive_class,
     )
 
 

@@ -32,6 +32,9 @@ class Prediction(BaseModel):
     predicted: str = Field(description="the most probable class")
     probabilities: dict[str, float] = Field(description="probability of every class")
     model_version: str = Field(description="version of the model that answered")
+    prediction_id: str = Field(
+        description="this prediction's id: send it back with the true label to POST /feedback"
+    )
 
 
 class ValuePrediction(BaseModel):

@@ -12,10 +12,12 @@ bins (pr2prod.serving.telemetry) and `pr2prod monitor` compares the two.
 - A categorical feature: training rows per category of the schema.
 - Both: training rows where the value is missing.
 - Predictions: test rows per predicted class, and per class a histogram of its predicted
-  probability in the service's probability buckets. For a numeric target, a histogram of
-  the predicted values instead, in buckets whose bounds are deciles of the model's own
-  test-set predictions: the service's histogram of predicted values (pr2prod_predicted_value)
-  has exactly these bounds, so live values and the reference share their buckets.
+  probability in the service's probability buckets; and the test split's confusion
+  matrix, what live performance is compared with once true labels come back. For a
+  numeric target, a histogram of the predicted values instead, in buckets whose bounds are
+  deciles of the model's own test-set predictions: the service's histogram of predicted
+  values (pr2prod_predicted_value) has exactly these bounds, so live values and the
+  reference share their buckets.
 
 Only counts and quantile edges are kept: no row of the data. The service reads this
 module; pr2prod.release.reference writes the file (and never ships).
@@ -25,7 +27,7 @@ from __future__ import annotations
 
 import bisect
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +71,11 @@ class PredictionReference:
     classes: dict[str, int]  # test rows per predicted class
     probability_bounds: tuple[float, ...]  # the upper bounds of the probability buckets
     probabilities: dict[str, tuple[int, ...]]  # per class, test rows per bucket
+    # Test rows per true class, then per predicted class (empty in references made before
+    # it was kept: live performance is then not compared); and the positive class of a
+    # binary target, which precision, recall and F1 are about.
+    confusion: dict[str, dict[str, int]] = field(default_factory=dict)
+    positive_class: str | None = None
 
 
 @dataclass(frozen=True)
@@ -158,4 +165,9 @@ def _predictions(spec: dict[str, Any]) -> PredictionsReference:
             str(name): tuple(int(count) for count in counts)
             for name, counts in spec["probabilities"].items()
         },
+        confusion={
+            str(actual): {str(predicted): int(n) for predicted, n in row.items()}
+            for actual, row in spec.get("confusion", {}).items()
+        },
+        positive_class=spec.get("positive_class"),
     )

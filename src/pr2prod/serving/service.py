@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import gc
 import logging
+from json import JSONDecodeError
 from pathlib import Path
 from typing import Annotated
 
@@ -33,6 +34,7 @@ from pr2prod.serving.contract import (
     policy_warnings,
     record_model,
 )
+from pr2prod.serving.feedback import FeedbackRefused, Judged, parse_feedback, prediction_id
 from pr2prod.serving.guards import (
     KnownPathsOnly,
     RequestGuard,
@@ -149,7 +151,8 @@ class Classifier:
         return ValuePrediction(predicted=value, model_version=self.version)
 
     def _prediction(self, row: np.ndarray) -> Prediction:
-        predicted = self.classes[int(row.argmax())]
+        index = int(row.argmax())
+        predicted = self.classes[index]
         self.class_counts[predicted].inc()
         probabilities = row.tolist()  # Python floats at once, not one numpy scalar at a time
         for histogram, probability in zip(self.probability_histograms, probabilities, strict=True):
@@ -160,6 +163,7 @@ class Classifier:
                 label: round(p, 6) for label, p in zip(self.classes, probabilities, strict=True)
             },
             model_version=self.version,
+            prediction_id=prediction_id(self.version, index),
         )
 
     def _count_policy_warnings(self, rows: list[dict]) -> None:
@@ -200,7 +204,52 @@ def _numeric_target() -> dict:
     }
 
 
-Classifier.mount_asgi_app(Starlette(routes=[Route("/model", model_metadata)]), path="/")
+class FeedbackCounts:
+    """This process's confusion matrices, one per model version feedback came for."""
+
+    def __init__(self) -> None:
+        self.version = str(MODEL.resolve().tag.version)
+        self.classes = list(BUNDLE.schema.target.classes)
+        self.counter = None
+        self.versions: set[str] = {self.version}
+
+    def count(self, judged: list[Judged]) -> None:
+        if self.counter is None:  # made in the worker, after Prometheus's set-up
+            self.counter = PredictionMetrics.create().feedback
+            for predicted in self.classes:  # every series of this version from zero
+                for actual in self.classes:
+                    self.counter.labels(predicted, actual, self.version).inc(0)
+        for item in judged:
+            self.versions.add(item.model_version)
+            self.counter.labels(item.predicted, item.actual, item.model_version).inc()
+
+
+FEEDBACK = FeedbackCounts()
+
+
+async def feedback(request: Request) -> JSONResponse:
+    """POST /feedback: true labels for earlier predictions, by prediction id."""
+    try:
+        body = await request.json()
+    except (JSONDecodeError, UnicodeDecodeError):
+        return JSONResponse({"error": "the body is not JSON"}, status_code=400)
+    try:
+        judged = parse_feedback(body, FEEDBACK.classes, POLICY.max_records, FEEDBACK.versions)
+    except FeedbackRefused as refused:
+        return JSONResponse({"error": str(refused)}, status_code=refused.status)
+    FEEDBACK.count(judged)
+    return JSONResponse({"accepted": len(judged)})
+
+
+Classifier.mount_asgi_app(
+    Starlette(
+        routes=[
+            Route("/model", model_metadata),
+            Route("/feedback", feedback, methods=["POST"]),
+        ]
+    ),
+    path="/",
+)
 Classifier.add_asgi_middleware(RequestGuard, max_bytes=POLICY.max_body_bytes)
 
 

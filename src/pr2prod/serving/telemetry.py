@@ -44,6 +44,7 @@ class PredictionMetrics:
     input_warnings: Counter
     model_seconds: Histogram
     feature_values: Counter
+    feedback: Counter
 
     @classmethod
     @functools.cache
@@ -76,6 +77,11 @@ class PredictionMetrics:
                 "Input values per feature, counted in the bins of the model's reference "
                 "(numeric: bin index; categorical: category, __unseen__; both: __missing__)",
                 ["feature", "bin", "model_version"],
+            ),
+            feedback=Counter(
+                "pr2prod_feedback",
+                "Predictions whose true label came back (POST /feedback): a confusion matrix",
+                ["predicted_class", "actual_class", "model_version"],
             ),
         )
 
