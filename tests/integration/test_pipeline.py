@@ -84,6 +84,10 @@ def assert_rehearsed_and_stopped(project: Path, out: str) -> None:
     clients = re.search(r"client requests: (\d+) sent at 50/s, (\d+) failed", out)
     assert clients and int(clients[1]) > 200 and int(clients[2]) == 0, out
     assert "probability JS" in out  # the windows table
+    # The monitor's check of the deployed version: training rows with their true labels.
+    monitoring = r"monitoring:\s+🟢 no drift \(300 records; drifted: nothing; 300 labelled, live"
+    assert re.search(monitoring, out), out
+    assert (project / "build" / "monitor" / "run" / "drift.md").is_file()
     rehearsal = project / "build" / "rehearsal"
     assert not (rehearsal / "deploy" / "local" / "state.json").exists()
     assert [process.pid for process in psutil.process_iter(["cmdline"])
