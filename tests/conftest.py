@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
 import pytest
 import yaml
 
@@ -209,3 +210,25 @@ def assert_refused_for_another_release(target: DeployTarget, running: str, other
         with pytest.raises(Pr2prodError, match=f"is {re.escape(running)}, not") as refused:
             call()
         assert other in str(refused.value) and "make abort" in refused.value.hint
+
+
+def assert_rehearsed_and_stopped(
+    project: Path, out: str, divergence: str = "probability JS"
+) -> None:
+    """`make run`'s rehearsal promoted its canary with no client failure (its summary and
+    windows table, whose `divergence` column a classifier's or regressor's windows have),
+    then nothing left running: no state, no process of ours."""
+    assert "rehearsal: starting pr2prod:" in out
+    assert re.search(r"decision:\s+promoted after \d+ s", out), out
+    canary = re.search(r"canary:\s+(pr2prod:\w+) \(model pr2prod-model:\w+\)", out)
+    assert canary and re.search(rf"deployed:\s+{canary[1]}", out), out
+    clients = re.search(r"client requests: (\d+) sent at 50/s, (\d+) failed", out)
+    assert clients and int(clients[1]) > 200 and int(clients[2]) == 0, out
+    assert divergence in out  # the windows table
+    # The drift monitor's look at the deployed version, before everything stopped.
+    monitoring = re.search(r"monitoring:\s+(.*)", out)
+    assert monitoring and "🔴" not in monitoring[1] and "failed" not in monitoring[1], out
+    rehearsal = project / "build" / "rehearsal"
+    assert not (rehearsal / "deploy" / "local" / "state.json").exists()
+    assert [process.pid for process in psutil.process_iter(["cmdline"])
+            if str(rehearsal) in " ".join(process.info["cmdline"] or [])] == []  # fmt: skip

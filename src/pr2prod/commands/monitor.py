@@ -175,15 +175,16 @@ def monitor_demo(args: argparse.Namespace) -> int:
         f"{feature} shifted, then labels that no longer match ..."
     )
     result = run_demo(built_bento_tag(), schema, load_settings(), args.output, feature)
-    phases = (
-        ("unshifted, labelled", result.clean),
-        (f"{feature} shifted", result.shifted),
-        ("labels changed", result.relabelled),
-    )
+    first = "unshifted, labelled" if result.relabelled is not None else "unshifted"
+    phases = [(first, result.clean), (f"{feature} shifted", result.shifted)]
+    if result.relabelled is not None:
+        phases.append(("labels changed", result.relabelled))
+    else:
+        print("monitor-demo: no labels sent back: feedback takes classes, this target is a number")
     for phase, report in phases:
         for version in report.versions:
             print(f"monitor-demo: {phase}: {version_summary(version)}")
-    names = ("clean", "shifted", "relabelled")
+    names = ("clean", "shifted", "relabelled")[: len(phases)]
     reports = ", ".join(str(args.output / name / MARKDOWN) for name in names)
     print(f"monitor-demo: reports in {reports}; the service is stopped")
     return 0

@@ -57,7 +57,7 @@ READY_TIMEOUT_S = 120.0
 class DemoResult:
     clean: DriftReport
     shifted: DriftReport
-    relabelled: DriftReport
+    relabelled: DriftReport | None  # None for a numeric target: feedback takes classes
     feature: str
     reports: Path
 
@@ -92,12 +92,17 @@ def run_demo(
     rows = LabelledRows.training(schema)
     classes = list(schema.target.classes)
     rng = np.random.default_rng(0)
+    labelled = not schema.target.is_numeric
     with demo_service(bento_tag, out) as url:
-        clean = labelled_check(url, rows, settings, out / "clean", RECORDS_PER_PHASE, rng)
+        clean = labelled_check(
+            url, rows, settings, out / "clean", RECORDS_PER_PHASE, rng, labelled=labelled
+        )
         before = from_service(url)
         send(url, shift(rows.drawn(RECORDS_PER_PHASE, rng).records, schema, feature))
         shifted_only = since(from_service(url), before)
         shifted = judge(shifted_only, f"traffic with {feature} shifted", settings, out / "shifted")
+        if not labelled:
+            return DemoResult(clean, shifted, None, feature, out)
         before = from_service(url)
         drawn = rows.drawn(RECORDS_PER_PHASE, rng)
         flipped = rng.random(len(drawn.labels)) < RELABELLED_SHARE
@@ -118,13 +123,16 @@ def labelled_check(
     out: Path,
     count: int = RECORDS_PER_CHECK,
     rng: np.random.Generator | None = None,
+    labelled: bool = True,
 ) -> DriftReport:
-    """`count` training rows sent to the service at `url` with their true labels, and the
-    monitor's report on them alone (whatever the service counted before is left out)."""
+    """`count` training rows sent to the service at `url` (`labelled`: with their true
+    labels), and the monitor's report on them alone (what it counted before is left out)."""
     before = from_service(url)
     drawn = rows.drawn(count, rng or np.random.default_rng(0))
-    send(url, drawn.records, drawn.labels)
-    what = f"{count} records drawn from the training split, their true labels sent back"
+    send(url, drawn.records, drawn.labels if labelled else None)
+    what = f"{count} records drawn from the training split"
+    if labelled:
+        what += ", their true labels sent back"
     return judge(since(from_service(url), before), what, settings, out)
 
 
