@@ -273,3 +273,22 @@ def test_a_bad_regressor_is_packaged_served_and_ready_with_its_fault(
         assert np.abs(values - (offline + spread.std)).max() < 1e-5
     # A wrapper is no pipeline the converter knows: it runs as a Python object.
     assert card["inference"]["runtime"] == "scikit-learn"
+
+
+def test_the_drift_monitor_judges_a_regressors_predicted_values(
+    regression_bento_tag: str, reproduced_regression_project: Path, tmp_path: Path
+) -> None:
+    """The monitor demo on the regressor: its predicted values are tested against the test
+    split's, in the same buckets; only the shifted feature raises an alarm."""
+    options = ("--feature", "bmi", "--output", tmp_path / "demo")
+    output = run("pr2prod", "monitor-demo", *options, cwd=reproduced_regression_project).stdout
+
+    assert "unshifted traffic: 🟢 no drift; drifted: nothing" in output
+    assert "🔴 drift; drifted: bmi" in output
+    for window in ("clean", "shifted"):
+        report = json.loads((tmp_path / "demo" / window / "drift.json").read_text())
+        (version,) = report["versions"]
+        (value,) = [f for f in version["findings"] if f["name"] == "predicted value"]
+        assert value["kind"] == "prediction" and value["rows"] == version["rows"] == 400
+        assert value["p_value"] is not None  # tested, not "not enough data"
+        assert len(value["reference"]) == 10 and sum(value["reference"].values()) == 111

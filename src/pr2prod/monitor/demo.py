@@ -205,6 +205,7 @@ def since(after: dict[str, LiveCounts], before: dict[str, LiveCounts]) -> dict[s
                 }
                 for label, b in now.probabilities.items()
             },
+            values={le: n - then.values.get(le, 0.0) for le, n in now.values.items()},
             feedback={c: n - then.feedback.get(c, 0.0) for c, n in now.feedback.items()},
         )
     return result

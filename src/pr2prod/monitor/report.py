@@ -21,7 +21,7 @@ from pr2prod.monitor.drift import (
 )
 from pr2prod.monitor.live import LiveCounts
 from pr2prod.monitor.performance import PerformanceFinding, performance_findings
-from pr2prod.serving.reference import Reference
+from pr2prod.serving.reference import Reference, ValueReference
 from pr2prod.settings import GateRule, MonitorSettings
 
 MARKDOWN, JSON, PLOT = "drift.md", "drift.json", "drift.png"
@@ -76,6 +76,10 @@ def drift_report(
             continue
         reference = reference_for(version)
         compared = compare(reference, counts, version, shares[version], settings)
+        if isinstance(reference.predictions, ValueReference):
+            # Feedback is counted as classes: a regressor's live performance is not judged.
+            versions.append(compared)
+            continue
         performance = performance_findings(
             reference.predictions,
             counts.feedback,
