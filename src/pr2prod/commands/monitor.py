@@ -171,11 +171,11 @@ def monitor_demo(args: argparse.Namespace) -> int:
     schema = load_schema(paths.SCHEMA)
     feature = args.feature or schema.numeric_features[0]
     print(
-        f"monitor-demo: serving the bento; unshifted traffic with its true labels, then "
-        f"{feature} shifted, then labels that no longer match ..."
+        f"monitor-demo: serving the bento; the held-out rows with their true labels, then "
+        f"{feature} shifted, then the held-out rows with labels that no longer match ..."
     )
     result = run_demo(built_bento_tag(), schema, load_settings(), args.output, feature)
-    first = "unshifted, labelled" if result.relabelled is not None else "unshifted"
+    first = "held-out rows, labelled" if result.relabelled is not None else "held-out rows"
     phases = [(first, result.clean), (f"{feature} shifted", result.shifted)]
     if result.relabelled is not None:
         phases.append(("labels changed", result.relabelled))
