@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
 import pytest
 import yaml
 
@@ -94,6 +95,24 @@ def reproduced_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return project
 
 
+@pytest.fixture(scope="session")
+def reproduced_regression_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A project copy switched to the regression sample (data, schema.yaml and params.yaml
+    only), its pipeline reproduced once."""
+    project = copy_project(tmp_path_factory.mktemp("regression"))
+    use_fixture_data(project, "regression")
+    run("dvc", "add", "data", cwd=project)
+    run("dvc", "repro", cwd=project)
+    return project
+
+
+@pytest.fixture(scope="session")
+def regression_bento_tag(reproduced_regression_project: Path) -> str:
+    """The bento `pr2prod bento` builds from the regression project's model."""
+    output = run("pr2prod", "bento", cwd=reproduced_regression_project).stdout
+    return output.split("bento ")[-1].split()[0]
+
+
 @pytest.fixture
 def project(reproduced_project: Path, tmp_path: Path) -> Path:
     """A private copy of the reproduced project (data, DVC cache and all) for one test."""
@@ -149,11 +168,20 @@ class Server:
 
 
 def start_server(
-    command: list[str], cwd: Path, log: Path, port: int, timeout: float = 60, path="/readyz"
+    command: list[str],
+    cwd: Path,
+    log: Path,
+    port: int,
+    timeout: float = 60,
+    path="/readyz",
+    env: dict[str, str] | None = None,
 ):
-    """Start a server process; return it once GET `path` answers 200."""
+    """Start a server process (in `env`, default: this one's); return it once GET `path`
+    answers 200."""
     with log.open("w") as handle:
-        process = subprocess.Popen(command, cwd=cwd, stdout=handle, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            command, cwd=cwd, stdout=handle, stderr=subprocess.STDOUT, env=env
+        )
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until_ready(url, timeout, path, process=Watched.popen(process, log))
@@ -164,6 +192,32 @@ def start_server(
 
 
 stop_server = stop_process  # by its PID: politely, then for sure
+
+
+def assert_fuzzing_finds_no_server_error(url: str, workdir: Path) -> None:
+    """schemathesis sends requests generated from the service's OpenAPI spec (valid and
+    invalid ones); none may get a 5xx."""
+    result = subprocess.run(
+        [
+            "schemathesis",
+            "run",
+            f"{url}/docs.json",
+            "--checks",
+            "not_a_server_error",
+            "--max-examples",
+            "40",
+            "--seed",
+            "1",
+            "--no-color",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+        cwd=workdir,  # schemathesis keeps a cache folder in its working directory
+    )
+
+    assert result.returncode == 0, result.stdout[-4000:]
 
 
 @pytest.fixture(scope="session")
@@ -209,3 +263,25 @@ def assert_refused_for_another_release(target: DeployTarget, running: str, other
         with pytest.raises(Pr2prodError, match=f"is {re.escape(running)}, not") as refused:
             call()
         assert other in str(refused.value) and "make abort" in refused.value.hint
+
+
+def assert_rehearsed_and_stopped(
+    project: Path, out: str, divergence: str = "probability JS"
+) -> None:
+    """`make run`'s rehearsal promoted its canary with no client failure (its summary and
+    windows table, whose `divergence` column a classifier's or regressor's windows have),
+    then nothing left running: no state, no process of ours."""
+    assert "rehearsal: starting pr2prod:" in out
+    assert re.search(r"decision:\s+promoted after \d+ s", out), out
+    canary = re.search(r"canary:\s+(pr2prod:\w+) \(model pr2prod-model:\w+\)", out)
+    assert canary and re.search(rf"deployed:\s+{canary[1]}", out), out
+    clients = re.search(r"client requests: (\d+) sent at 50/s, (\d+) failed", out)
+    assert clients and int(clients[1]) > 200 and int(clients[2]) == 0, out
+    assert divergence in out  # the windows table
+    # The drift monitor's look at the deployed version, before everything stopped.
+    monitoring = re.search(r"monitoring:\s+(.*)", out)
+    assert monitoring and "🔴" not in monitoring[1] and "failed" not in monitoring[1], out
+    rehearsal = project / "build" / "rehearsal"
+    assert not (rehearsal / "deploy" / "local" / "state.json").exists()
+    assert [process.pid for process in psutil.process_iter(["cmdline"])
+            if str(rehearsal) in " ".join(process.info["cmdline"] or [])] == []  # fmt: skip

@@ -40,9 +40,9 @@ def describe_metrics(metrics_path: Path) -> str:
         [label, row["precision"], row["recall"], row["f1"], row["support"]]
         for label, row in figures.get("per_class", {}).items()
     ]
-    return "\n\n".join(
-        [
-            tabulate(overall, headers=["metric", "value"]),
-            tabulate(per_class, headers=["class", "precision", "recall", "f1", "support"]),
-        ]
-    )
+    tables = [tabulate(overall, headers=["metric", "value"])]
+    if per_class:  # a regressor's metrics have no classes
+        tables.append(
+            tabulate(per_class, headers=["class", "precision", "recall", "f1", "support"])
+        )
+    return "\n\n".join(tables)

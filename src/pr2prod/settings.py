@@ -22,7 +22,7 @@ import yaml
 
 from pr2prod import paths
 from pr2prod.errors import Pr2prodError
-from pr2prod.serving.policy import ServingPolicy
+from pr2prod.serving.policy import PolicyError, ServingPolicy
 
 HINT = "fix params.yaml; every setting is listed with its default in docs/settings.md"
 # Half the golden-row tolerance (pr2prod.serving.bundle.TOLERANCE), which the served answers
@@ -407,7 +407,7 @@ def _read_section(kind: Any, raw: Any, key: str) -> Any:
             raise _Invalid(f"{path} is missing (it has no default)")
     try:
         return kind(**values)
-    except SettingError as error:
+    except (SettingError, PolicyError) as error:
         raise _Invalid(f"{_join(key, error.key)} {error.problem}") from None
 
 

@@ -8,12 +8,12 @@ import re
 import shutil
 from pathlib import Path
 
-import psutil
 import pytest
 import yaml
 from conftest import (
     QUICK_CANARY,
     REPO_ROOT,
+    assert_rehearsed_and_stopped,
     copy_project,
     run,
     set_canary_profile,
@@ -48,6 +48,10 @@ def test_make_run_on_a_fresh_clone_goes_from_data_to_a_promoted_canary(tmp_path:
     # "already stored" when an earlier test stored the same model in the shared model store.
     assert re.search(r"bento: model pr2prod-model:\w+ (already )?stored; bento", result.stdout)
     assert_rehearsed_and_stopped(project, result.stdout)
+    # Training rows with their true labels, sent to the deployed version: nothing drifted.
+    checked = r"monitoring:\s+🟢 no drift \(300 records; drifted: nothing; 300 labelled, live"
+    assert re.search(checked, result.stdout), result.stdout
+    assert (project / "build" / "monitor" / "run" / "drift.md").is_file()
     again = run("dvc", "repro", cwd=project)
     assert stages_run(again.stdout) == []
     assert "Data and pipelines are up to date" in again.stdout
@@ -73,21 +77,6 @@ def test_make_run_on_a_small_three_class_dataset_ends_with_the_canary_promoted(
     assert_rehearsed_and_stopped(project, result.stdout)
     changed = run("git", "status", "--porcelain", "--", "src", "dvc.yaml", cwd=project).stdout
     assert changed == ""  # no code or pipeline change was needed
-
-
-def assert_rehearsed_and_stopped(project: Path, out: str) -> None:
-    """The rehearsal's summary, then nothing left running: no state, no process of ours."""
-    assert "rehearsal: starting pr2prod:" in out
-    assert re.search(r"decision:\s+promoted after \d+ s", out), out
-    canary = re.search(r"canary:\s+(pr2prod:\w+) \(model pr2prod-model:\w+\)", out)
-    assert canary and re.search(rf"deployed:\s+{canary[1]}", out), out
-    clients = re.search(r"client requests: (\d+) sent at 50/s, (\d+) failed", out)
-    assert clients and int(clients[1]) > 200 and int(clients[2]) == 0, out
-    assert "probability JS" in out  # the windows table
-    rehearsal = project / "build" / "rehearsal"
-    assert not (rehearsal / "deploy" / "local" / "state.json").exists()
-    assert [process.pid for process in psutil.process_iter(["cmdline"])
-            if str(rehearsal) in " ".join(process.info["cmdline"] or [])] == []  # fmt: skip
 
 
 def test_the_committed_results_are_what_the_pipeline_reproduces(reproduced_project: Path) -> None:

@@ -92,8 +92,8 @@ def test_fresh_clone_pulls_data_and_pipeline_outputs_from_a_local_remote(
     assert not marker.exists()
 
 
-def poison_remote_model(repo: Path, store: Path, marker: Path) -> None:
-    """Replace the remote's copy of the model with a pickle that touches `marker` if loaded."""
+def model_md5(repo: Path) -> str:
+    """The MD5 dvc.lock records for the model: the name of its object on any remote."""
     lock = yaml.safe_load((repo / "dvc.lock").read_text())
     (md5,) = {
         out["md5"]
@@ -101,31 +101,42 @@ def poison_remote_model(repo: Path, store: Path, marker: Path) -> None:
         for out in stage.get("outs", [])
         if out["path"] == MODEL_FILE.as_posix()
     }
-    stored = store / "files" / "md5" / md5[:2] / md5[2:]
-    stored.chmod(0o644)
+    return md5
+
+
+def write_payload_pickle(path: Path, marker: Path) -> None:
+    """A pickle that touches `marker` when loaded: what an attacker would put on a remote."""
     payload = "\n".join(
         [
             "import joblib, pathlib",
             "class P:",
             "    def __reduce__(self):",
             f"        return (pathlib.Path.touch, (pathlib.Path({str(marker)!r}),))",
-            f"joblib.dump(P(), {str(stored)!r})",
+            f"joblib.dump(P(), {str(path)!r})",
         ]
     )
     subprocess.run([sys.executable, "-c", payload], check=True)
 
 
-def configure_remote_as_ci_does(repo: Path, store: Path) -> None:
+def poison_remote_model(repo: Path, store: Path, marker: Path) -> None:
+    """Replace the remote's copy of the model with a pickle that touches `marker` if loaded."""
+    md5 = model_md5(repo)
+    stored = store / "files" / "md5" / md5[:2] / md5[2:]
+    stored.chmod(0o644)
+    write_payload_pickle(stored, marker)
+
+
+def configure_remote_as_ci_does(repo: Path, url: str | Path, endpoint: str = "") -> None:
     """Run the set-up action's own "Configure the DVC remote" step in `repo`."""
     action = yaml.safe_load((REPO_ROOT / ".github/actions/setup/action.yml").read_text())
     (step,) = [s for s in action["runs"]["steps"] if s.get("name") == "Configure the DVC remote"]
     (repo / ".venv").symlink_to(Path(sys.prefix))
     env = {
-        **os.environ,
-        "DVC_REMOTE_URL": str(store),
-        "DVC_REMOTE_ENDPOINT_URL": "",
         "AWS_ACCESS_KEY_ID": "a-key",
         "AWS_SECRET_ACCESS_KEY": "a-secret",
+        **os.environ,
+        "DVC_REMOTE_URL": str(url),
+        "DVC_REMOTE_ENDPOINT_URL": endpoint,
     }
     subprocess.run(["bash", "-euo", "pipefail", "-c", step["run"]], cwd=repo, env=env, check=True)
     assert run("dvc", "remote", "default", cwd=repo).stdout.strip() == "ci"
@@ -210,24 +221,42 @@ def data_dir_md5(repo: Path) -> str:
     return record["outs"][0]["md5"]
 
 
-def test_fresh_clone_pulls_data_from_an_s3_compatible_remote(
+def test_an_s3_remote_serves_clones_and_ci_refuses_a_model_swapped_on_it(
     project: Path, tmp_path: Path, s3_server: S3Server
 ) -> None:
     bucket = "pr2prod-test"
     s3 = s3_server.client()
     s3.create_bucket(Bucket=bucket)
-    add_default_remote(project, "s3store", f"s3://{bucket}/dvcstore")
+    url = f"s3://{bucket}/dvcstore"
+    add_default_remote(project, "s3store", url)
     run("dvc", "remote", "modify", "s3store", "endpointurl", s3_server.endpoint, cwd=project)
-    commit_all(project, "use the S3 remote")
-
-    run("dvc", "push", "data.dvc", cwd=project)
+    commit_all(project, "reproduce the pipeline; use the S3 remote")
+    run("dvc", "push", cwd=project)
 
     listing = s3.list_objects_v2(Bucket=bucket, Prefix="dvcstore/")
-    assert listing["KeyCount"] > 0
     # DVC 3 stores objects as files/md5/<first two hex digits>/<rest>.
     md5 = data_dir_md5(project)
-    dir_object = f"dvcstore/files/md5/{md5[:2]}/{md5[2:]}"
-    assert dir_object in {entry["Key"] for entry in listing["Contents"]}
+    assert f"dvcstore/files/md5/{md5[:2]}/{md5[2:]}" in {e["Key"] for e in listing["Contents"]}
+    pull_data_into_clone(project, git_clone(project, tmp_path / "clone"), "s3store")
 
-    clone = git_clone(project, tmp_path / "clone")
-    pull_data_into_clone(project, clone, "s3store")
+    # An S3 remote is where `verify` decides: DVC trusts an object's name there unless told
+    # to hash what it downloads, so the trusting clone below takes the swapped model.
+
+    marker = tmp_path / "the-payload-ran"
+    poisoned = tmp_path / "poisoned.joblib"
+    write_payload_pickle(poisoned, marker)
+    model = model_md5(project)
+    s3.put_object(
+        Bucket=bucket, Key=f"dvcstore/files/md5/{model[:2]}/{model[2:]}", Body=poisoned.read_bytes()
+    )
+
+    ci_clone = git_clone(project, tmp_path / "ci-clone")
+    configure_remote_as_ci_does(ci_clone, url, s3_server.endpoint)
+    pulled = run("dvc", "pull", cwd=ci_clone, check=False)
+    assert pulled.returncode != 0 and MODEL_FILE.as_posix() in pulled.stderr
+    assert not (ci_clone / MODEL_FILE).exists()
+
+    trusting_clone = git_clone(project, tmp_path / "trusting-clone")
+    run("dvc", "pull", cwd=trusting_clone, check=False)
+    assert (trusting_clone / MODEL_FILE).read_bytes() == poisoned.read_bytes()
+    assert not marker.exists()  # nothing here loads it; pr2prod's own loaders check dvc.lock

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -13,10 +12,11 @@ import httpx
 import pandas as pd
 import pytest
 import yaml
-from conftest import Server
+from conftest import Server, assert_fuzzing_finds_no_server_error
 
 from pr2prod.data.records import split_records
-from pr2prod.deploy.observations import parse_metrics
+from pr2prod.deploy.observations import parse_metrics, parse_samples
+from pr2prod.monitor.live import live_counts
 from pr2prod.schema import load_schema
 from pr2prod.serving.telemetry import LATENCY_BUCKETS
 
@@ -186,27 +186,7 @@ def test_client_errors_are_logged_in_one_line(
 def test_a_fuzz_run_of_the_openapi_spec_finds_no_server_error(
     served_bento: Server, tmp_path: Path
 ) -> None:
-    result = subprocess.run(
-        [
-            "schemathesis",
-            "run",
-            f"{served_bento.url}/docs.json",
-            "--checks",
-            "not_a_server_error",
-            "--max-examples",
-            "40",
-            "--seed",
-            "1",
-            "--no-color",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-        cwd=tmp_path,  # schemathesis keeps a cache folder in its working directory
-    )
-
-    assert result.returncode == 0, result.stdout[-4000:]
+    assert_fuzzing_finds_no_server_error(served_bento.url, tmp_path)
 
 
 def test_an_oversized_chunked_body_is_refused_too(client: httpx.Client) -> None:
@@ -304,7 +284,63 @@ def test_the_gateway_routes_only_public_endpoints_the_service_serves(
     routed = {match["value"] for match in matches}
 
     assert "/metrics" not in routed
-    assert {"/predict", "/readyz", "/livez"} <= routed
-    for path in routed - {"/predict"}:
+    assert {"/predict", "/feedback", "/readyz", "/livez"} <= routed
+    for path in routed - {"/predict", "/feedback"}:
         assert client.get(path).status_code == 200, path
     assert post(client, {"records": [record]}).status_code == 200
+
+
+def feedback(client: httpx.Client, body: Any) -> httpx.Response:
+    content = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return client.post("/feedback", content=content, headers=JSON)
+
+
+def feedback_count(client: httpx.Client, version: str) -> float:
+    """Labelled predictions of `version` on /metrics, read as the monitor reads them."""
+    return live_counts(parse_samples(client.get("/metrics").text))[version].labelled
+
+
+def test_true_labels_sent_back_by_prediction_id_are_counted(
+    client: httpx.Client, test_records: list[dict[str, Any]], reproduced_project: Path
+) -> None:
+    answers = post(client, {"records": test_records[:5]}).json()
+    ids = [answer["prediction_id"] for answer in answers]
+    version = answers[0]["model_version"]
+    truth = pd.read_csv(reproduced_project / "artifacts" / "split" / "test.csv")["diagnosis"]
+    before = feedback_count(client, version)
+
+    body = {
+        "feedback": [
+            {"prediction_id": i, "label": str(label)}
+            for i, label in zip(ids, truth[:5], strict=True)
+        ]
+    }
+    response = feedback(client, body)
+
+    assert response.status_code == 200, response.text
+    assert response.json() == {"accepted": 5}
+    assert len(set(ids)) == 5 and all(i.startswith(f"{version}.") for i in ids)
+    assert feedback_count(client, version) == before + 5
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "says"),
+    [
+        (b"{not json", 400, "not JSON"),
+        ({"records": []}, 400, '"feedback"'),
+        ({"feedback": [{"prediction_id": "x", "label": "benign"}]}, 400, "item 0"),
+        ({"feedback": [{"prediction_id": "v.0.0123456789ab", "label": "?"}]}, 400, "label"),
+    ],
+)
+def test_bad_feedback_is_a_client_error_that_counts_nothing(
+    client: httpx.Client, served_bento: Server, body: Any, status: int, says: str
+) -> None:
+    version = client.get("/model").json()["model_version"]
+    before = feedback_count(client, version)
+
+    response = feedback(client, body)
+
+    assert response.status_code == status, response.text
+    assert says in response.json()["error"]
+    assert feedback_count(client, version) == before
+    assert "Traceback" not in served_bento.log.read_text()

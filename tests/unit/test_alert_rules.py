@@ -3,7 +3,8 @@
 `promtool test rules` evaluates the rules over synthetic counter series, as a Prometheus
 server would: model version "steady" gets traffic in the reference's proportions (with the
 unevenness of real traffic), version "moved" gets one feature shifted, more server errors,
-and a readiness probe that answered 503. Only "moved" may alarm.
+a readiness probe that answered 503, and labelled predictions (POST /feedback) right less
+often than on the test split. Only "moved" may alarm.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from pr2prod.serving.reference import (
     PredictionReference,
     Reference,
 )
-from pr2prod.settings import MonitorSettings, Thresholds
+from pr2prod.settings import GateRule, MonitorSettings, Thresholds
 
 REFERENCE = Reference(
     rows=400,
@@ -42,8 +43,11 @@ REFERENCE = Reference(
         classes={"yes": 50, "no": 50},
         probability_bounds=(0.5, 1.0),
         probabilities={"yes": (50, 50), "no": (50, 50)},
+        confusion={"yes": {"yes": 48, "no": 2}, "no": {"yes": 2, "no": 48}},  # accuracy 0.96
+        positive_class="yes",
     ),
 )
+GATE = {"accuracy": GateRule("higher", min=0.9, max_regression=0.02)}  # floor 0.94
 # Records per minute in each bin. "steady" is uneven but within the reference's noise.
 STEADY = {
     "size": {"0": 4, "1": 6, "2": 5, "3": 5, "__missing__": 0},
@@ -51,6 +55,20 @@ STEADY = {
     PREDICTED_CLASS: {"yes": 11, "no": 9},
 }
 MOVED = STEADY | {"size": {"0": 1, "1": 3, "2": 6, "3": 10, "__missing__": 0}}
+# Labelled predictions per minute, (predicted, actual): 95% right, then 80% right.
+STEADY_LABELS = {("yes", "yes"): 10, ("no", "no"): 9, ("yes", "no"): 1, ("no", "yes"): 0}
+WORSE_LABELS = {("yes", "yes"): 8, ("no", "no"): 8, ("yes", "no"): 2, ("no", "yes"): 2}
+
+
+def feedback_series(version: str, per_minute: dict[tuple[str, str], int]) -> list[dict]:
+    return [
+        {
+            "series": f'pr2prod_feedback_total{{predicted_class="{predicted}", '
+            f'actual_class="{actual}", model_version="{version}", job="svc"}}',
+            "values": f"0+{rate}x60",
+        }
+        for (predicted, actual), rate in per_minute.items()
+    ]
 
 
 def counter_series(version: str, per_minute: dict[str, dict[str, int]]) -> list[dict]:
@@ -86,6 +104,8 @@ def rules_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
         Thresholds(),
         'job="svc"',
         window="30m",
+        gate=GATE,
+        label_window="30m",
     )
     path = tmp_path_factory.mktemp("rules") / "pr2prod-rules.yaml"
     path.write_text(yaml.safe_dump(rules, sort_keys=False))
@@ -114,6 +134,7 @@ def test_rules_fire_on_the_shifted_version_only(rules_file: Path, tmp_path: Path
     bare = tmp_path / "rules.yaml"
     bare.write_text(yaml.safe_dump(rules))
     series = counter_series("steady", STEADY) + counter_series("moved", MOVED)
+    series += feedback_series("steady", STEADY_LABELS) + feedback_series("moved", WORSE_LABELS)
     series += [
         requests_series("steady", "200", "/predict", 20),
         requests_series("moved", "200", "/predict", 20),
@@ -141,6 +162,13 @@ def test_rules_fire_on_the_shifted_version_only(rules_file: Path, tmp_path: Path
                     # 20 records a minute reach min_rows (200) after 10 minutes, then `for: 5m`.
                     {"eval_time": "12m", "alertname": "Pr2prodFeatureDrift", "exp_alerts": []},
                     {"eval_time": "45m", "alertname": "Pr2prodPredictionDrift", "exp_alerts": []},
+                    {
+                        "eval_time": "45m",
+                        "alertname": "Pr2prodLivePerformance",
+                        "exp_alerts": [{"exp_labels": {"model_version": "moved"} | severity}],
+                    },
+                    # 20 labels a minute reach min_rows (200) after 10 minutes.
+                    {"eval_time": "9m", "alertname": "Pr2prodLivePerformance", "exp_alerts": []},
                     {
                         "eval_time": "45m",
                         "alertname": "Pr2prodErrorRate",

@@ -20,6 +20,7 @@ from pr2prod.model.train import train_model
 from pr2prod.release.compile import compile_for_serving, describe_inference
 from pr2prod.schema import FeatureSchema, load_schema
 from pr2prod.serving.inference import ONNXRUNTIME, SCIKIT_LEARN, CompiledRunner, PipelineRunner
+from pr2prod.serving.policy import ServingPolicy
 from pr2prod.settings import (
     CompileSettings,
     DataSettings,
@@ -32,6 +33,7 @@ from pr2prod.settings import (
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 MIXED = FIXTURES / "mixed"
+REGRESSION = FIXTURES / "regression"
 
 
 def trained(params: Settings, schema_path: Path, workdir: Path):
@@ -51,11 +53,16 @@ def sample(tmp_path_factory: pytest.TempPathFactory):
     return trained(params, REPO_ROOT / "schema.yaml", workdir)
 
 
+def trained_fixture(folder: Path, data_file: str, workdir: Path, **changes: object):
+    """A fixture dataset trained as its params.yaml says, with `changes` to the settings."""
+    params = load_settings(folder / "params.yaml")
+    params = replace(params, data=DataSettings(folder / data_file), **changes)
+    return trained(params, folder / "schema.yaml", workdir)
+
+
 @pytest.fixture(scope="module")
 def mixed(tmp_path_factory: pytest.TempPathFactory):
-    params = load_settings(MIXED / "params.yaml")
-    params = replace(params, data=DataSettings(MIXED / "loans.csv"))
-    return trained(params, MIXED / "schema.yaml", tmp_path_factory.mktemp("mixed"))
+    return trained_fixture(MIXED, "loans.csv", tmp_path_factory.mktemp("mixed"))
 
 
 def iris(workdir: Path, estimator: str, hyperparameters: dict):
@@ -192,3 +199,121 @@ def test_compilation_can_be_turned_off(sample) -> None:
 def test_the_tolerance_must_leave_room_for_the_golden_row_checks(tolerance: float) -> None:
     with pytest.raises(SettingError, match="tolerance must be above 0 and at most 5e-06"):
         CompileSettings(tolerance=tolerance)
+
+
+def diabetes(workdir: Path, estimator: str, hyperparameters: dict):
+    """The regression fixture (scikit-learn's diabetes data) trained with `estimator`."""
+    train = TrainSettings(estimator, hyperparameters)
+    return trained_fixture(REGRESSION, "diabetes.csv", workdir, train=train)
+
+
+@pytest.fixture(scope="module")
+def regression(tmp_path_factory: pytest.TempPathFactory):
+    """The regression fixture as its params.yaml trains it (a random forest)."""
+    return trained_fixture(REGRESSION, "diabetes.csv", tmp_path_factory.mktemp("regression"))
+
+
+def assert_compiled_values_equal_the_pipeline(model, schema: FeatureSchema, records: list[dict]):
+    policy = ServingPolicy()
+    compiled = compile_for_serving(model, schema, records, CompileSettings(), policy)
+
+    assert compiled.inference["runtime"] == ONNXRUNTIME, compiled.inference.get("reason")
+    assert compiled.inference["graph_classes"] == []
+    parity = compiled.inference["parity"]
+    assert parity["rows"] == len(records)
+    assert parity["values_differing"] == 0
+    # And independently of the parity report: the graph as the service would load it.
+    served = CompiledRunner(compiled.graph, [], schema).values(records)
+    expected = PipelineRunner(model, schema).values(records)
+    assert served.shape == expected.shape == (len(records),)
+    assert np.abs(served - expected).max() <= policy.value_rtol * np.abs(expected).max()
+    return compiled
+
+
+def test_the_regression_fixtures_forest_compiles_to_exactly_its_values(regression) -> None:
+    model, schema, records = regression
+
+    compiled = assert_compiled_values_equal_the_pipeline(model, schema, records)
+
+    assert len(records) == 111
+    assert compiled.inference["parity"]["max_value_gap"] == 0.0
+    assert "largest value gap 0" in describe_inference(compiled.inference)
+
+
+@pytest.mark.parametrize(
+    ("estimator", "hyperparameters"),
+    [
+        ("sklearn.linear_model.LinearRegression", {}),
+        ("sklearn.linear_model.Ridge", {"alpha": 0.5}),
+        ("sklearn.linear_model.Lasso", {"alpha": 0.1}),
+        ("sklearn.tree.DecisionTreeRegressor", {"max_depth": 6}),
+        ("sklearn.ensemble.ExtraTreesRegressor", {"n_estimators": 30}),
+        ("sklearn.ensemble.GradientBoostingRegressor", {"n_estimators": 50}),
+        ("sklearn.ensemble.GradientBoostingRegressor", {"n_estimators": 20, "init": "zero"}),
+    ],
+)
+def test_tree_ensemble_and_linear_regressors_compile_within_the_value_tolerance(
+    tmp_path: Path, estimator: str, hyperparameters: dict
+) -> None:
+    model, schema, records = diabetes(tmp_path, estimator, hyperparameters)
+
+    assert_compiled_values_equal_the_pipeline(model, schema, records)
+
+
+def test_a_regressor_the_runtime_cannot_run_falls_back_with_the_reason(tmp_path: Path) -> None:
+    # skl2onnx converts support vector regression to an operator ONNX Runtime lacks.
+    model, schema, records = diabetes(tmp_path, "sklearn.svm.SVR", {})
+
+    compiled = compile_for_serving(model, schema, records, CompileSettings(), ServingPolicy())
+
+    assert compiled.graph is None
+    assert compiled.inference["runtime"] == SCIKIT_LEARN
+    assert compiled.inference["reason"].startswith("ONNX Runtime cannot run the converted graph")
+
+
+def test_a_regressor_the_converter_cannot_handle_falls_back_with_the_reason(
+    tmp_path: Path,
+) -> None:
+    model, schema, records = diabetes(
+        tmp_path, "sklearn.ensemble.HistGradientBoostingRegressor", {"max_iter": 20}
+    )
+
+    compiled = compile_for_serving(model, schema, records, CompileSettings(), ServingPolicy())
+
+    assert compiled.graph is None
+    assert compiled.inference["reason"].startswith("the ONNX converter cannot handle")
+    assert len(compiled.inference["reason"]) < 400  # the converter's long message, cut
+
+
+def test_compiled_values_outside_the_tolerance_fall_back_with_the_gap(tmp_path: Path) -> None:
+    # Gradient boosting compiles within 1e-12, not exactly (the trees are summed in
+    # another order): no tolerance at all refuses it.
+    model, schema, records = diabetes(
+        tmp_path, "sklearn.ensemble.GradientBoostingRegressor", {"n_estimators": 50}
+    )
+    exact = ServingPolicy(value_rtol=0.0, value_atol=0.0)
+
+    compiled = compile_for_serving(model, schema, records, CompileSettings(), exact)
+
+    assert compiled.graph is None
+    reason = compiled.inference["reason"]
+    assert f"differs from scikit-learn on {len(records)} rows" in reason
+    assert "values differ by more than the tolerance" in reason
+    parity = compiled.inference["parity"]
+    assert 0 < parity["max_value_gap"] < 1e-9
+    assert parity["values_differing"] > 0
+    assert parity["tolerance"] == {"relative": 0.0, "absolute": 0.0}
+
+
+def test_a_value_tolerance_holds_relative_and_absolute_differences() -> None:
+    policy = ServingPolicy(value_rtol=1e-6, value_atol=1e-3)
+    expected = np.array([0.0, 1000.0, -5.0])
+
+    def off_by(*gaps: float) -> np.ndarray:
+        return expected + np.array(gaps)
+
+    assert policy.values_agree(expected, off_by(1e-3, 0, 0)) == (True, 1e-3)
+    assert policy.values_agree(expected, off_by(0, 1.9e-3, 0))[0]  # within 1e-3 + 1e-3
+    assert not policy.values_agree(expected, off_by(0, 2.1e-3, 0))[0]
+    assert not policy.values_agree(expected, off_by(1.1e-3, 0, 0))[0]
+    assert policy.values_agree(expected, expected[:2]) == (False, float("inf"))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 from dataclasses import replace
@@ -16,7 +15,6 @@ import yaml
 from conftest import FIXTURES
 from sklearn.datasets import load_iris
 
-from pr2prod.commands import serving as serving_commands
 from pr2prod.errors import Pr2prodError
 from pr2prod.model.estimator import make_estimator
 from pr2prod.model.evaluate import evaluate_model, write_evaluation
@@ -211,18 +209,3 @@ def test_a_numeric_target_needs_a_regressor_and_a_class_target_a_classifier() ->
         make_estimator(TrainSettings(forest, {}), seed=0, numeric_target=True)
     regressor = make_estimator(TrainSettings("sklearn.linear_model.Ridge", {}), 0, True)
     assert regressor.__class__.__name__ == "Ridge"
-
-
-def test_make_bento_refuses_a_numeric_target_saying_what_is_supported(
-    diabetes: tuple[Settings, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    _, schema_path = diabetes
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "params.yaml").write_text(
-        "seed: 1\ndata: {file: data/diabetes.csv}\nsplit: {test_size: 0.25}\n"
-        "train: {estimator: sklearn.linear_model.Ridge}\n"
-    )
-    assert schema_path == tmp_path / "schema.yaml"
-
-    with pytest.raises(Pr2prodError, match="serves classifiers only"):
-        serving_commands.bento(argparse.Namespace())

@@ -101,7 +101,7 @@ def test_an_unknown_setting_with_no_near_miss_lists_the_real_ones() -> None:
     assert message == (
         "params.yaml: serving.processes is not a setting; the settings under serving are "
         "out_of_range, unseen_category, max_records, max_body_bytes, max_batch_size, "
-        "max_latency_ms, workers"
+        "max_latency_ms, workers, value_rtol, value_atol"
     )
 
 
@@ -308,3 +308,15 @@ def test_settings_are_frozen() -> None:
     with pytest.raises(AttributeError):
         settings.seed = 4  # type: ignore[misc]
     assert isinstance(settings, Settings)
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ("value_rtol: -1.0e-6", "serving.value_rtol must be at least 0 and below 1, not -1e-06"),
+        ("value_atol: tiny", "serving.value_atol must be a number, not 'tiny'"),
+        ("value_atol: 1.5", "serving.value_atol must be at least 0 and below 1, not 1.5"),
+    ],
+)
+def test_the_value_tolerance_is_checked(setting: str, message: str) -> None:
+    assert problem(f"{REQUIRED_ONLY}serving:\n  {setting}\n").startswith(f"params.yaml: {message}")

@@ -58,13 +58,16 @@ def verify(_: argparse.Namespace) -> int:
 @command("summary", "print the latest metrics and where the results are")
 def summary(_: argparse.Namespace) -> int:
     from pr2prod.console import describe_metrics
+    from pr2prod.schema import load_schema
 
     if not paths.METRICS.is_file():
         raise Pr2prodError(f"{paths.METRICS} not found", hint="run `make run` first")
     print(describe_metrics(paths.METRICS))
+    numeric = load_schema(paths.SCHEMA).target.is_numeric
+    plots = "predicted and actual values" if numeric else "ROC and precision-recall data"
     print(
         f"\nResults: {paths.METRICS} (metrics), {paths.PREDICTIONS} (per-row test predictions),"
-        f" {paths.RESULTS}/plots/ (ROC and precision-recall data), {paths.MODEL} (the model)."
+        f" {paths.RESULTS}/plots/ ({plots}), {paths.MODEL} (the model)."
         "\nPlots: `dvc plots show` writes them to dvc_plots/index.html."
     )
     return 0

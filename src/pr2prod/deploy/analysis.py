@@ -14,6 +14,8 @@ Each check compares the canary with stable (relative) and holds it to an absolut
   and of each class's predicted-probability histogram (the largest over classes), under a
   limit simulated for this window's sizes from both versions' answers to the same
   held-out rows (pr2prod.deploy.calibration); `prediction_divergence_max` without them.
+  A regressor's predictions are values: the divergence of the predicted-value histograms
+  (the canary's spread over stable's buckets), under a limit simulated the same way.
 
 Too few requests make a window inconclusive: hold, never pass blindly. A failure that
 needs no baseline (the absolute caps) still fails: a failure with evidence is a failure.
@@ -36,8 +38,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-from pr2prod.deploy.calibration import Reference
-from pr2prod.deploy.divergence import js_divergence, probability_divergence
+from pr2prod.deploy.calibration import Reference, ValueReference
+from pr2prod.deploy.divergence import js_divergence, probability_divergence, value_divergence
 from pr2prod.deploy.observations import Window, histogram_quantile
 from pr2prod.settings import Thresholds
 
@@ -71,7 +73,7 @@ def analyse(
     thresholds: Thresholds,
     min_requests: int,
     tail_breached_before: bool = False,
-    reference: Reference | None = None,
+    reference: Reference | ValueReference | None = None,
 ) -> Analysis:
     """Judge one window: fail on evidence, inconclusive on too little data, suspect on a
     first tail breach, else pass.
@@ -91,6 +93,8 @@ def analyse(
             "class_divergence_limit": limits.classes,
             "probability_divergence_limit": limits.probabilities,
         }
+        if "value_divergence" in figures:
+            figures["value_divergence_limit"] = limits.values
         failures += relative_failures(stable, canary, thresholds)
         failures += divergence_failures(stable, canary, limits)
         tail = relative_tail_failure(stable, canary, thresholds)
@@ -109,6 +113,10 @@ def analyse(
 
 def window_figures(stable: Window, canary: Window) -> dict[str, float | None]:
     probability, _ = probability_divergence(stable.probability_counts, canary.probability_counts)
+    # A regressor's windows: the divergence of the predicted values (a classifier has none).
+    values = {}
+    if stable.counts.value_buckets or canary.counts.value_buckets:
+        values["value_divergence"] = value_divergence(stable.value_counts, canary.value_counts)
     return {
         "stable_requests": stable.requests,
         "canary_requests": canary.requests,
@@ -124,6 +132,7 @@ def window_figures(stable: Window, canary: Window) -> dict[str, float | None]:
         "canary_model_p50_ms": model_median_ms(canary),
         "class_divergence": js_divergence(stable.counts.predicted, canary.counts.predicted),
         "probability_divergence": probability,
+        **values,
     }
 
 
@@ -269,10 +278,14 @@ class DivergenceLimits:
     classes: float
     probabilities: float
     basis: str  # how they were set, for a failure's reason ("" for the fixed setting)
+    values: float = math.inf  # of a regressor's predicted values
 
 
 def divergence_limits(
-    stable: Window, canary: Window, thresholds: Thresholds, reference: Reference | None
+    stable: Window,
+    canary: Window,
+    thresholds: Thresholds,
+    reference: Reference | ValueReference | None,
 ) -> DivergenceLimits:
     """The most prediction divergence this window may show.
 
@@ -281,18 +294,26 @@ def divergence_limits(
     classes or few requests, honest sampling noise is large, and a fixed limit rolls back
     good canaries; on large windows it is small, and a fixed limit lets skew through.
     """
+    fixed = thresholds.prediction_divergence_max
     if reference is None:
-        fixed = thresholds.prediction_divergence_max
-        return DivergenceLimits(fixed, fixed, "")
-    stable_records = sum(stable.counts.predicted.values())
-    canary_records = sum(canary.counts.predicted.values())
-    expected = reference.live_limits(stable_records, canary_records)
+        return DivergenceLimits(fixed, fixed, "", fixed)
+    stable_records, canary_records = stable.predictions, canary.predictions
     basis = (
         f"the most {stable_records:.0f} stable and {canary_records:.0f} canary predictions "
         f"allow, simulated from both versions' answers to the same {reference.rows} "
         "held-out rows before traffic"
     )
-    return DivergenceLimits(expected.classes or 0.0, expected.probabilities or 0.0, basis)
+    if isinstance(reference, ValueReference):
+        # Each version counts values in buckets of its own, read from its /metrics.
+        expected = reference.live_limits(
+            stable_records,
+            canary_records,
+            tuple(sorted(stable.counts.value_buckets)) or None,
+            tuple(sorted(canary.counts.value_buckets)) or None,
+        )
+        return DivergenceLimits(fixed, fixed, basis, expected.values or 0.0)
+    expected = reference.live_limits(stable_records, canary_records)
+    return DivergenceLimits(expected.classes or 0.0, expected.probabilities or 0.0, basis, fixed)
 
 
 def divergence_failures(stable: Window, canary: Window, limits: DivergenceLimits) -> list[str]:
@@ -316,16 +337,30 @@ def divergence_failures(stable: Window, canary: Window, limits: DivergenceLimits
             f"predicted-probability divergence {probabilities:.3f} > "
             f"{limit(limits.probabilities)} (Jensen-Shannon, class {worst!r}{why})"
         )
+    values = value_divergence(stable.value_counts, canary.value_counts)
+    if values is not None and values > limits.values:
+        failures.append(
+            f"predicted-value divergence {values:.3f} > {limit(limits.values)} "
+            f"(Jensen-Shannon over stable's value buckets{why}): canary median "
+            f"{number(histogram_quantile(0.5, canary.counts.value_buckets))} vs stable "
+            f"{number(histogram_quantile(0.5, stable.counts.value_buckets))}"
+        )
     return failures
 
 
 def passed_summary(figures: Mapping[str, float | None]) -> str:
+    if figures.get("value_divergence") is not None:
+        divergence = f"values {ratio(figures['value_divergence'])}"
+    else:
+        divergence = (
+            f"classes {ratio(figures['class_divergence'])}, "
+            f"probabilities {ratio(figures['probability_divergence'])}"
+        )
     return (
         f"canary within thresholds over {figures['canary_requests']:.0f} requests "
         f"(stable {figures['stable_requests']:.0f}): 5xx {percent(figures['canary_error_rate'])} "
         f"vs {percent(figures['stable_error_rate'])}, p99 {ms(figures['canary_p99_ms'])} vs "
-        f"{ms(figures['stable_p99_ms'])}, divergence classes {ratio(figures['class_divergence'])}"
-        f", probabilities {ratio(figures['probability_divergence'])}"
+        f"{ms(figures['stable_p99_ms'])}, divergence {divergence}"
     )
 
 
@@ -341,6 +376,10 @@ def percent(value: float | None) -> str:
 
 def ms(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.1f} ms"
+
+
+def number(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4g}"
 
 
 def ratio(value: float | None) -> str:

@@ -15,12 +15,18 @@ split). That gives two things:
   of those simulated ones means the canary does not behave live as it did on the same
   rows before traffic.
 
+A regressor's answers are values, not probabilities (`ValueReference`): the histograms
+are of predicted values, stable's in buckets with edges at the quantiles of its own
+answers to the held-out rows (the test split: the edges its bundle gives its /metrics),
+and the noise is simulated the same way.
+
 No per-row answer is stored in a bundle or an image: the answers are asked for live, from
 the rows the deploying workspace already holds.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,7 +34,7 @@ from typing import Any
 import httpx
 import numpy as np
 
-from pr2prod.deploy.divergence import js_divergence, probability_divergence
+from pr2prod.deploy.divergence import js_divergence, probability_divergence, value_divergence
 from pr2prod.serving.telemetry import PROBABILITY_BUCKETS
 
 # Simulated windows per limit; the limit is LIMIT_HEADROOM times the LIMIT_QUANTILE of
@@ -53,13 +59,17 @@ BUCKET_BOUNDS = np.asarray((*PROBABILITY_BUCKETS, np.inf))
 # Answers over HTTP keep six decimals: a probability this close to a bound may be on
 # either side of it in the service's own histogram.
 BOUND_TOLERANCE = 1e-6
+# Predicted values are bucketed at the quantiles of stable's answers to the held-out rows
+# when no version's own edges are known (before traffic): deciles, as the service's are.
+VALUE_QUANTILES = tuple(step / 10 for step in range(1, 10))
 
 
 @dataclass(frozen=True)
 class Divergences:
-    classes: float | None  # of the predicted-class shares
-    probabilities: float | None  # the largest over classes, of the probability histograms
-    worst_class: str | None  # the class whose probabilities diverge most
+    classes: float | None = None  # of the predicted-class shares
+    probabilities: float | None = None  # the largest over classes, of probability histograms
+    worst_class: str | None = None  # the class whose probabilities diverge most
+    values: float | None = None  # of the predicted-value histograms (a regressor's)
 
     def beyond(self, limit: float) -> list[str]:
         """Each divergence over `limit`, in words."""
@@ -71,7 +81,16 @@ class Divergences:
                 f"predicted-probability divergence {self.probabilities:.3f} > {limit:g} "
                 f"(class {self.worst_class!r})"
             )
+        if self.values is not None and self.values > limit:
+            found.append(f"predicted-value divergence {self.values:.3f} > {limit:g}")
         return found
+
+    def describe(self) -> str:
+        """The divergences measured, in words: "0.012 (classes) and 0.034 (probabilities)"."""
+        named = [("classes", self.classes), ("probabilities", self.probabilities)]
+        if self.values is not None:
+            named = [("values", self.values)]
+        return " and ".join(f"{value or 0:.3f} ({name})" for name, value in named)
 
 
 @dataclass(frozen=True)
@@ -140,6 +159,102 @@ class Reference:
         )
 
 
+Bounds = tuple[float, ...]  # bucket upper bounds, ascending, math.inf last
+
+
+@dataclass(frozen=True)
+class ValueReference:
+    """Both versions' predicted values for the same held-out rows (a regressor's)."""
+
+    stable: np.ndarray
+    canary: np.ndarray
+    _limits: dict[tuple[int, int, int, Bounds, Bounds], Divergences] = field(
+        default_factory=dict, compare=False, repr=False
+    )
+
+    @property
+    def rows(self) -> int:
+        return len(self.stable)
+
+    def stable_bounds(self) -> Bounds:
+        """Buckets at the quantiles of stable's answers: its test predictions' deciles."""
+        edges = np.unique(np.quantile(self.stable, VALUE_QUANTILES))
+        return (*edges.tolist(), math.inf)
+
+    def offline(self) -> Divergences:
+        """How far apart the two models' value histograms are over the very same rows,
+        both counted in stable's buckets."""
+        bounds = self.stable_bounds()
+        once = np.ones((1, self.rows))
+        stable, canary = (
+            value_tables(answers, once, bounds)(0) for answers in (self.stable, self.canary)
+        )
+        return Divergences(values=value_divergence(stable, canary))
+
+    def live_limits(
+        self,
+        stable_records: float,
+        canary_records: float,
+        stable_bounds: Bounds | None = None,
+        canary_bounds: Bounds | None = None,
+        distinct_inputs: float | None = None,
+    ) -> Divergences:
+        """The value divergence a live window of these sizes stays under when both versions
+        answer its inputs as they answered the held-out rows, each counting in its own
+        buckets (as read from its /metrics; stable's quantiles for either when unknown)."""
+        pool_size = self.rows
+        if distinct_inputs is not None:
+            pool_size = int(min(max(distinct_inputs, 1), self.rows))
+        stable_bounds = tuple(stable_bounds or self.stable_bounds())
+        canary_bounds = tuple(canary_bounds or stable_bounds)
+        key = (int(stable_records), int(canary_records), pool_size, stable_bounds, canary_bounds)
+        if key not in self._limits:
+            self._limits[key] = self._simulated_limits(*key)
+        return self._limits[key]
+
+    def _simulated_limits(
+        self,
+        stable_records: int,
+        canary_records: int,
+        pool_size: int,
+        stable_bounds: Bounds,
+        canary_bounds: Bounds,
+    ) -> Divergences:
+        rng = np.random.default_rng(SIMULATION_SEED)
+        pools = [rng.permutation(self.rows)[:pool_size] for _ in range(SIMULATIONS)]
+        stable_weights, canary_weights = (
+            _draws(rng, records, pools, self.rows) for records in (stable_records, canary_records)
+        )
+        stable_tables = value_tables(self.stable, stable_weights, stable_bounds)
+        canary_tables = value_tables(self.canary, canary_weights, canary_bounds)
+        simulated = [
+            value_divergence(stable_tables(simulation), canary_tables(simulation)) or 0.0
+            for simulation in range(SIMULATIONS)
+        ]
+        return Divergences(values=_limit(simulated))
+
+
+def value_tables(
+    values: np.ndarray, weights: np.ndarray, bounds: Bounds
+) -> Callable[[int], dict[float, float]]:
+    """What /metrics would count in each value bucket (by upper bound) if row i were
+    answered weights[s, i] times, in simulation s."""
+    bounds_array = np.asarray(bounds)
+    # A value on a bucket's edge (edges are the test predictions' quantiles, so some are
+    # answers themselves) lands on either side of it live, while the answers read here are
+    # rounded: such a row counts half in each bucket. Relative, since values have units.
+    tolerance = BOUND_TOLERANCE * np.maximum(1.0, np.abs(values))
+    one_hot = np.eye(len(bounds_array))
+    below = np.searchsorted(bounds_array, values - tolerance, side="left")
+    above = np.searchsorted(bounds_array, values + tolerance, side="left")
+    counts = weights @ ((one_hot[below] + one_hot[above]) / 2)  # simulations x buckets
+
+    def table(simulation: int) -> dict[float, float]:
+        return dict(zip(bounds, counts[simulation].tolist(), strict=True))
+
+    return table
+
+
 def _limit(simulated: list[float]) -> float:
     return max(LIMIT_FLOOR, LIMIT_HEADROOM * float(np.quantile(simulated, LIMIT_QUANTILE)))
 
@@ -198,10 +313,10 @@ def divergences(stable: Tables, canary: Tables) -> Divergences:
 
 def ask_reference(
     stable_url: str, canary_url: str, records: list[dict[str, Any]], timeout: float = 30.0
-) -> Reference | None:
+) -> Reference | ValueReference | None:
     """Both versions' answers for the same held-out records, asked of each version directly
-    (no client traffic). None when the versions predict different classes: there is then
-    nothing to compare a window with."""
+    (no client traffic). None when the versions predict different classes (or one predicts
+    classes, the other values): there is then nothing to compare a window with."""
     records = records[:MAX_REFERENCE_ROWS]
     if not records:
         return None
@@ -209,18 +324,30 @@ def ask_reference(
     (stable_classes, stable), (canary_classes, canary) = answers
     if stable_classes != canary_classes:
         return None
+    if not stable_classes:
+        return ValueReference(stable, canary)
     return Reference(tuple(stable_classes), stable, canary)
 
 
+# Where a regressor's answer holds its predicted value.
+VALUE_FIELD = "predicted"
+
+
 def _answers(url: str, records: list[dict[str, Any]], timeout: float) -> tuple[list[str], Any]:
+    """The version's classes (none for a regressor) and its answers: a row of probabilities
+    per record in class order, or a value per record."""
     with httpx.Client(base_url=url, timeout=timeout) as client:
         metadata = client.get("/model").raise_for_status().json()
-        classes, chunk = list(metadata["classes"]), int(metadata["policy"]["max_records"])
-        rows = []
+        classes = list(metadata.get("classes") or ())
+        chunk = int(metadata["policy"]["max_records"])
+        rows: list[Any] = []
         for start in range(0, len(records), chunk):
             response = client.post("/predict", json={"records": records[start : start + chunk]})
             response.raise_for_status()
             rows += [
-                [answer["probabilities"][name] for name in classes] for answer in response.json()
+                [answer["probabilities"][name] for name in classes]
+                if classes
+                else answer[VALUE_FIELD]
+                for answer in response.json()
             ]
     return classes, np.asarray(rows, dtype=float)

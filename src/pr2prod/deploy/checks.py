@@ -9,9 +9,9 @@ import asyncio
 from collections import Counter
 
 import httpx
-import numpy as np
 
-from pr2prod.serving.bundle import TOLERANCE
+from pr2prod.serving.bundle import served_answers_match
+from pr2prod.serving.policy import ServingPolicy
 
 
 def golden_rows_answered(url: str) -> tuple[bool, str]:
@@ -26,9 +26,9 @@ def golden_rows_answered(url: str) -> tuple[bool, str]:
         response = client.post("/predict", json={"records": golden["records"]})
     if response.status_code != 200:
         return False, f"golden rows: /predict answered {response.status_code}"
-    served = np.array([[row["probabilities"][c] for c in classes] for row in response.json()])
-    gap = float(np.abs(served - np.asarray(golden["probabilities"])).max())
-    if gap > TOLERANCE:
+    policy = ServingPolicy(**metadata["policy"])
+    matches, gap = served_answers_match(golden, response.json(), classes, policy)
+    if not matches:
         return False, f"golden rows: answers differ from the evaluation by {gap:.3g}"
     failures = warm_up(url, golden["records"])
     if failures:
@@ -36,7 +36,7 @@ def golden_rows_answered(url: str) -> tuple[bool, str]:
         kinds = ", ".join(f"{kind}: {count}" for kind, count in sorted(failures.items()))
         sent = 2 * WARM_UP_ROUNDS * len(golden["records"])
         return False, f"warm-up: {failed} of {sent} single-record requests failed ({kinds})"
-    return True, f"golden rows: {len(served)} answered as evaluated; warm-up answered"
+    return True, f"golden rows: {len(golden['records'])} answered as evaluated; warm-up answered"
 
 
 WARM_UP_ROUNDS = 3

@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 
 from pr2prod.deploy.analysis import Analysis, absolute_failures, analyse
-from pr2prod.deploy.calibration import Reference, ask_reference
+from pr2prod.deploy.calibration import Reference, ValueReference, ask_reference
 from pr2prod.deploy.checks import golden_rows_answered
 from pr2prod.deploy.history import Decision, History, WindowRecord
 from pr2prod.deploy.load import SteadyLoad
@@ -117,7 +117,7 @@ class Controller:
         self.say = say
         # Held-out rows both versions answer before traffic (pr2prod.deploy.calibration).
         self.reference_records = reference_records or []
-        self.reference: Reference | None = None
+        self.reference: Reference | ValueReference | None = None
 
     # -- the canary ---------------------------------------------------------------------
 
@@ -180,8 +180,7 @@ class Controller:
         limit = self.settings.thresholds.prediction_divergence_max
         self.say(
             f"deploy: on {self.reference.rows} held-out rows the canary's predictions diverge "
-            f"from stable's by {offline.classes or 0:.3f} (classes) and "
-            f"{offline.probabilities or 0:.3f} (probabilities)"
+            f"from stable's by {offline.describe()}"
         )
         found = offline.beyond(limit)
         if not found:

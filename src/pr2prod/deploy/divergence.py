@@ -3,13 +3,20 @@
 The same measure serves live windows (counts read from /metrics) and the reference both
 versions answered before any traffic (pr2prod.deploy.calibration), so a live figure and
 what was expected of it are always computed alike.
+
+A classifier's histograms share their buckets (fixed probability bounds). A regressor's
+predicted-value buckets are each version's own (edges from its model's test predictions),
+so the canary's histogram is first redistributed over stable's buckets (`regrid`).
 """
 
 from __future__ import annotations
 
+import itertools
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TypeVar
+
+import numpy as np
 
 from pr2prod.deploy.observations import shares
 
@@ -23,6 +30,7 @@ MIN_EXPECTED_PER_BUCKET = 10.0
 
 
 ProbabilityCounts = Mapping[str, Mapping[float, float]]  # class -> bucket bound -> count
+BucketCounts = Mapping[float, float]  # bucket upper bound (math.inf last) -> count in it
 
 
 def probability_divergence(
@@ -36,6 +44,43 @@ def probability_divergence(
         if divergence is not None and (worst[0] is None or divergence > worst[0]):
             worst = (divergence, name)
     return worst
+
+
+def value_divergence(stable_counts: BucketCounts, canary_counts: BucketCounts) -> float | None:
+    """The divergence of two predicted-value histograms, on stable's buckets.
+
+    Each version counts in buckets of its own; the canary's counts are spread over
+    stable's (`regrid`) before sparse buckets are merged, as for probabilities.
+    """
+    if not stable_counts or not canary_counts:
+        return js_divergence(stable_counts, canary_counts)
+    on_stable_buckets = regrid(canary_counts, sorted(stable_counts))
+    return js_divergence(*merge_sparse_buckets(stable_counts, on_stable_buckets))
+
+
+def regrid(counts: BucketCounts, bounds: Sequence[float]) -> dict[float, float]:
+    """Counts in buckets with other upper `bounds` (ascending, math.inf last).
+
+    Within a bucket the observations are taken as spread evenly (as Prometheus's
+    histogram_quantile does); the open-ended first and last buckets as spread over the
+    width of their finite neighbour (deciles' outer buckets are about that wide). Same
+    bounds give the same counts.
+    """
+    ordered = sorted(counts.items())
+    total = sum(count for _, count in ordered)
+    finite = [bound for bound, _ in ordered if math.isfinite(bound)]
+    if not finite:  # nothing but the +Inf bucket: no telling where they are
+        return {bound: (0.0 if math.isfinite(bound) else total) for bound in bounds}
+    cumulative = list(itertools.accumulate(count for _, count in ordered))[: len(finite)]
+    points, below = finite, cumulative
+    if len(finite) > 1:
+        first_width, last_width = finite[1] - finite[0], finite[-1] - finite[-2]
+        points = [finite[0] - first_width, *finite, finite[-1] + last_width]
+        below = [0.0, *cumulative, total]
+    finite_bounds = [bound for bound in bounds if math.isfinite(bound)]
+    interpolated = np.interp(finite_bounds, points, below, left=0.0, right=total).tolist()
+    at_bounds = [*interpolated, total][: len(bounds)]  # observations <= each bound
+    return dict(zip(bounds, np.diff(at_bounds, prepend=0.0).tolist(), strict=True))
 
 
 def merge_sparse_buckets(

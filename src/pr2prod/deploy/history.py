@@ -198,8 +198,20 @@ def _figure(figures: Mapping[str, float | None], name: str, template: str) -> st
     return "" if value is None else template.format(value)
 
 
+DIVERGENCE_HEADERS = {
+    "class_divergence": "class JS",
+    "probability_divergence": "probability JS",
+    "value_divergence": "value JS",
+}
+
+
 def windows_table(windows: Sequence[WindowRecord]) -> str:
     """The analysis windows of one rollout, canary against stable, one row per window."""
+    # A regressor's windows have a value divergence, a classifier's the other two.
+    regressor = any(window.figures.get("value_divergence") is not None for window in windows)
+    divergences = (
+        ["value_divergence"] if regressor else ["class_divergence", "probability_divergence"]
+    )
     rows = [
         [
             window.step,
@@ -210,14 +222,13 @@ def windows_table(windows: Sequence[WindowRecord]) -> str:
             _pair(window.figures, "canary_p50_ms", "stable_p50_ms", "{:.0f} ms"),
             _pair(window.figures, "canary_p99_ms", "stable_p99_ms", "{:.0f} ms"),
             _pair(window.figures, "canary_model_p50_ms", "stable_model_p50_ms", "{:.0f} ms"),
-            _figure(window.figures, "class_divergence", "{:.3f}"),
-            _figure(window.figures, "probability_divergence", "{:.3f}"),
+            *(_figure(window.figures, name, "{:.3f}") for name in divergences),
         ]
         for window in windows
     ]
     headers = [
         "step", "canary share", "outcome", "requests", "5xx", "p50", "p99", "model p50",
-        "class JS", "probability JS",
+        *(DIVERGENCE_HEADERS[name] for name in divergences),
     ]  # fmt: skip
     note = "(figures read canary / stable)"
     return f"{tabulate(rows, headers=headers)}\n{note}" if rows else "no analysis windows"

@@ -11,6 +11,7 @@ Series used (BentoML's and ours, see pr2prod.serving.telemetry):
 - `bentoml_service_request_duration_seconds_bucket{endpoint, le}`: request latency.
 - `pr2prod_predictions_total{predicted_class}`: records predicted, per class.
 - `pr2prod_predicted_probability_bucket{class_name, le}`: each class's predicted probability.
+- `pr2prod_predicted_value_bucket{le}`: a regressor's predicted value, in buckets of its own.
 - `pr2prod_model_seconds_bucket{le}`: the model's own time per call (one batch).
 
 Only `endpoint="/predict"` counts: BentoML also counts health probes, /metrics itself and
@@ -38,7 +39,15 @@ LATENCY_BUCKETS = "bentoml_service_request_duration_seconds_bucket"
 PREDICTIONS = "pr2prod_predictions_total"
 PROBABILITY_BUCKETS = "pr2prod_predicted_probability_bucket"
 MODEL_SECONDS_BUCKETS = "pr2prod_model_seconds_bucket"
-SERIES = (REQUESTS, LATENCY_BUCKETS, PREDICTIONS, PROBABILITY_BUCKETS, MODEL_SECONDS_BUCKETS)
+VALUE_BUCKETS = "pr2prod_predicted_value_bucket"
+SERIES = (
+    REQUESTS,
+    LATENCY_BUCKETS,
+    PREDICTIONS,
+    PROBABILITY_BUCKETS,
+    MODEL_SECONDS_BUCKETS,
+    VALUE_BUCKETS,
+)
 
 Sample = tuple[str, Mapping[str, str], float]  # series name, its labels, its value
 
@@ -74,6 +83,7 @@ class Snapshot:
     predicted: dict[str, float] = field(default_factory=dict)
     probability_buckets: dict[str, dict[float, float]] = field(default_factory=dict)
     model_seconds_buckets: dict[float, float] = field(default_factory=dict)
+    value_buckets: dict[float, float] = field(default_factory=dict)
 
 
 def snapshot_from_samples(samples: Iterable[Sample]) -> Snapshot:
@@ -83,6 +93,7 @@ def snapshot_from_samples(samples: Iterable[Sample]) -> Snapshot:
     predicted: dict[str, float] = defaultdict(float)
     probabilities: dict[str, dict[float, float]] = defaultdict(lambda: defaultdict(float))
     model_seconds: dict[float, float] = defaultdict(float)
+    values: dict[float, float] = defaultdict(float)
     for name, labels, value in samples:
         on_predict = labels.get("endpoint") == PREDICT_ENDPOINT
         if name == REQUESTS and on_predict:
@@ -95,12 +106,15 @@ def snapshot_from_samples(samples: Iterable[Sample]) -> Snapshot:
             probabilities[labels["class_name"]][float(labels["le"])] += value
         elif name == MODEL_SECONDS_BUCKETS:
             model_seconds[float(labels["le"])] += value
+        elif name == VALUE_BUCKETS:
+            values[float(labels["le"])] += value
     return Snapshot(
         requests_by_status=dict(requests),
         latency_buckets=dict(latency),
         predicted=dict(predicted),
         probability_buckets={name: dict(buckets) for name, buckets in probabilities.items()},
         model_seconds_buckets=dict(model_seconds),
+        value_buckets=dict(values),
     )
 
 
@@ -235,6 +249,7 @@ class Window:
                 model_seconds_buckets=subtract(
                     after.model_seconds_buckets, before.model_seconds_buckets
                 ),
+                value_buckets=subtract(after.value_buckets, before.value_buckets),
             )
         )
 
@@ -264,6 +279,18 @@ class Window:
             name: decumulate(buckets) for name, buckets in self.counts.probability_buckets.items()
         }
 
+    @property
+    def value_counts(self) -> dict[float, float]:
+        """A regressor's predicted values in each bucket (upper bound -> count)."""
+        return decumulate(self.counts.value_buckets)
+
+    @property
+    def predictions(self) -> float:
+        """Records predicted: each has a predicted class, or a predicted value."""
+        if self.counts.value_buckets:
+            return self.counts.value_buckets.get(math.inf, 0.0)
+        return sum(self.counts.predicted.values())
+
 
 def went_down(before: Snapshot, after: Snapshot) -> bool:
     """Did any counter of `before` fall (or vanish) by `after`?"""
@@ -272,6 +299,7 @@ def went_down(before: Snapshot, after: Snapshot) -> bool:
         (before.latency_buckets, after.latency_buckets),
         (before.predicted, after.predicted),
         (before.model_seconds_buckets, after.model_seconds_buckets),
+        (before.value_buckets, after.value_buckets),
     ]
     pairs += [
         (buckets, after.probability_buckets.get(name, {}))

@@ -20,6 +20,16 @@ X2 is compared with the chi-square quantile for k - 1 degrees of freedom at alph
 findings of a version, as in the monitor's Bonferroni), and counts only with at least
 `min_rows` live records. It approximates the monitor's tests; the monitor's report stays the
 one to read once an alert fires.
+
+Live performance, once true labels come back (POST /feedback counts a confusion matrix per
+version): over a label window L, the live accuracy n_correct / n is compared with its
+floor f, the test split's accuracy minus the gate's `max_regression` for accuracy (or the
+gate's `min`, if higher), as a one-sided binomial test: it alarms when
+
+    n_correct / n  <  f - z * sqrt(f (1 - f) / n),   z the normal quantile at 1 - alpha
+
+with at least `min_rows` labelled predictions in the window. The test split's own noise
+is left out here (a constant threshold); the monitor's report bootstraps both sides.
 """
 
 from __future__ import annotations
@@ -29,8 +39,9 @@ from typing import Any
 
 from scipy import stats
 
+from pr2prod.monitor.performance import confusion_matrix, confusion_metrics
 from pr2prod.serving.reference import Reference
-from pr2prod.settings import MonitorSettings, Thresholds
+from pr2prod.settings import GateRule, MonitorSettings, Thresholds
 
 # The predicted classes go through the same rules as the features, under this feature name.
 PREDICTED_CLASS = "__predicted_class__"
@@ -46,6 +57,9 @@ STATISTIC = "pr2prod:drift_chi2"
 SHARE = "pr2prod:reference_share"
 REFERENCE_ROWS = "pr2prod:reference_rows"
 THRESHOLD = "pr2prod:drift_threshold"
+LABELLED = "pr2prod:feedback_labelled"
+CORRECT = "pr2prod:feedback_correct"
+ACCURACY_FLOOR = "pr2prod:accuracy_floor"
 BIN = "feature, bin, model_version"
 FEATURE = "feature, model_version"
 
@@ -56,19 +70,93 @@ def alert_rules(
     thresholds: Thresholds,
     selector: str,
     window: str,
+    gate: Mapping[str, GateRule] | None = None,
+    label_window: str = "1d",
 ) -> dict[str, Any]:
     """The rules file (as YAML data) for the model versions in `references`.
 
     `selector`: label matchers of the service's series (e.g. `job="pr2prod"`), empty for all;
-    `window`: the drift window, a Prometheus duration (e.g. 1h).
+    `window`: the drift window, a Prometheus duration (e.g. 1h); `gate`: the quality gate,
+    whose accuracy rule sets live accuracy's floor (none, or no accuracy rule: no
+    performance rules); `label_window`: the window of labelled predictions.
     """
-    return {
-        "groups": [
-            {"name": "pr2prod-reference", "rules": reference_rules(references, monitor)},
-            {"name": "pr2prod-drift", "rules": drift_rules(selector, window, monitor)},
-            {"name": "pr2prod-health", "rules": health_rules(selector, thresholds)},
-        ]
-    }
+    floors = accuracy_floors(references, gate or {})
+    constants = reference_rules(references, monitor) + [
+        _constant(ACCURACY_FLOOR, floor, {"model_version": version})
+        for version, floor in floors.items()
+    ]
+    groups = [
+        {"name": "pr2prod-reference", "rules": constants},
+        {"name": "pr2prod-drift", "rules": drift_rules(selector, window, monitor)},
+    ]
+    if floors:
+        classes = sorted({c for r in references.values() for c in r.predictions.classes})
+        rules = performance_rules(selector, label_window, classes, monitor)
+        groups.append({"name": "pr2prod-performance", "rules": rules})
+    groups.append({"name": "pr2prod-health", "rules": health_rules(selector, thresholds)})
+    return {"groups": groups}
+
+
+def accuracy_floors(
+    references: Mapping[str, Reference], gate: Mapping[str, GateRule]
+) -> dict[str, float]:
+    """Per version, the live accuracy below which the gate's accuracy rule is broken."""
+    rule = gate.get("accuracy")
+    if rule is None or (rule.max_regression is None and rule.limit is None):
+        return {}
+    floors = {}
+    for version, reference in references.items():
+        predictions = reference.predictions
+        if not predictions.confusion:
+            continue  # made before references kept the test split's confusion matrix
+        cells = {(a, p): n for a, row in predictions.confusion.items() for p, n in row.items()}
+        matrix = confusion_matrix(cells, list(predictions.classes))
+        accuracy = float(confusion_metrics(matrix, None)["accuracy"])
+        candidates = [accuracy - rule.max_regression] if rule.max_regression is not None else []
+        candidates += [rule.limit] if rule.limit is not None else []
+        floors[version] = max(candidates)
+    return floors
+
+
+def performance_rules(
+    selector: str, label_window: str, classes: list[str], monitor: MonitorSettings
+) -> list[dict]:
+    feedback = "pr2prod_feedback_total"
+    diagonal = (
+        _matchers(selector, f'predicted_class="{label}"', f'actual_class="{label}"')
+        for label in classes
+    )
+    # One selector per class picks the confusion matrix's diagonal; `or` joins the series.
+    correct = " or ".join(f"increase({feedback}{cell}[{label_window}])" for cell in diagonal)
+    z = float(stats.norm.isf(monitor.alpha))
+    by = "sum by (model_version)"
+    bound = (
+        f"({ACCURACY_FLOOR} - on(model_version) {z:.4g} * sqrt({ACCURACY_FLOOR} * "
+        f"(1 - {ACCURACY_FLOOR}) / on(model_version) {LABELLED}))"
+    )
+    return [
+        {
+            "record": LABELLED,
+            "expr": f"{by} (increase({feedback}{_matchers(selector)}[{label_window}]))",
+        },
+        {"record": CORRECT, "expr": f"{by} ({correct})"},
+        {
+            "alert": "Pr2prodLivePerformance",
+            "expr": f"{CORRECT} / on(model_version) {LABELLED} < on(model_version) {bound}"
+            f" and on(model_version) {LABELLED} >= {monitor.min_rows}",
+            "for": "5m",
+            "labels": {"severity": "warning"},
+            "annotations": {
+                "summary": "Live accuracy of model {{ $labels.model_version }} is "
+                "{{ $value | humanizePercentage }}",
+                "description": f"Over the last {label_window}, the labelled predictions "
+                "(POST /feedback) show an accuracy below what the quality gate allows "
+                "against the model's test split. Run `make monitor` for the live metrics "
+                "with their intervals, then see docs/monitoring.md, 'What to do about an "
+                "alarm'.",
+            },
+        },
+    ]
 
 
 def reference_bins(reference: Reference) -> dict[str, dict[str, int]]:

@@ -1,11 +1,18 @@
 """`make monitor-demo`: drift monitoring end to end on this machine, in about a minute.
 
-It serves the bento (its own BentoML home, a free port), sends unshifted traffic and runs
-the monitor (no alarm), then sends traffic with one feature shifted and runs it again on
-that traffic alone (an alarm naming the feature), prints where the reports are and stops
-the service. Unshifted traffic is drawn from the training split, the very rows the
-reference summarises; the shift moves one numeric feature by 0.7 of its standard
-deviation, kept inside schema.yaml's bounds so the service accepts every record.
+It serves the bento (its own BentoML home, a free port) and runs the monitor on three
+stretches of traffic, each judged alone:
+
+1. unshifted traffic whose true labels come back (POST /feedback): no alarm;
+2. traffic with one feature shifted: an alarm naming the feature;
+3. unshifted traffic again, but a share of the labels that come back are another class
+   (what the model learnt no longer holds): an alarm on live performance alone.
+
+Then it prints where the reports are and stops the service. Traffic is drawn from the
+training split, the very rows the reference summarises, with their true labels; the shift
+moves one numeric feature by 0.7 of its standard deviation, kept inside schema.yaml's
+bounds so the service accepts every record. The first stretch alone is `make run`'s last
+check (`labelled_check`), on the version its rehearsal deployed.
 """
 
 from __future__ import annotations
@@ -23,7 +30,8 @@ import httpx
 import numpy as np
 
 from pr2prod import environment, paths
-from pr2prod.data.records import split_records
+from pr2prod.data.records import request_records
+from pr2prod.data.validation import load_typed
 from pr2prod.deploy.local import export_bento
 from pr2prod.errors import Pr2prodError
 from pr2prod.monitor.live import LiveCounts, from_service
@@ -33,11 +41,15 @@ from pr2prod.ports import free_port
 from pr2prod.processes import stop_process
 from pr2prod.readiness import Watched, wait_until_ready
 from pr2prod.schema import FeatureSchema
-from pr2prod.settings import MonitorSettings
+from pr2prod.settings import Settings
 
 RECORDS_PER_PHASE = 400
+RECORDS_PER_CHECK = 300  # `make run`'s check: past monitor.min_rows, a second or two
 RECORDS_PER_REQUEST = 20
 SHIFT_SDS = 0.7
+# Labels sent back as another class in the third stretch: the model's live accuracy falls
+# by about this much, far past the gate's allowed regression, while inputs stay the same.
+RELABELLED_SHARE = 0.2
 READY_TIMEOUT_S = 120.0
 
 
@@ -45,29 +57,83 @@ READY_TIMEOUT_S = 120.0
 class DemoResult:
     clean: DriftReport
     shifted: DriftReport
+    relabelled: DriftReport | None  # None for a numeric target: feedback takes classes
     feature: str
     reports: Path
 
 
+@dataclass(frozen=True)
+class LabelledRows:
+    """The training split as request records, with each row's true class."""
+
+    records: list[dict]
+    labels: list[str]
+
+    @classmethod
+    def training(cls, schema: FeatureSchema) -> LabelledRows:
+        frame = load_typed(paths.TRAIN_SPLIT, schema)
+        labels = frame[schema.target.name].astype(str).tolist()
+        return cls(request_records(frame, schema), labels)
+
+    def drawn(self, count: int, rng: np.random.Generator) -> LabelledRows:
+        chosen = rng.integers(0, len(self.records), count)
+        records = [dict(self.records[i]) for i in chosen]
+        return LabelledRows(records, [self.labels[i] for i in chosen])
+
+
 def run_demo(
-    bento_tag: str, schema: FeatureSchema, settings: MonitorSettings, out: Path, feature: str
+    bento_tag: str, schema: FeatureSchema, settings: Settings, out: Path, feature: str
 ) -> DemoResult:
     if feature not in schema.numeric_features:
         raise Pr2prodError(
             f"{feature!r} is not a numeric feature of schema.yaml",
             hint=f"pick one of {schema.numeric_features}",
         )
-    rows = split_records(paths.TRAIN_SPLIT, schema)
+    rows = LabelledRows.training(schema)
+    classes = list(schema.target.classes)
     rng = np.random.default_rng(0)
+    labelled = not schema.target.is_numeric
     with demo_service(bento_tag, out) as url:
-        send(url, [rows[i] for i in rng.integers(0, len(rows), RECORDS_PER_PHASE)])
-        before_shift = from_service(url)
-        clean = judge(before_shift, "the unshifted traffic", settings, out / "clean")
-        drawn = [dict(rows[i]) for i in rng.integers(0, len(rows), RECORDS_PER_PHASE)]
-        send(url, shift(drawn, schema, feature))
-        shifted_only = since(from_service(url), before_shift)
+        clean = labelled_check(
+            url, rows, settings, out / "clean", RECORDS_PER_PHASE, rng, labelled=labelled
+        )
+        before = from_service(url)
+        send(url, shift(rows.drawn(RECORDS_PER_PHASE, rng).records, schema, feature))
+        shifted_only = since(from_service(url), before)
         shifted = judge(shifted_only, f"traffic with {feature} shifted", settings, out / "shifted")
-    return DemoResult(clean, shifted, feature, out)
+        if not labelled:
+            return DemoResult(clean, shifted, None, feature, out)
+        before = from_service(url)
+        drawn = rows.drawn(RECORDS_PER_PHASE, rng)
+        flipped = rng.random(len(drawn.labels)) < RELABELLED_SHARE
+        labels = [
+            classes[(classes.index(label) + 1) % len(classes)] if flip else label
+            for label, flip in zip(drawn.labels, flipped, strict=True)
+        ]
+        send(url, drawn.records, labels)
+        what = f"unshifted traffic, {RELABELLED_SHARE:.0%} of its labels another class"
+        relabelled = judge(since(from_service(url), before), what, settings, out / "relabelled")
+    return DemoResult(clean, shifted, relabelled, feature, out)
+
+
+def labelled_check(
+    url: str,
+    rows: LabelledRows,
+    settings: Settings,
+    out: Path,
+    count: int = RECORDS_PER_CHECK,
+    rng: np.random.Generator | None = None,
+    labelled: bool = True,
+) -> DriftReport:
+    """`count` training rows sent to the service at `url` (`labelled`: with their true
+    labels), and the monitor's report on them alone (what it counted before is left out)."""
+    before = from_service(url)
+    drawn = rows.drawn(count, rng or np.random.default_rng(0))
+    send(url, drawn.records, drawn.labels if labelled else None)
+    what = f"{count} records drawn from the training split"
+    if labelled:
+        what += ", their true labels sent back"
+    return judge(since(from_service(url), before), what, settings, out)
 
 
 @contextlib.contextmanager
@@ -94,11 +160,21 @@ def demo_service(bento_tag: str, out: Path) -> Iterator[str]:
             stop_process(process)
 
 
-def send(url: str, records: list[dict]) -> None:
+def send(url: str, records: list[dict], labels: list[str] | None = None) -> None:
+    """Each record predicted; with `labels`, each prediction's label sent back by its id."""
     with httpx.Client(base_url=url, timeout=60) as client:
         for start in range(0, len(records), RECORDS_PER_REQUEST):
             batch = records[start : start + RECORDS_PER_REQUEST]
-            client.post("/predict", json={"records": batch}).raise_for_status()
+            answers = client.post("/predict", json={"records": batch})
+            answers.raise_for_status()
+            if labels is None:
+                continue
+            truth = labels[start : start + RECORDS_PER_REQUEST]
+            feedback = [
+                {"prediction_id": answer["prediction_id"], "label": label}
+                for answer, label in zip(answers.json(), truth, strict=True)
+            ]
+            client.post("/feedback", json={"feedback": feedback}).raise_for_status()
 
 
 def shift(records: list[dict], schema: FeatureSchema, feature: str) -> list[dict]:
@@ -129,13 +205,19 @@ def since(after: dict[str, LiveCounts], before: dict[str, LiveCounts]) -> dict[s
                 }
                 for label, b in now.probabilities.items()
             },
+            feedback={c: n - then.feedback.get(c, 0.0) for c, n in now.feedback.items()},
         )
     return result
 
 
-def judge(
-    live: dict[str, LiveCounts], what: str, settings: MonitorSettings, out: Path
-) -> DriftReport:
-    report = drift_report(live, what, settings, stored_reference)
+def judge(live: dict[str, LiveCounts], what: str, settings: Settings, out: Path) -> DriftReport:
+    report = drift_report(
+        live,
+        what,
+        settings.monitor,
+        stored_reference,
+        settings.gate,
+        settings.report.bootstrap_resamples,
+    )
     write_report(report, out)
     return report

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 from pr2prod.monitor.detectors import (
     NotEnoughData,
@@ -32,6 +33,9 @@ from pr2prod.serving.reference import (
     Reference,
 )
 from pr2prod.settings import MonitorSettings
+
+if TYPE_CHECKING:
+    from pr2prod.monitor.performance import PerformanceFinding
 
 DRIFT = "drift"
 NO_DRIFT = "no drift"
@@ -59,10 +63,12 @@ class VersionDrift:
     rows: float
     traffic_share: float  # of the live records of every version in the source
     findings: list[Finding]
+    # Live performance on labelled predictions (concept drift), when labels came back.
+    performance: list[PerformanceFinding] = field(default_factory=list)
 
     @property
     def verdict(self) -> str:
-        return overall(finding.verdict for finding in self.findings)
+        return overall(f.verdict for f in [*self.findings, *self.performance])
 
     @property
     def drifted(self) -> list[Finding]:

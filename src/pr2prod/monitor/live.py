@@ -29,7 +29,8 @@ from pr2prod.deploy.observations import (
 )
 
 FEATURE_VALUES = "pr2prod_feature_values_total"
-SERIES = (FEATURE_VALUES, PREDICTIONS, PROBABILITY_BUCKETS)
+FEEDBACK = "pr2prod_feedback_total"
+SERIES = (FEATURE_VALUES, PREDICTIONS, PROBABILITY_BUCKETS, FEEDBACK)
 
 
 @dataclass
@@ -39,11 +40,18 @@ class LiveCounts:
     features: dict[str, dict[str, float]] = field(default_factory=dict)
     predicted: dict[str, float] = field(default_factory=dict)
     probabilities: dict[str, dict[float, float]] = field(default_factory=dict)  # cumulative
+    # Labelled predictions (POST /feedback): {(actual class, predicted class): count}
+    feedback: dict[tuple[str, str], float] = field(default_factory=dict)
 
     @property
     def rows(self) -> float:
         """Records predicted (each record is counted once per feature and once here)."""
         return sum(self.predicted.values())
+
+    @property
+    def labelled(self) -> float:
+        """Predictions whose true label came back."""
+        return sum(self.feedback.values())
 
     def probability_counts(self, label: str) -> dict[float, float]:
         """Records per probability bucket of class `label`, by upper bound (not cumulative)."""
@@ -68,6 +76,9 @@ def live_counts(samples: Iterable[Sample]) -> dict[str, LiveCounts]:
             buckets = counts.probabilities.setdefault(labels["class_name"], {})
             upper = float(labels["le"])
             buckets[upper] = buckets.get(upper, 0.0) + value
+        elif name == FEEDBACK:
+            cell = (labels["actual_class"], labels["predicted_class"])
+            counts.feedback[cell] = counts.feedback.get(cell, 0.0) + value
     return dict(versions)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from matplotlib.figure import Figure  # no pyplot: no global state, no display needed
@@ -20,8 +20,9 @@ from pr2prod.monitor.drift import (
     traffic_shares,
 )
 from pr2prod.monitor.live import LiveCounts
+from pr2prod.monitor.performance import PerformanceFinding, performance_findings
 from pr2prod.serving.reference import Reference
-from pr2prod.settings import MonitorSettings
+from pr2prod.settings import GateRule, MonitorSettings
 
 MARKDOWN, JSON, PLOT = "drift.md", "drift.json", "drift.png"
 MARKS = {DRIFT: "🔴 drift", NO_DRIFT: "🟢 no drift", NOT_ENOUGH_DATA: "⚪ not enough data"}
@@ -50,6 +51,7 @@ class DriftReport:
                     "traffic_share": version.traffic_share,
                     "verdict": version.verdict,
                     "findings": [asdict(finding) for finding in version.findings],
+                    "performance": [asdict(finding) for finding in version.performance],
                 }
                 for version in self.versions
             ],
@@ -62,15 +64,49 @@ def drift_report(
     source: str,
     settings: MonitorSettings,
     reference_for: Callable[[str], Reference],
+    gate: Mapping[str, GateRule] | None = None,
+    resamples: int = 1000,
 ) -> DriftReport:
-    """Every model version that served a record, compared with its reference."""
+    """Every model version that served a record or got feedback, compared with its
+    reference; live performance is judged by the `gate` rules (none: not judged)."""
     shares = traffic_shares(live)
-    versions = [
-        compare(reference_for(version), counts, version, shares[version], settings)
-        for version, counts in sorted(live.items())
-        if counts.rows > 0
-    ]
+    versions = []
+    for version, counts in sorted(live.items()):
+        if counts.rows == 0 and counts.labelled == 0:
+            continue
+        reference = reference_for(version)
+        compared = compare(reference, counts, version, shares[version], settings)
+        performance = performance_findings(
+            reference.predictions,
+            counts.feedback,
+            gate or {},
+            settings.alpha,
+            settings.min_rows,
+            resamples,
+            seed=0,  # the same counts give the same report
+        )
+        versions.append(replace(compared, performance=performance))
     return DriftReport(source, settings, versions)
+
+
+def version_summary(version: VersionDrift) -> str:
+    """One line: the verdict, what drifted, and live performance when labels came back."""
+    drifted = ", ".join(drifted_names(version)) or "nothing"
+    line = f"{MARKS[version.verdict]} ({version.rows:.0f} records; drifted: {drifted}"
+    if version.performance:
+        first = version.performance[0]
+        line += f"; {first.labelled:.0f} labelled"
+        if first.live_value is not None:
+            line += f", live {first.metric} {first.live_value:.3f} (test {first.test_value:.3f})"
+        if first.live_interval is None:
+            line += ", not enough to judge"
+    return line + ")"
+
+
+def drifted_names(version: VersionDrift) -> list[str]:
+    """What drifted: features and prediction findings, then live metrics below the gate."""
+    names = [finding.name for finding in version.drifted]
+    return names + [f"live {f.metric}" for f in version.performance if f.verdict == DRIFT]
 
 
 def render_markdown(report: DriftReport) -> str:
@@ -86,12 +122,12 @@ def render_markdown(report: DriftReport) -> str:
     if not report.versions:
         lines += ["", "No model version has served a record in this range."]
     for version in report.versions:
-        lines += ["", *_version_section(version)]
+        lines += ["", *_version_section(version, report.settings.alpha)]
     return "\n".join(lines) + "\n"
 
 
-def _version_section(version: VersionDrift) -> list[str]:
-    drifted = ", ".join(f"`{finding.name}`" for finding in version.drifted) or "none"
+def _version_section(version: VersionDrift, alpha: float) -> list[str]:
+    drifted = ", ".join(f"`{name}`" for name in drifted_names(version)) or "none"
     lines = [
         f"### Model version `{version.model_version}`: {MARKS[version.verdict]}",
         "",
@@ -103,6 +139,36 @@ def _version_section(version: VersionDrift) -> list[str]:
     ]
     ordered = sorted(version.findings, key=_severity)
     lines += [_row(finding) for finding in ordered]
+    if version.performance:
+        lines += ["", *_performance_section(version.performance, alpha)]
+    return lines
+
+
+def _performance_section(findings: list[PerformanceFinding], alpha: float) -> list[str]:
+    labelled = findings[0].labelled
+    lines = [
+        f"Live performance on {labelled:.0f} labelled predictions against the test split, "
+        "checked with the quality gate's rules: labelled and test rows bootstrapped, each "
+        f"bound at {1 - alpha / len(findings):.1%} confidence (alpha {alpha:g} over "
+        f"{len(findings)} metrics). Fewer labelled predictions than `monitor.min_rows` is "
+        "not enough data.",
+        "",
+        "| | Metric | Test | Live | Live interval | Live - test, at best | Gate rule |",
+        "|---|---|---:|---:|---|---:|---|",
+    ]
+    for finding in findings:
+        mark = MARKS[finding.verdict].split()[0]
+        interval = (
+            "-"
+            if finding.live_interval is None
+            else f"{finding.live_interval[0]:.3f} to {finding.live_interval[1]:.3f}"
+        )
+        delta = "-" if finding.delta_bound is None else f"{finding.delta_bound:+.3f}"
+        live = "-" if finding.live_value is None else f"{finding.live_value:.3f}"
+        lines.append(
+            f"| {mark} | {finding.metric} | {finding.test_value:.3f} | {live} | {interval} "
+            f"| {delta} | {finding.rule} |"
+        )
     return lines
 
 

@@ -27,7 +27,7 @@ from pr2prod.release.compile import compile_for_serving
 from pr2prod.release.golden import golden_rows
 from pr2prod.release.reference import build_reference
 from pr2prod.schema import FeatureSchema
-from pr2prod.serving.bundle import GOLDEN_FILE, ModelBundle
+from pr2prod.serving.bundle import ModelBundle
 from pr2prod.settings import Settings, load_settings
 
 MODEL_NAME = "pr2prod-model"
@@ -130,9 +130,9 @@ def built_bento_tag() -> str:
     return bento_tag
 
 
-def stored_golden_rows() -> dict:
-    """The golden rows (and the probabilities recorded for them) of the workspace's model,
-    as `make bento` stored them."""
+def stored_bundle() -> ModelBundle:
+    """The workspace's model bundle as `make bento` stored it: its golden rows (and the
+    answers recorded for them), schema and serving policy."""
     model_tag, _ = expected_tags()
     try:
         model = bentoml.models.get(model_tag)
@@ -141,7 +141,7 @@ def stored_golden_rows() -> dict:
             f"the model {model_tag} of this workspace is not in the BentoML store",
             hint="run `make bento`",
         ) from None
-    return json.loads(Path(model.path_of(GOLDEN_FILE)).read_text())
+    return ModelBundle.load(Path(model.path))
 
 
 def _ensure_model(tag: str, settings: Settings, schema: FeatureSchema) -> bool:
@@ -151,7 +151,9 @@ def _ensure_model(tag: str, settings: Settings, schema: FeatureSchema) -> bool:
     # Parity over every test row, and the golden rows the service checks at start-up.
     records = split_records(paths.TEST_SPLIT, schema) + golden["records"]
     model_in_memory = load_pipeline_model(paths.MODEL)
-    compiled = compile_for_serving(model_in_memory, schema, records, settings.compile)
+    compiled = compile_for_serving(
+        model_in_memory, schema, records, settings.compile, settings.serving
+    )
     with bentoml.models.create(tag, labels={"source": "dvc"}) as model:
         write_bundle(
             Path(model.path),

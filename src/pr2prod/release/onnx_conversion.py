@@ -3,10 +3,12 @@
 The graph takes two inputs, a matrix each with one row per record: the numeric features
 in the schema's order, float64 (NaN where missing), and the categorical ones, text (the
 empty text where missing; the service refuses empty categories, so it can mean nothing
-else). Its outputs are the predicted label and every class's probability, in the
-estimator's class order (pr2prod.serving.inference.CompiledRunner feeds and reads it).
-Numbers stay in double precision, as in scikit-learn; trees and forests are converted by
-pr2prod.release.onnx_trees, other estimators by skl2onnx's own converters.
+else). A classifier's outputs are the predicted label and every class's probability, in
+the estimator's class order; a regressor's is its predicted value (`values`, one column)
+(pr2prod.serving.inference.CompiledRunner feeds and reads them). Numbers stay in double
+precision, as in scikit-learn; trees, forests and gradient boosting are converted by
+pr2prod.release.onnx_trees, other estimators (linear models among them) by skl2onnx's own
+converters.
 
 skl2onnx's own SimpleImputer converter is replaced: its ONNX `Imputer` node runs in single
 precision only (ONNX Runtime has no double kernel for it) and it cannot impute categories
@@ -24,14 +26,26 @@ from skl2onnx import convert_sklearn
 from skl2onnx._supported_operators import sklearn_operator_name_map
 from skl2onnx.common._registration import get_shape_calculator
 from skl2onnx.common.data_types import DoubleTensorType, StringTensorType
-from sklearn.ensemble import ExtraTreesClassifier, RandomForestClassifier
+from sklearn.ensemble import (
+    ExtraTreesClassifier,
+    ExtraTreesRegressor,
+    GradientBoostingRegressor,
+    RandomForestClassifier,
+    RandomForestRegressor,
+)
 from sklearn.impute import SimpleImputer
-from sklearn.tree import DecisionTreeClassifier, ExtraTreeClassifier
+from sklearn.tree import (
+    DecisionTreeClassifier,
+    DecisionTreeRegressor,
+    ExtraTreeClassifier,
+    ExtraTreeRegressor,
+)
 
 from pr2prod.release.onnx_trees import (
     ML_OPSET,
     add_node,
     convert_tree_classifier,
+    convert_tree_regressor,
     tree_probabilities_shape,
 )
 from pr2prod.schema import FeatureSchema
@@ -40,6 +54,7 @@ from pr2prod.serving.inference import (
     MISSING_CATEGORY,
     NUMBERS_INPUT,
     PROBABILITIES_OUTPUT,
+    VALUES_OUTPUT,
 )
 
 # The newest ONNX opsets the converter may use (it takes the oldest each node allows).
@@ -53,6 +68,15 @@ _TREE_CLASSIFIERS = (
     RandomForestClassifier,
     ExtraTreesClassifier,
 )
+# Their regressors (and gradient boosting), in double precision too: skl2onnx's own emit
+# `TreeEnsembleRegressor`, which ONNX Runtime runs in single precision only.
+_TREE_REGRESSORS = (
+    DecisionTreeRegressor,
+    ExtraTreeRegressor,
+    RandomForestRegressor,
+    ExtraTreesRegressor,
+    GradientBoostingRegressor,
+)
 
 
 def convert_pipeline(model: Any, schema: FeatureSchema) -> ModelProto:
@@ -62,15 +86,18 @@ def convert_pipeline(model: Any, schema: FeatureSchema) -> ModelProto:
         for f in schema.features
     ]
     estimator = model.steps[-1][1] if hasattr(model, "steps") else model
+    numeric = schema.target.is_numeric
     graph = convert_sklearn(
         model,
         initial_types=inputs,
         target_opset=TARGET_OPSET,
         # Probabilities as a plain matrix, not a list of {class: probability} maps.
-        options={id(estimator): {"zipmap": False}},
+        options=None if numeric else {id(estimator): {"zipmap": False}},
+        final_types=[(VALUES_OUTPUT, DoubleTensorType([None, 1]))] if numeric else None,
         custom_conversion_functions={
             SimpleImputer: _convert_simple_imputer,
             **dict.fromkeys(_TREE_CLASSIFIERS, convert_tree_classifier),
+            **dict.fromkeys(_TREE_REGRESSORS, convert_tree_regressor),
         },
         custom_shape_calculators={
             SimpleImputer: _imputer_shape,
@@ -87,8 +114,9 @@ def convert_pipeline(model: Any, schema: FeatureSchema) -> ModelProto:
             if opset.domain == "ai.onnx.ml":
                 opset.version = ML_OPSET
     outputs = [output.name for output in graph.graph.output]
-    if PROBABILITIES_OUTPUT not in outputs:
-        raise ValueError(f"the graph has no {PROBABILITIES_OUTPUT!r} output, only {outputs}")
+    answer = VALUES_OUTPUT if numeric else PROBABILITIES_OUTPUT
+    if answer not in outputs:
+        raise ValueError(f"the graph has no {answer!r} output, only {outputs}")
     numeric = [f.name for f in schema.features if f.is_numeric]
     categorical = [f.name for f in schema.features if not f.is_numeric]
     _one_input_for(graph, numeric, NUMBERS_INPUT, TensorProto.DOUBLE)

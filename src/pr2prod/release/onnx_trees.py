@@ -9,6 +9,10 @@ float32 with a double threshold, so the graph rounds the features the same way
 probabilities are its leaf's class fractions; the forest's are their mean, summed in double
 and divided by the number of trees, as scikit-learn does. `TreeEnsemble` gives each leaf
 one target, so each tree appears once per class.
+
+Regressors take the same path with one target: a forest's value is the mean of its trees'
+leaf values; gradient boosting's is its initial constant plus the learning rate times the
+sum of its trees' leaf values.
 """
 
 from __future__ import annotations
@@ -47,8 +51,51 @@ def convert_tree_classifier(scope: Any, operator: Any, container: Any) -> None:
     """A fitted DecisionTreeClassifier or forest of them: label and probabilities."""
     model = operator.raw_operator
     trees = [tree.tree_ for tree in getattr(model, "estimators_", [model])]
-    classes = len(model.classes_)
-    features = operator.inputs[0].full_name
+    leaf_values = [_class_fractions(tree) for tree in trees]
+    sums = _tree_sums(scope, container, operator.inputs[0].full_name, trees, leaf_values)
+    probabilities = operator.outputs[1].full_name
+    _arithmetic(scope, container, "Div", sums, float(len(trees)), probabilities)
+    _label(scope, container, model.classes_, probabilities, operator.outputs[0].full_name)
+
+
+def convert_tree_regressor(scope: Any, operator: Any, container: Any) -> None:
+    """A fitted DecisionTreeRegressor, a forest of them, or gradient boosting: the value."""
+    model = operator.raw_operator
+    value = operator.outputs[0].full_name
+    if hasattr(model, "learning_rate"):  # gradient boosting: init + rate x sum of trees
+        trees = [tree.tree_ for tree in model.estimators_[:, 0]]
+        leaf_values = [tree.value[:, 0, :1] * model.learning_rate for tree in trees]
+        sums = _tree_sums(scope, container, operator.inputs[0].full_name, trees, leaf_values)
+        _arithmetic(scope, container, "Add", sums, _boosting_start(model), value)
+        return
+    trees = [tree.tree_ for tree in getattr(model, "estimators_", [model])]
+    leaf_values = [tree.value[:, 0, :1] for tree in trees]
+    sums = _tree_sums(scope, container, operator.inputs[0].full_name, trees, leaf_values)
+    _arithmetic(scope, container, "Div", sums, float(len(trees)), value)
+
+
+def _boosting_start(model: Any) -> float:
+    """Gradient boosting's prediction before its first tree: a constant, or the model is
+    not converted (an estimator as `init` predicts per row)."""
+    if isinstance(model.init_, str) and model.init_ == "zero":
+        return 0.0
+    constant = getattr(model.init_, "constant_", None)
+    if constant is None:
+        raise NotImplementedError("gradient boosting with an estimator as `init` is not converted")
+    return float(np.asarray(constant).ravel()[0])
+
+
+def _class_fractions(tree: Any) -> np.ndarray:
+    """Each node's class fractions (nodes x classes)."""
+    return tree.value[:, 0, :] / tree.value[:, 0, :].sum(axis=1, keepdims=True)
+
+
+def _tree_sums(
+    scope: Any, container: Any, features: str, trees: list[Any], leaf_values: list[np.ndarray]
+) -> str:
+    """One TreeEnsemble node summing, per target, the trees' leaf values (nodes x targets
+    each) for the features rounded as scikit-learn rounds them; the sums' variable."""
+    targets = leaf_values[0].shape[1]
     rounded = _cast(scope, container, features, TensorProto.FLOAT)
     as_double = _cast(scope, container, rounded, TensorProto.DOUBLE)
     sums = scope.get_unique_variable_name("tree_sums")
@@ -60,21 +107,26 @@ def convert_tree_classifier(scope: Any, operator: Any, container: Any) -> None:
         [sums],
         op_domain="ai.onnx.ml",
         op_version=3,  # as far as skl2onnx knows; pr2prod.release.onnx_conversion raises it
-        n_targets=classes,
+        n_targets=targets,
         aggregate_function=SUM,
         post_transform=0,
-        **_ensemble_attributes(trees, classes),
+        **_ensemble_attributes(trees, leaf_values),
     )
-    count = scope.get_unique_variable_name("tree_count")
-    container.add_initializer(count, TensorProto.DOUBLE, [], [float(len(trees))])
-    probabilities = operator.outputs[1].full_name
+    return sums
+
+
+def _arithmetic(
+    scope: Any, container: Any, op_type: str, variable: str, constant: float, output: str
+) -> None:
+    """`output = variable <op> constant` (Div, Add...) in double precision."""
+    name = scope.get_unique_variable_name("constant")
+    container.add_initializer(name, TensorProto.DOUBLE, [], [constant])
     container.add_node(
-        "Div", [sums, count], [probabilities], name=scope.get_unique_operator_name("Div")
+        op_type, [variable, name], [output], name=scope.get_unique_operator_name(op_type)
     )
-    _label(scope, container, model.classes_, probabilities, operator.outputs[0].full_name)
 
 
-def _ensemble_attributes(trees: list[Any], classes: int) -> dict[str, Any]:
+def _ensemble_attributes(trees: list[Any], leaf_values: list[np.ndarray]) -> dict[str, Any]:
     nodes: dict[str, list] = {
         key: []
         for key in (
@@ -89,17 +141,16 @@ def _ensemble_attributes(trees: list[Any], classes: int) -> dict[str, Any]:
     roots: list[int] = []
     leaf_targets: list[int] = []
     leaf_weights: list[float] = []
-    for tree in trees:
+    for tree, values in zip(trees, leaf_values, strict=True):
         left, right = tree.children_left, tree.children_right
         is_leaf = left == -1
-        fractions = tree.value[:, 0, :] / tree.value[:, 0, :].sum(axis=1, keepdims=True)
-        for target in range(classes):
+        for target in range(values.shape[1]):
             branch_base, leaf_base = len(nodes["featureids"]), len(leaf_targets)
             branch_index = np.cumsum(~is_leaf) - 1 + branch_base
             leaf_index = np.cumsum(is_leaf) - 1 + leaf_base
             leaves = np.flatnonzero(is_leaf)
             leaf_targets += [target] * len(leaves)
-            leaf_weights += fractions[leaves, target].tolist()
+            leaf_weights += values[leaves, target].tolist()
             branches = np.flatnonzero(~is_leaf)
             if not len(branches):  # a tree that is one leaf: a branch both ways to it
                 roots.append(branch_base)

@@ -21,7 +21,9 @@ from pr2prod.serving.reference import (
     FeatureReference,
     NumericReference,
     PredictionReference,
+    PredictionsReference,
     Reference,
+    ValueReference,
 )
 from pr2prod.serving.telemetry import PROBABILITY_BUCKETS
 
@@ -30,6 +32,10 @@ from pr2prod.serving.telemetry import PROBABILITY_BUCKETS
 # keep the service's series few and each expected count large enough for a chi-square test.
 NUMERIC_BINS = 10
 SIGNIFICANT_DIGITS = 6  # edges are quantiles, not data cells: no need for every digit
+# A regressor's predicted values: buckets at deciles of its test-set predictions. Ten
+# buckets of a tenth of the rows each, like a feature's bins: few series per model version,
+# each bucket's expected share large enough for a canary window of a few dozen requests.
+VALUE_BUCKETS = 10
 
 
 def build_reference(
@@ -37,14 +43,25 @@ def build_reference(
 ) -> Reference:
     """The reference of the fitted pipeline `model` (loaded as the bundle's model is)."""
     train = load_typed(train_file, schema)
-    probabilities = PipelineRunner(model, schema).probabilities(split_records(test_file, schema))
+    runner, records = PipelineRunner(model, schema), split_records(test_file, schema)
+    predictions: PredictionsReference
+    if schema.target.is_numeric:
+        predictions = value_reference(runner.values(records))
+    else:
+        actual = load_typed(test_file, schema)[schema.target.name].astype(str).to_numpy()
+        predictions = prediction_reference(
+            runner.probabilities(records),
+            list(schema.target.classes),
+            actual,
+            schema.target.positive_class,
+        )
     return Reference(
         rows=len(train),
         features={
             feature.name: feature_reference(train[feature.name], feature)
             for feature in schema.features
         },
-        predictions=prediction_reference(probabilities, list(schema.target.classes)),
+        predictions=predictions,
     )
 
 
@@ -75,8 +92,23 @@ def quantile_edges(numbers: np.ndarray, bins: int) -> list[float]:
     return sorted(rounded)
 
 
-def prediction_reference(probabilities: np.ndarray, classes: list[str]) -> PredictionReference:
+def prediction_reference(
+    probabilities: np.ndarray,
+    classes: list[str],
+    actual: np.ndarray | None = None,
+    positive_class: str | None = None,
+) -> PredictionReference:
+    """`actual`: the test rows' true classes, for the confusion matrix (None: none kept)."""
     predicted = probabilities.argmax(axis=1)
+    confusion = {}
+    if actual is not None:
+        confusion = {
+            truth: {
+                label: int(((actual == truth) & (predicted == i)).sum())
+                for i, label in enumerate(classes)
+            }
+            for truth in classes
+        }
     bounds = np.asarray(PROBABILITY_BUCKETS)
     return PredictionReference(
         rows=len(probabilities),
@@ -92,4 +124,22 @@ def prediction_reference(probabilities: np.ndarray, classes: list[str]) -> Predi
             )
             for i, label in enumerate(classes)
         },
+        confusion=confusion,
+        positive_class=positive_class,
+    )
+
+
+def value_reference(values: np.ndarray) -> ValueReference:
+    """A regressor's test-set predictions in buckets bounded by their own deciles.
+
+    Repeated values make fewer buckets (a model predicting one value has two: up to it,
+    and above it); there is always at least one bound.
+    """
+    bounds = quantile_edges(values, VALUE_BUCKETS) or [0.0]
+    buckets = np.searchsorted(bounds, values, side="left")
+    counts = np.bincount(buckets, minlength=len(bounds) + 1)
+    return ValueReference(
+        rows=len(values),
+        value_bounds=tuple(bounds),
+        values=tuple(int(count) for count in counts),
     )

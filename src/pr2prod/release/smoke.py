@@ -1,8 +1,8 @@
 """`pr2prod smoke`: is a running service (process or container) the model we evaluated?
 
-Waits for /readyz, then sends the golden rows (synthetic rows with the probabilities the
-workspace's model gave them, recorded in its bundle by `make bento`: nothing is unpickled
-here) and compares answers; a
+Waits for /readyz, then sends the golden rows (synthetic rows with the probabilities, or
+values, the workspace's model gave them, recorded in its bundle by `make bento`: nothing is
+unpickled here) and compares answers; a
 request with no records must be refused with a 4xx, and /metrics must serve the request
 counters a canary analysis reads.
 """
@@ -10,19 +10,16 @@ counters a canary analysis reads.
 from __future__ import annotations
 
 import httpx
-import numpy as np
 
-from pr2prod import paths
 from pr2prod.readiness import NotReady, Watched, wait_until_ready
-from pr2prod.release.bento import stored_golden_rows
-from pr2prod.schema import load_schema
-from pr2prod.serving.bundle import TOLERANCE
+from pr2prod.release.bento import stored_bundle
+from pr2prod.serving.bundle import served_answers_match
 
 
 def smoke_test(url: str, timeout: float, watched: Watched | None = None) -> tuple[bool, str]:
     """(passed, what was found). With `watched`, waiting stops as soon as it exits."""
-    schema = load_schema(paths.SCHEMA)
-    golden = stored_golden_rows()
+    bundle = stored_bundle()
+    golden = bundle.golden
     try:
         waited = wait_until_ready(url, timeout, process=watched)
     except NotReady as error:
@@ -32,15 +29,10 @@ def smoke_test(url: str, timeout: float, watched: Watched | None = None) -> tupl
     response = httpx.post(f"{url}/predict", json={"records": golden["records"]}, timeout=30)
     if response.status_code != 200:
         return False, f"smoke: /predict answered {response.status_code}: {response.text[:500]}"
-    served = np.array(
-        [
-            [answer["probabilities"][label] for label in schema.target.classes]
-            for answer in response.json()
-        ]
-    )
-    gap = float(np.abs(served - np.asarray(golden["probabilities"])).max())
+    classes = list(bundle.schema.target.classes)
+    matches, gap = served_answers_match(golden, response.json(), classes, bundle.policy)
     rows = len(golden["records"])
-    if gap > TOLERANCE:
+    if not matches:
         return False, f"smoke: golden rows differ from the evaluation by up to {gap:.3g}"
     version = response.json()[0]["model_version"]
     refused = httpx.post(f"{url}/predict", json={"records": []}, timeout=30).status_code

@@ -4,9 +4,9 @@ The BentoML model directory holds the DVC pipeline's model.joblib, the same pipe
 compiled to ONNX (model.onnx) when it proved equal to it, its model card (saying which of
 the two the service runs, and why),
 the schema it was trained on, the serving policy, a summary of its test metrics and a
-few golden rows (synthetic inputs, never a real record, with the probabilities the
-pipeline's model gave them when the bento was made), so a served model can prove at
-start-up that it is the model the pipeline evaluated.
+few golden rows (synthetic inputs, never a real record, with the probabilities, or for a
+numeric target the values, the pipeline's model gave them when the bento was made), so a
+served model can prove at start-up that it is the model the pipeline evaluated.
 
 This side only reads a bundle; pr2prod.release.bundle writes it (and never ships).
 """
@@ -31,6 +31,7 @@ from pr2prod.serving.inference import (
     Runner,
 )
 from pr2prod.serving.policy import ServingPolicy
+from pr2prod.serving.reference import REFERENCE_FILE, Reference, ValueReference
 
 MODEL_FILE = "model.joblib"
 GRAPH_FILE = "model.onnx"  # only when the service runs the compiled model
@@ -43,7 +44,10 @@ GOLDEN_FILE = "golden.json"
 # (in the store, the image or a volume) is refused before anything is unpickled.
 MANIFEST_FILE = "manifest.json"
 BUNDLE_FILES = (MODEL_FILE, CARD_FILE, SCHEMA_FILE, POLICY_FILE, METRICS_FILE, GOLDEN_FILE)
-TOLERANCE = 1e-5  # answers over HTTP keep six decimals
+TOLERANCE = 1e-5  # probabilities over HTTP keep six decimals
+# The golden rows' answers: probabilities (rows x classes) or, for a numeric target, values.
+GOLDEN_PROBABILITIES = "probabilities"
+GOLDEN_VALUES = "values"
 
 
 @dataclass(frozen=True)
@@ -84,11 +88,35 @@ class ModelBundle:
         return PipelineRunner(self.load_model(), self.schema)
 
     def golden_rows_match(self, model: Runner) -> tuple[bool, float]:
-        """Do the golden rows get the probabilities recorded for them? (and the worst gap)"""
-        expected = np.asarray(self.golden["probabilities"])
-        actual = model.probabilities(self.golden["records"])
-        gap = float(np.abs(actual - expected).max())
+        """Do the golden rows get the answers recorded for them? (and the worst gap)"""
+        records = self.golden["records"]
+        if self.schema.target.is_numeric:
+            return self.policy.values_agree(self.golden[GOLDEN_VALUES], model.values(records))
+        expected = np.asarray(self.golden[GOLDEN_PROBABILITIES])
+        gap = float(np.abs(model.probabilities(records) - expected).max())
         return gap <= TOLERANCE, gap
+
+    def value_reference(self) -> ValueReference:
+        """A regressor's test-set predictions in value buckets: its histogram's bounds."""
+        predictions = Reference.load(self.path / REFERENCE_FILE).predictions
+        if not isinstance(predictions, ValueReference):
+            raise BundleError(f"{self.path / REFERENCE_FILE} holds no predicted-value buckets")
+        return predictions
+
+
+def served_answers_match(
+    golden: dict[str, Any], answers: list[dict[str, Any]], classes: list[str], policy: ServingPolicy
+) -> tuple[bool, float]:
+    """Do /predict's answers (its JSON) for the golden records match those recorded? (and
+    the worst gap: a probability, or a value in the target's unit)"""
+    if GOLDEN_VALUES in golden:
+        return policy.values_agree(golden[GOLDEN_VALUES], [a["predicted"] for a in answers])
+    served = np.array([[answer["probabilities"][label] for label in classes] for answer in answers])
+    expected = np.asarray(golden[GOLDEN_PROBABILITIES])
+    if served.shape != expected.shape:
+        return False, float("inf")
+    gap = float(np.abs(served - expected).max())
+    return gap <= TOLERANCE, gap
 
 
 def file_sha256(file: Path) -> str:

@@ -1,6 +1,7 @@
 """The service's request and response models, generated from the feature schema.
 
-A new column in schema.yaml becomes a new request field with no edit here. Each record
+A new column in schema.yaml becomes a new request field with no edit here, and the
+target's type picks the answer: a class with its probabilities, or a number. Each record
 is validated strictly: every feature present, no extra fields, numbers must be finite
 JSON numbers, categories must be text. Out-of-range numbers and unseen categories are
 rejected or only counted, as the serving policy (params.yaml, `serving:`) says.
@@ -31,6 +32,21 @@ class Prediction(BaseModel):
     predicted: str = Field(description="the most probable class")
     probabilities: dict[str, float] = Field(description="probability of every class")
     model_version: str = Field(description="version of the model that answered")
+    prediction_id: str = Field(
+        description="this prediction's id: send it back with the true label to POST /feedback"
+    )
+
+
+class ValuePrediction(BaseModel):
+    """A regressor's answer (a numeric target in schema.yaml)."""
+
+    predicted: float = Field(description="the predicted value, in the target's unit")
+    model_version: str = Field(description="version of the model that answered")
+
+
+def answer_model(schema: FeatureSchema) -> type[Prediction] | type[ValuePrediction]:
+    """What /predict answers per record: a class, or a number for a numeric target."""
+    return ValuePrediction if schema.target.is_numeric else Prediction
 
 
 def field_name(column: str) -> str:

@@ -5,7 +5,8 @@ when it answered the whole test set as scikit-learn does (pr2prod.release.compil
 service then runs it with ONNX Runtime, about a hundred times faster per call. Without a
 graph (compilation turned off, the converter could not handle the estimator, or parity
 failed) it runs the pipeline as trained. Both answer records (dicts keyed by feature name,
-None where missing) with every class's probability, in the schema's class order.
+None where missing): a classifier with every class's probability, in the schema's class
+order; a regressor (numeric target) with its predicted value.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ SCIKIT_LEARN = "scikit-learn"
 # can mean nothing else (the graph imputes it as the pipeline does).
 MISSING_CATEGORY = ""
 PROBABILITIES_OUTPUT = "probabilities"
+VALUES_OUTPUT = "values"  # a regressor's graph: one column, the predicted value
 # The graph's inputs: every numeric feature, then every categorical one, in schema order.
 NUMBERS_INPUT = "numeric_features"
 CATEGORIES_INPUT = "categorical_features"
@@ -35,6 +37,9 @@ class Runner(Protocol):
     def probabilities(self, records: list[dict[str, Any]]) -> np.ndarray:
         """One row per record, one column per class in the schema's order."""
 
+    def values(self, records: list[dict[str, Any]]) -> np.ndarray:
+        """A regressor's predicted value for each record (float64, one per record)."""
+
 
 class PipelineRunner:
     """The scikit-learn pipeline as trained: a DataFrame per call, then predict_proba."""
@@ -45,10 +50,14 @@ class PipelineRunner:
         self.model = model
         self.columns = schema.feature_names
         self.numeric = set(schema.numeric_features)
-        self.order = class_order([str(label) for label in model.classes_], schema)
+        classes = [] if schema.target.is_numeric else [str(label) for label in model.classes_]
+        self.order = class_order(classes, schema)
 
     def probabilities(self, records: list[dict[str, Any]]) -> np.ndarray:
         return self.model.predict_proba(self.frame(records))[:, self.order]
+
+    def values(self, records: list[dict[str, Any]]) -> np.ndarray:
+        return np.asarray(self.model.predict(self.frame(records)), dtype=np.float64).ravel()
 
     def frame(self, records: list[dict[str, Any]]) -> pd.DataFrame:
         """Records as the pipeline expects them, built column by column (6x faster than
@@ -68,7 +77,8 @@ class CompiledRunner:
     Its inputs are two matrices, a row per record: the numeric features as float64 (NaN
     where missing), the categorical ones as text (MISSING_CATEGORY where missing). Its
     probabilities come in the estimator's class order (`graph_classes`), put in the
-    schema's here.
+    schema's here. A regressor's graph has no classes (`graph_classes` is empty) and
+    answers its values instead.
     """
 
     runtime = ONNXRUNTIME
@@ -90,6 +100,10 @@ class CompiledRunner:
     def probabilities(self, records: list[dict[str, Any]]) -> np.ndarray:
         (probabilities,) = self.session.run([PROBABILITIES_OUTPUT], self.feeds(records))
         return probabilities[:, self.order]
+
+    def values(self, records: list[dict[str, Any]]) -> np.ndarray:
+        (values,) = self.session.run([VALUES_OUTPUT], self.feeds(records))
+        return values.astype(np.float64, copy=False).ravel()
 
     def feeds(self, records: list[dict[str, Any]]) -> dict[str, np.ndarray]:
         feeds = {}

@@ -12,7 +12,12 @@ bins (pr2prod.serving.telemetry) and `pr2prod monitor` compares the two.
 - A categorical feature: training rows per category of the schema.
 - Both: training rows where the value is missing.
 - Predictions: test rows per predicted class, and per class a histogram of its predicted
-  probability in the service's probability buckets.
+  probability in the service's probability buckets; and the test split's confusion
+  matrix, what live performance is compared with once true labels come back. For a
+  numeric target, a histogram of the predicted values instead, in buckets whose bounds are
+  deciles of the model's own test-set predictions: the service's histogram of predicted
+  values (pr2prod_predicted_value) has exactly these bounds, so live values and the
+  reference share their buckets.
 
 Only counts and quantile edges are kept: no row of the data. The service reads this
 module; pr2prod.release.reference writes the file (and never ships).
@@ -22,7 +27,7 @@ from __future__ import annotations
 
 import bisect
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +38,8 @@ FORMAT = 1
 # value per raw input would leak what clients send and grow the series without bound.
 MISSING = "__missing__"
 UNSEEN = "__unseen__"
+# How a numeric target's predictions are marked in the file (a classifier's carry no type).
+NUMERIC_PREDICTIONS = "numeric"
 
 
 @dataclass(frozen=True)
@@ -64,16 +71,38 @@ class PredictionReference:
     classes: dict[str, int]  # test rows per predicted class
     probability_bounds: tuple[float, ...]  # the upper bounds of the probability buckets
     probabilities: dict[str, tuple[int, ...]]  # per class, test rows per bucket
+    # Test rows per true class, then per predicted class (empty in references made before
+    # it was kept: live performance is then not compared); and the positive class of a
+    # binary target, which precision, recall and F1 are about.
+    confusion: dict[str, dict[str, int]] = field(default_factory=dict)
+    positive_class: str | None = None
+
+
+@dataclass(frozen=True)
+class ValueReference:
+    """A regressor's predictions on the test split, in value buckets.
+
+    Bucket `i` holds values `v` with `value_bounds[i-1] < v <= value_bounds[i]` (Prometheus's
+    `le` rule); the last bucket holds every value above the last bound.
+    """
+
+    rows: int  # test rows
+    value_bounds: tuple[float, ...]  # upper bounds of the buckets, rising (never empty)
+    values: tuple[int, ...]  # test rows per bucket; len(values) == len(value_bounds) + 1
+
+    def bucket_of(self, value: float) -> int:
+        return bisect.bisect_left(self.value_bounds, value)
 
 
 FeatureReference = NumericReference | CategoricalReference
+PredictionsReference = PredictionReference | ValueReference
 
 
 @dataclass(frozen=True)
 class Reference:
     rows: int  # training rows
     features: dict[str, FeatureReference]
-    predictions: PredictionReference
+    predictions: PredictionsReference
 
     def to_json(self) -> str:
         features = {
@@ -81,11 +110,14 @@ class Reference:
             | asdict(ref)
             for name, ref in self.features.items()
         }
+        predictions = asdict(self.predictions)
+        if isinstance(self.predictions, ValueReference):
+            predictions = {"type": NUMERIC_PREDICTIONS} | predictions
         body = {
             "format": FORMAT,
             "rows": self.rows,
             "features": features,
-            "predictions": asdict(self.predictions),
+            "predictions": predictions,
         }
         return json.dumps(body, indent=1) + "\n"
 
@@ -118,7 +150,13 @@ def _feature(spec: dict[str, Any]) -> FeatureReference:
     )
 
 
-def _predictions(spec: dict[str, Any]) -> PredictionReference:
+def _predictions(spec: dict[str, Any]) -> PredictionsReference:
+    if spec.get("type") == NUMERIC_PREDICTIONS:
+        return ValueReference(
+            rows=int(spec["rows"]),
+            value_bounds=tuple(float(bound) for bound in spec["value_bounds"]),
+            values=tuple(int(count) for count in spec["values"]),
+        )
     return PredictionReference(
         rows=int(spec["rows"]),
         classes={str(name): int(count) for name, count in spec["classes"].items()},
@@ -127,4 +165,9 @@ def _predictions(spec: dict[str, Any]) -> PredictionReference:
             str(name): tuple(int(count) for count in counts)
             for name, counts in spec["probabilities"].items()
         },
+        confusion={
+            str(actual): {str(predicted): int(n) for predicted, n in row.items()}
+            for actual, row in spec.get("confusion", {}).items()
+        },
+        positive_class=spec.get("positive_class"),
     )

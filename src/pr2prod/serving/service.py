@@ -1,5 +1,8 @@
 """The BentoML service: `predict` for one or many records, plus health and model metadata.
 
+It serves a classifier (each record's class and every class's probability) or, when
+schema.yaml's target is numeric, a regressor (each record's predicted value).
+
 The model is pinned by tag (`--arg model_tag=...`, recorded in the bento by `make bento`);
 its request model, serving policy and golden rows come with it, so the service needs no
 file from the repository.
@@ -9,6 +12,7 @@ from __future__ import annotations
 
 import gc
 import logging
+from json import JSONDecodeError
 from pathlib import Path
 from typing import Annotated
 
@@ -22,14 +26,34 @@ from starlette.routing import Route
 
 from pr2prod import environment
 from pr2prod.serving.bundle import ModelBundle
-from pr2prod.serving.contract import Prediction, field_name, policy_warnings, record_model
+from pr2prod.serving.contract import (
+    Prediction,
+    ValuePrediction,
+    answer_model,
+    field_name,
+    policy_warnings,
+    record_model,
+)
+from pr2prod.serving.feedback import (
+    FEEDBACK_ITEMS,
+    FeedbackLog,
+    FeedbackRefused,
+    Judged,
+    parse_feedback,
+    prediction_id,
+)
 from pr2prod.serving.guards import (
     KnownPathsOnly,
     RequestGuard,
     quiet_client_errors,
     served_paths,
 )
-from pr2prod.serving.telemetry import LATENCY_BUCKETS, PredictionMetrics, feature_statistics
+from pr2prod.serving.telemetry import (
+    LATENCY_BUCKETS,
+    PredictionMetrics,
+    feature_statistics,
+    predicted_value_histogram,
+)
 
 logger = logging.getLogger("pr2prod.serving")
 
@@ -50,6 +74,8 @@ BUNDLE = ModelBundle.load(Path(MODEL.resolve().path))
 POLICY = BUNDLE.policy
 Record = record_model(BUNDLE.schema, POLICY)
 Records = Annotated[list[Record], Field(min_length=1, max_length=POLICY.max_records)]
+Answer = answer_model(BUNDLE.schema)
+NUMERIC_TARGET = BUNDLE.schema.target.is_numeric
 quiet_client_errors()
 
 
@@ -77,6 +103,9 @@ class Classifier:
             self.metrics.probabilities.labels(label, self.version) for label in self.classes
         ]
         self.model_seconds = self.metrics.model_seconds.labels(self.version)
+        if NUMERIC_TARGET:
+            bounds = BUNDLE.value_reference().value_bounds
+            self.value_histogram = predicted_value_histogram(bounds).labels(self.version)
         matches, gap = BUNDLE.golden_rows_match(self.model)
         self.ready = matches
         # The worker's heap (BentoML, pandas, scikit-learn, hundreds of trees) makes a full
@@ -93,7 +122,7 @@ class Classifier:
             )
         else:
             logger.error(
-                "model %s, run by %s, gives golden-row probabilities %.3g away from what "
+                "model %s, run by %s, gives golden-row answers %.3g away from what "
                 "was recorded: not ready (a changed model file, or another scikit-learn or "
                 "ONNX Runtime version in this environment?)",
                 MODEL_TAG,
@@ -109,18 +138,28 @@ class Classifier:
         max_batch_size=POLICY.max_batch_size,
         max_latency_ms=POLICY.max_latency_ms,
     )
-    def predict(self, records: Records) -> list[Prediction]:
-        """Predict the class of each record, with every class's probability."""
+    def predict(self, records: Records) -> list[Answer]:
+        """Predict each record's class with every class's probability (a classifier), or
+        its value (a numeric target)."""
         rows = [record.model_dump(by_alias=True) for record in records]
         self._count_policy_warnings(rows)
         if self.inputs is not None:
             self.inputs.observe(rows)
+        if NUMERIC_TARGET:
+            with self.model_seconds.time():
+                values = self.model.values(rows)
+            return [self._value_prediction(value) for value in values.tolist()]
         with self.model_seconds.time():
             probabilities = self.model.probabilities(rows)
         return [self._prediction(row) for row in probabilities]
 
+    def _value_prediction(self, value: float) -> ValuePrediction:
+        self.value_histogram.observe(value)
+        return ValuePrediction(predicted=value, model_version=self.version)
+
     def _prediction(self, row: np.ndarray) -> Prediction:
-        predicted = self.classes[int(row.argmax())]
+        index = int(row.argmax())
+        predicted = self.classes[index]
         self.class_counts[predicted].inc()
         probabilities = row.tolist()  # Python floats at once, not one numpy scalar at a time
         for histogram, probability in zip(self.probability_histograms, probabilities, strict=True):
@@ -131,6 +170,7 @@ class Classifier:
                 label: round(p, 6) for label, p in zip(self.classes, probabilities, strict=True)
             },
             model_version=self.version,
+            prediction_id=prediction_id(self.version, index),
         )
 
     def _count_policy_warnings(self, rows: list[dict]) -> None:
@@ -152,6 +192,7 @@ def model_metadata(_: Request) -> JSONResponse:
             "test_metrics": BUNDLE.metrics,
             "features": {f.name: field_name(f.name) for f in BUNDLE.schema.features},
             "classes": list(BUNDLE.schema.target.classes),
+            **_numeric_target(),
             "policy": POLICY.__dict__,
             # Synthetic inputs (no real record) with the answers recorded for them when the
             # bento was made: lets a deployer check this version. No data row is served here.
@@ -160,7 +201,71 @@ def model_metadata(_: Request) -> JSONResponse:
     )
 
 
-Classifier.mount_asgi_app(Starlette(routes=[Route("/model", model_metadata)]), path="/")
+def _numeric_target() -> dict:
+    """What GET /model adds for a numeric target: its unit and the histogram's bounds."""
+    if not NUMERIC_TARGET:
+        return {}
+    return {
+        "target": {"name": BUNDLE.schema.target.name, "unit": BUNDLE.schema.target.unit},
+        "value_bounds": list(BUNDLE.value_reference().value_bounds),
+    }
+
+
+class FeedbackCounts:
+    """This process's confusion matrices, one per model version feedback came for."""
+
+    def __init__(self) -> None:
+        self.version = str(MODEL.resolve().tag.version)
+        self.classes = list(BUNDLE.schema.target.classes)
+        self.counter = None
+        self.versions: set[str] = {self.version}
+
+    def count(self, judged: list[Judged]) -> None:
+        if self.counter is None:  # made in the worker, after Prometheus's set-up
+            self.counter = PredictionMetrics.create().feedback
+            for predicted in self.classes:  # every series of this version from zero
+                for actual in self.classes:
+                    self.counter.labels(predicted, actual, self.version).inc(0)
+        for item in judged:
+            self.versions.add(item.model_version)
+            self.counter.labels(item.predicted, item.actual, item.model_version).inc()
+
+
+FEEDBACK = FeedbackCounts()
+_log_folder = environment.PR2PROD_FEEDBACK_LOG.value()
+FEEDBACK_LOG = FeedbackLog(Path(_log_folder)) if _log_folder else None
+
+
+async def feedback(request: Request) -> JSONResponse:
+    """POST /feedback: true labels for earlier predictions, by prediction id."""
+    try:
+        body = await request.json()
+    except (JSONDecodeError, UnicodeDecodeError):
+        return JSONResponse({"error": "the body is not JSON"}, status_code=400)
+    try:
+        judged = parse_feedback(body, FEEDBACK.classes, POLICY.max_records, FEEDBACK.versions)
+    except FeedbackRefused as refused:
+        return JSONResponse({"error": str(refused)}, status_code=refused.status)
+    if FEEDBACK_LOG is not None:
+        try:
+            FEEDBACK_LOG.append(body[FEEDBACK_ITEMS])
+        except OSError as error:
+            logger.error("could not store feedback in %s: %s", FEEDBACK_LOG.file, error)
+            message = "the feedback could not be stored; nothing was counted: send it again"
+            return JSONResponse({"error": message}, status_code=503)
+    FEEDBACK.count(judged)
+    return JSONResponse({"accepted": len(judged)})
+
+
+Classifier.mount_asgi_app(
+    Starlette(
+        routes=[
+            Route("/model", model_metadata),
+            Route("/feedback", feedback, methods=["POST"]),
+        ]
+    ),
+    path="/",
+)
 Classifier.add_asgi_middleware(RequestGuard, max_bytes=POLICY.max_body_bytes)
 
 

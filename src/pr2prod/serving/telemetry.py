@@ -44,6 +44,7 @@ class PredictionMetrics:
     input_warnings: Counter
     model_seconds: Histogram
     feature_values: Counter
+    feedback: Counter
 
     @classmethod
     @functools.cache
@@ -77,7 +78,34 @@ class PredictionMetrics:
                 "(numeric: bin index; categorical: category, __unseen__; both: __missing__)",
                 ["feature", "bin", "model_version"],
             ),
+            feedback=Counter(
+                "pr2prod_feedback",
+                "Predictions whose true label came back (POST /feedback): a confusion matrix",
+                ["predicted_class", "actual_class", "model_version"],
+            ),
         )
+
+
+# A numeric target's predictions: one histogram per model version, in the buckets of the
+# model's reference (deciles of its own test-set predictions, at most VALUE_BUCKETS).
+PREDICTED_VALUE = "pr2prod_predicted_value"
+
+
+@functools.cache
+def predicted_value_histogram(bounds: tuple[float, ...]) -> Histogram:
+    """The histogram of predicted values, with the upper bucket bounds `bounds`.
+
+    A registry takes a metric once per process, and a process serves one model: the
+    bounds are its reference's, the same for every call. Prometheus adds the last bucket,
+    +Inf, for values above them.
+    """
+    return Histogram(
+        PREDICTED_VALUE,
+        "Predicted value of each record (numeric target), in buckets bounded by deciles of "
+        "the model's own test-set predictions",
+        ["model_version"],
+        buckets=bounds,
+    )
 
 
 class FeatureStatistics:

@@ -1,0 +1,163 @@
+"""Concept drift: live performance on the labelled predictions against the test split's.
+
+Inputs can look as they always did while what they mean changes (fraud moves to other
+patterns, a new instrument reads differently): only true labels tell. Once feedback comes
+back (POST /feedback), the service holds a confusion matrix per model version; the model's
+reference holds the test split's. Both are samples, so the comparison is the report's
+bootstrap: labelled rows and test rows are each resampled with replacement (on their
+confusion counts, where resampling rows is a multinomial draw) and every metric of the
+gate that a confusion matrix defines (accuracy, precision, recall, F1) is computed on
+both, many times.
+
+A metric alarms when, with confidence 1 - alpha / (metrics compared), it breaks a gate
+rule on live data: live minus test worse than `max_regression` (the largest regression a
+pull request may bring, now measured against the model's own test figure), or the live
+value beyond the gate's `min`/`max`. Fewer than `monitor.min_rows` labelled predictions is
+not enough data, never an alarm.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from pr2prod.monitor.drift import DRIFT, NO_DRIFT, NOT_ENOUGH_DATA
+from pr2prod.serving.reference import PredictionReference
+from pr2prod.settings import GateRule
+
+# The gate's metrics a confusion matrix defines (ROC-AUC and log-loss need probabilities,
+# which feedback does not carry).
+CONFUSION_METRICS = ("accuracy", "precision", "recall", "f1")
+
+
+@dataclass(frozen=True)
+class PerformanceFinding:
+    metric: str
+    rule: str  # the gate rule checked, in words
+    test_value: float
+    live_value: float | None
+    live_interval: tuple[float, float] | None  # at 1 - 2 * the one-sided level
+    delta_bound: float | None  # the most favourable live - test at that confidence
+    labelled: float  # labelled predictions behind it
+    verdict: str = NOT_ENOUGH_DATA
+
+
+def confusion_metrics(counts: np.ndarray, positive: int | None) -> dict[str, np.ndarray]:
+    """Figures of confusion matrices `counts` (..., true class, predicted class), computed as
+    pr2prod.model.metrics computes them from rows: binary precision, recall and F1 about
+    the `positive` class, otherwise macro averages."""
+    true_positives = np.diagonal(counts, axis1=-2, axis2=-1)
+    predicted, actual = counts.sum(axis=-2), counts.sum(axis=-1)
+    total = counts.sum(axis=(-2, -1))
+    precision = _ratio(true_positives, predicted)
+    recall = _ratio(true_positives, actual)
+    f1 = _ratio(2 * true_positives, predicted + actual)
+    if positive is None:
+        summary = precision.mean(axis=-1), recall.mean(axis=-1), f1.mean(axis=-1)
+    else:
+        summary = precision[..., positive], recall[..., positive], f1[..., positive]
+    return {
+        "accuracy": _ratio(true_positives.sum(axis=-1), total),
+        "precision": summary[0],
+        "recall": summary[1],
+        "f1": summary[2],
+    }
+
+
+def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
+    numerator, denominator = np.asarray(numerator, float), np.asarray(denominator, float)
+    return np.divide(numerator, denominator, out=np.zeros_like(numerator), where=denominator > 0)
+
+
+def confusion_matrix(cells: Mapping[tuple[str, str], float], classes: Sequence[str]) -> np.ndarray:
+    """{(actual, predicted): count} as a matrix, rows the true class, in `classes` order."""
+    return np.array(
+        [[cells.get((actual, predicted), 0.0) for predicted in classes] for actual in classes]
+    )
+
+
+def performance_findings(
+    reference: PredictionReference,
+    live: Mapping[tuple[str, str], float],
+    gate: Mapping[str, GateRule],
+    alpha: float,
+    min_rows: int,
+    resamples: int,
+    seed: int,
+) -> list[PerformanceFinding]:
+    """Each gate rule on a confusion metric, live against the test split; [] without labels
+    or without the test split's confusion matrix (references made before it was kept)."""
+    rules = {name: rule for name, rule in gate.items() if name in CONFUSION_METRICS}
+    labelled = float(sum(live.values()))
+    if not reference.confusion or not rules or labelled == 0:
+        return []
+    classes = list(reference.classes)
+    test = confusion_matrix(
+        {(a, p): n for a, row in reference.confusion.items() for p, n in row.items()}, classes
+    )
+    observed = confusion_matrix(live, classes)
+    positive = (
+        classes.index(reference.positive_class)
+        if len(classes) == 2 and reference.positive_class in classes
+        else None
+    )
+    test_values = {name: float(v) for name, v in confusion_metrics(test, positive).items()}
+    live_values = {name: float(v) for name, v in confusion_metrics(observed, positive).items()}
+    if labelled < min_rows:
+        return [
+            PerformanceFinding(
+                name, _rule_text(rule), test_values[name], live_values[name], None, None, labelled
+            )
+            for name, rule in rules.items()
+        ]
+    rng = np.random.default_rng(seed)
+    live_draws = confusion_metrics(_resampled(observed, resamples, rng), positive)
+    test_draws = confusion_metrics(_resampled(test, resamples, rng), positive)
+    level = alpha / len(rules)  # one-sided, Bonferroni over the metrics compared
+    findings = []
+    for name, rule in rules.items():
+        # Oriented so that larger is better: the bound is the most favourable value at 1 - level.
+        sign = 1.0 if rule.higher_is_better else -1.0
+        live_bound = sign * np.quantile(sign * live_draws[name], 1 - level)
+        delta_bound = sign * np.quantile(sign * (live_draws[name] - test_draws[name]), 1 - level)
+        low, high = np.quantile(live_draws[name], [level, 1 - level])
+        broken = False
+        if rule.max_regression is not None:
+            broken = sign * delta_bound < -rule.max_regression
+        if rule.limit is not None:
+            broken = broken or sign * live_bound < sign * rule.limit
+        findings.append(
+            PerformanceFinding(
+                metric=name,
+                rule=_rule_text(rule),
+                test_value=test_values[name],
+                live_value=live_values[name],
+                live_interval=(float(low), float(high)),
+                delta_bound=float(delta_bound),
+                labelled=labelled,
+                verdict=DRIFT if broken else NO_DRIFT,
+            )
+        )
+    return findings
+
+
+def _resampled(counts: np.ndarray, resamples: int, rng: np.random.Generator) -> np.ndarray:
+    """Confusion matrices of `resamples` bootstrap samples of the rows `counts` holds."""
+    total = round(float(counts.sum()))
+    shares = counts.ravel() / counts.sum()
+    draws = rng.multinomial(total, shares, size=resamples)
+    return draws.reshape(resamples, *counts.shape)
+
+
+def _rule_text(rule: GateRule) -> str:
+    parts = []
+    if rule.max_regression is not None:
+        parts.append(
+            f"live - test {'>=' if rule.higher_is_better else '<='} "
+            f"{'-' if rule.higher_is_better else '+'}{rule.max_regression:g}"
+        )
+    if rule.limit is not None:
+        parts.append(f"{'>=' if rule.higher_is_better else '<='} {rule.limit:g}")
+    return " and ".join(parts)
