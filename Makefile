@@ -112,7 +112,7 @@ deploy-status: $(STAMP) ## What runs, and the deployment history as a table
 	pr2prod deploy-status
 
 monitor: $(STAMP) ## Drift report of the service at URL, or of Prometheus (PROMETHEUS_URL) over SINCE
-	pr2prod monitor $(if $(URL),--url $(URL)) $(if $(SINCE),--since $(SINCE)) $(if $(SELECTOR),--selector '$(SELECTOR)') $(if $(FAIL_ON_DRIFT),--fail-on-drift)
+	pr2prod monitor $(if $(URL),--url $(URL)) $(if $(SINCE),--since $(SINCE)) $(if $(SELECTOR),--selector '$(SELECTOR)') $(if $(LABELS),--labels $(LABELS)) $(if $(FAIL_ON_DRIFT),--fail-on-drift)
 
 monitor-demo: bento ## Serve the bento, send unshifted then shifted traffic, monitor both, stop everything
 	pr2prod monitor-demo

@@ -278,6 +278,9 @@ def assert_rehearsed_and_stopped(
     clients = re.search(r"client requests: (\d+) sent at 50/s, (\d+) failed", out)
     assert clients and int(clients[1]) > 200 and int(clients[2]) == 0, out
     assert divergence in out  # the windows table
+    # The drift monitor's look at the deployed version, before everything stopped.
+    monitoring = re.search(r"monitoring:\s+(.*)", out)
+    assert monitoring and "🔴" not in monitoring[1] and "failed" not in monitoring[1], out
     rehearsal = project / "build" / "rehearsal"
     assert not (rehearsal / "deploy" / "local" / "state.json").exists()
     assert [process.pid for process in psutil.process_iter(["cmdline"])

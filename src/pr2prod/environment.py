@@ -119,6 +119,12 @@ PR2PROD_MODEL_TAG = Variable(
     "the model to serve when the service runs from source without `--arg model_tag=...` "
     "(a built bento records its model itself)",
 )
+PR2PROD_FEEDBACK_LOG = Variable(
+    "PR2PROD_FEEDBACK_LOG",
+    "",
+    "a folder where the service appends the true labels POST /feedback accepts, as JSON "
+    "lines synced to disk before it answers; unset: labels are only counted",
+)
 
 VARIABLES = (
     DEPLOY_TARGET,
@@ -139,6 +145,7 @@ VARIABLES = (
     IMAGE_BASE,
     IMAGE_CA_BUNDLE,
     PR2PROD_MODEL_TAG,
+    PR2PROD_FEEDBACK_LOG,
 )
 
 

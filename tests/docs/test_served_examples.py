@@ -26,6 +26,7 @@ EXPECTED = {
     '"mean_radius": -1': '"loc":["records",0,"mean_radius"]',
     "make smoke": "golden rows as evaluated",
     "make monitor": "report in build/monitor/drift.md",
+    "/feedback": '{"accepted":2}',
 }
 
 

@@ -25,9 +25,11 @@ import pytest
 import yaml
 from conftest import free_port, run, start_server, stop_server, system_program
 
-from pr2prod.data.records import split_records
+from pr2prod.data.records import request_records, split_records
+from pr2prod.data.validation import load_typed
 from pr2prod.deploy.local import export_bento
 from pr2prod.deploy.observations import MetricsUnavailable, PrometheusSource
+from pr2prod.monitor.demo import send as send_labelled
 from pr2prod.monitor.live import from_prometheus, from_service
 from pr2prod.readiness import wait_until_ready
 from pr2prod.schema import load_schema
@@ -198,20 +200,62 @@ def test_the_demo_alarms_only_on_the_shifted_feature_and_stops_its_service(
     options = ("--feature", SHIFTED, "--output", tmp_path / "demo")
     output = run("pr2prod", "monitor-demo", *options, cwd=reproduced_project).stdout
 
-    assert "unshifted traffic: 🟢 no drift; drifted: nothing" in output
-    shifted_line = next(
-        line
-        for line in output.splitlines()
-        if "shifted traffic:" in line and "unshifted" not in line
-    )
-    assert "🔴 drift" in shifted_line and SHIFTED in shifted_line
+    lines = {line.split(": ")[1]: line for line in output.splitlines() if line.count(": ") >= 2}
+    # The held-out rows, once each with their true labels: as evaluated, to the digit.
+    clean = lines["held-out rows, labelled"]
+    assert "🟢 no drift (114 records; drifted: nothing; 114 labelled" in clean
+    assert "live accuracy 0.965 (test 0.965)" in clean
+    shifted = lines[f"{SHIFTED} shifted"]
+    assert "🔴 drift" in shifted and f"drifted: {SHIFTED}" in shifted
+    assert "live" not in shifted  # no label came back for the shifted traffic
+    changed = lines["labels changed"]
+    assert "🔴 drift (114 records; drifted: live accuracy" in changed
     assert (tmp_path / "demo" / "shifted" / "drift.md").is_file()
+    assert (tmp_path / "demo" / "relabelled" / "drift.md").is_file()
     leftovers = [
         process.info["pid"]
         for process in psutil.process_iter(["pid", "cmdline"])
         if any("monitor-demo-" in part for part in process.info["cmdline"] or [])
     ]
     assert leftovers == [], "the demo left its service running"
+
+
+def test_labels_that_no_longer_match_alarm_on_live_performance_alone(
+    bento_tag: str,
+    reproduced_project: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    schema = load_schema(reproduced_project / "schema.yaml")
+    frame = load_typed(reproduced_project / "artifacts" / "split" / "train.csv", schema)
+    rng = np.random.default_rng(3)
+    chosen = rng.integers(0, len(frame), 300)
+    records = [request_records(frame, schema)[i] for i in chosen]
+    truth = frame[schema.target.name].astype(str).to_numpy()[chosen]
+    # A quarter of the benign rows come back malignant: the inputs do not move at all.
+    labels = [
+        "malignant" if label == "benign" and rng.random() < 0.25 else label for label in truth
+    ]
+    monkeypatch.setenv("PR2PROD_FEEDBACK_LOG", str(tmp_path / "labels"))
+    (tmp_path / "served").mkdir()
+    with served_bento(bento_tag, tmp_path / "served") as url:
+        send_labelled(url, records, labels)
+        counted = monitor(reproduced_project, tmp_path / "counted", "--url", url)
+
+    (version,) = counted["versions"]
+    assert counted["verdict"] == "drift"
+    assert [f["name"] for f in version["findings"] if f["verdict"] == "drift"] == []
+    accuracy = next(f for f in version["performance"] if f["metric"] == "accuracy")
+    assert accuracy["verdict"] == "drift" and accuracy["labelled"] == 300
+    assert accuracy["live_value"] < accuracy["test_value"] - 0.1
+    markdown = (tmp_path / "counted" / "drift.md").read_text()
+    assert "Drifted: `live accuracy`" in markdown
+
+    # The service's feedback log holds every label: the files alone give the same figures.
+    from_files = monitor(reproduced_project, tmp_path / "files", "--labels", tmp_path / "labels")
+    (only,) = from_files["versions"]
+    assert only["model_version"] == version["model_version"]
+    assert only["performance"] == version["performance"]
 
 
 def test_alert_rules_for_the_built_model_pass_promtool(

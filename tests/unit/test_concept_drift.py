@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import os
+from pathlib import Path
+
 import numpy as np
 import pytest
 
+from pr2prod.errors import Pr2prodError
 from pr2prod.model.metrics import classification_metrics
 from pr2prod.monitor.drift import DRIFT, NOT_ENOUGH_DATA
+from pr2prod.monitor.labels import labelled_predictions
 from pr2prod.monitor.performance import (
     confusion_matrix,
     confusion_metrics,
@@ -15,6 +21,7 @@ from pr2prod.monitor.performance import (
 from pr2prod.release.reference import prediction_reference
 from pr2prod.serving.feedback import (
     MAX_OTHER_VERSIONS,
+    FeedbackLog,
     FeedbackRefused,
     Judged,
     parse_feedback,
@@ -191,3 +198,86 @@ def test_the_reference_keeps_the_test_confusion_matrix_and_reads_old_files() -> 
     text = old.to_json().replace('"confusion": {},', "").replace(',\n  "positive_class": null', "")
     assert "confusion" not in text
     assert Reference.from_json(text).predictions.confusion == {}
+
+
+def test_the_feedback_log_appends_every_accepted_item_as_a_json_line(tmp_path: Path) -> None:
+    log = FeedbackLog(tmp_path / "labels")
+    first, second = prediction_id("v", 0), prediction_id("v", 1)
+
+    log.append([{"prediction_id": first, "label": "benign"}])
+    log.append([{"prediction_id": second, "label": 1}])
+
+    lines = [json.loads(line) for line in log.file.read_text().splitlines()]
+    assert [(line["prediction_id"], line["label"]) for line in lines] == [
+        (first, "benign"),
+        (second, "1"),
+    ]
+    assert all(line["received"].endswith("Z") for line in lines)
+
+
+def test_a_write_that_fails_leaves_no_torn_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = FeedbackLog(tmp_path)
+    log.append([{"prediction_id": prediction_id("v", 0), "label": "benign"}])
+    kept = log.file.read_bytes()
+
+    def disk_full(descriptor: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", disk_full)
+    with pytest.raises(OSError, match="No space"):
+        log.append([{"prediction_id": prediction_id("v", 1), "label": "malignant"}])
+
+    assert log.file.read_bytes() == kept
+
+
+def classes_of(version: str) -> list[str]:
+    if version != "v":
+        raise Pr2prodError(f"no model version {version} here")
+    return CLASSES
+
+
+def test_labels_files_give_confusion_counts_per_version_each_prediction_once(
+    tmp_path: Path,
+) -> None:
+    right, wrong, twice = prediction_id("v", 0), prediction_id("v", 1), prediction_id("v", 1)
+    log = FeedbackLog(tmp_path)
+    log.append([{"prediction_id": right, "label": "malignant"}])
+    log.append([{"prediction_id": twice, "label": "malignant"}])
+    (tmp_path / "later.csv").write_text(f"prediction_id,label\n{wrong},malignant\n{twice},benign\n")
+    (tmp_path / "notes.txt").write_text("not labels")
+
+    counted = labelled_predictions(tmp_path, classes_of)
+
+    # `twice` counts once, with the label of the later file (read in name order).
+    assert counted == {"v": {("malignant", "malignant"): 1, ("malignant", "benign"): 1,
+                             ("benign", "benign"): 1}}  # fmt: skip
+    assert labelled_predictions(tmp_path / "later.csv", classes_of) == {
+        "v": {("malignant", "benign"): 1, ("benign", "benign"): 1}
+    }
+
+
+def test_bad_labels_files_name_every_bad_row_and_count_nothing(tmp_path: Path) -> None:
+    good = prediction_id("v", 0)
+    (tmp_path / "a.jsonl").write_text(
+        json.dumps({"prediction_id": good, "label": "benign"})
+        + "\n{torn\n"
+        + json.dumps({"prediction_id": "x", "label": "benign"})
+        + "\n"
+        + json.dumps({"prediction_id": good, "label": "dog"})
+        + "\n"
+    )
+    with pytest.raises(Pr2prodError) as failed:
+        labelled_predictions(tmp_path, classes_of)
+    message = str(failed.value)
+    assert "a.jsonl:2: not a JSON object" in message
+    assert "a.jsonl:3: prediction_id is not an id" in message
+    assert "a.jsonl:4: label must be one of" in message
+
+    (tmp_path / "a.jsonl").unlink()
+    (tmp_path / "b.csv").write_text("id,truth\n1,benign\n")
+    with pytest.raises(Pr2prodError, match="no prediction_id and label columns"):
+        labelled_predictions(tmp_path, classes_of)
+    with pytest.raises(Pr2prodError, match="does not exist"):
+        labelled_predictions(tmp_path / "missing", classes_of)

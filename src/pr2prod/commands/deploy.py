@@ -8,10 +8,16 @@ import dataclasses
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pr2prod import paths
 from pr2prod.commands import arg, command
+from pr2prod.errors import Pr2prodError
+
+if TYPE_CHECKING:
+    from pr2prod.settings import Settings
 
 RELEASE = arg("release", nargs="?", help="bento tag (default: the bento of the current model)")
 WAIT = arg(
@@ -165,7 +171,8 @@ def rehearse(args: argparse.Namespace) -> int:
     release, model = built_bento_tag(), expected_tags()[0]
     settings = load_settings()
     result = rehearse_rollout(release, settings, git_sha=head_sha(),
-                              model_version=model.split(":")[1], rate=args.rate)  # fmt: skip
+                              model_version=model.split(":")[1], rate=args.rate,
+                              check=monitoring_check(settings))  # fmt: skip
     decision, clients = result.decision, result.clients
     report = paths.REPORT_MD if paths.REPORT_MD.is_file() else "(none: run `make report`)"
     if decision.successful:
@@ -185,10 +192,37 @@ def rehearse(args: argparse.Namespace) -> int:
         f"{decided}"
         f"  deployed:        {release if decision.successful else result.stable}\n"
         f"  client requests: {clients.sent} sent at {args.rate:g}/s, {clients.failed} failed\n"
+        f"  monitoring:      {result.monitoring or 'not checked'}\n"
         f"  everything the rehearsal started is stopped; {outcome}\n"
     )
     print(windows_table(decision.windows))
     return 0 if decision.successful else 1
+
+
+def monitoring_check(settings: Settings) -> Callable[[str], str]:
+    """make run's last look: the held-out rows and their labels through the deployed
+    version, then the monitor."""
+
+    def check(url: str) -> str:
+        import httpx
+
+        from pr2prod.monitor.demo import LabelledRows, held_out_check
+        from pr2prod.monitor.report import MARKDOWN, version_summary
+        from pr2prod.schema import load_schema
+
+        out = paths.MONITOR_DIR / "run"
+        schema = load_schema(paths.SCHEMA)
+        if schema.target.is_numeric:
+            return "not checked: the drift monitor's check takes classes, this target is a number"
+        try:
+            rows = LabelledRows.of_split(paths.TEST_SPLIT, schema)
+            report = held_out_check(url, rows, schema, settings, out)
+        except (Pr2prodError, httpx.HTTPError) as error:
+            return f"the check failed: {error}"
+        found = "; ".join(version_summary(version) for version in report.versions)
+        return f"{found or 'nothing served'}; report in {out / MARKDOWN}"
+
+    return check
 
 
 @command(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import re
 import sys
 import time
@@ -39,6 +40,12 @@ def duration_seconds(text: str) -> float:
         help="a reference.json for every version (default: each "
         "version's own, from its bundle in the local model store)",
     ),
+    arg(
+        "--labels",
+        type=Path,
+        help="labelled predictions (a file or folder of .jsonl/.csv: prediction_id, label) "
+        "to judge live performance by, instead of the feedback the service counted",
+    ),
     arg("--output", type=Path, default=paths.MONITOR_DIR, help="where the report goes"),
     arg("--fail-on-drift", action="store_true", help="exit with status 1 when drift is found"),
 )
@@ -46,7 +53,8 @@ def monitor(args: argparse.Namespace) -> int:
     from pr2prod import environment
     from pr2prod.deploy.observations import PrometheusSource
     from pr2prod.monitor.drift import DRIFT
-    from pr2prod.monitor.live import from_prometheus, from_service
+    from pr2prod.monitor.labels import labelled_predictions
+    from pr2prod.monitor.live import LiveCounts, from_prometheus, from_service
     from pr2prod.monitor.references import stored_reference
     from pr2prod.monitor.report import MARKS, drift_report, version_summary, write_report
     from pr2prod.serving.reference import Reference
@@ -62,6 +70,8 @@ def monitor(args: argparse.Namespace) -> int:
         source_api = PrometheusSource(prometheus, {})
         live = from_prometheus(source_api, args.selector, end - duration_seconds(args.since), end)
         source = f"Prometheus at {prometheus}, the last {args.since}"
+    elif args.labels:
+        live, source = {}, "no live counts"
     else:
         raise Pr2prodError(
             "no live statistics to read",
@@ -69,11 +79,25 @@ def monitor(args: argparse.Namespace) -> int:
             "with make: `make monitor URL=http://127.0.0.1:3000`",
         )
     given = Reference.load(args.reference) if args.reference else None
+
+    @functools.cache
+    def reference_for(version: str) -> Reference:
+        return given or stored_reference(version)
+
+    if args.labels:
+        labelled = labelled_predictions(
+            args.labels, lambda version: list(reference_for(version).predictions.classes)
+        )
+        for counts in live.values():
+            counts.feedback = {}  # the files hold the labels; the counters would count twice
+        for version, cells in labelled.items():
+            live.setdefault(version, LiveCounts()).feedback = cells
+        source += f"; labels from {args.labels}"
     report = drift_report(
         live,
         source,
         settings,
-        lambda version: given or stored_reference(version),
+        reference_for,
         everything.gate,
         everything.report.bootstrap_resamples,
     )
@@ -139,24 +163,30 @@ def retrain_pr(args: argparse.Namespace) -> int:
 )
 def monitor_demo(args: argparse.Namespace) -> int:
     from pr2prod.monitor.demo import run_demo
-    from pr2prod.monitor.report import MARKDOWN, MARKS
+    from pr2prod.monitor.report import MARKDOWN, version_summary
     from pr2prod.release.bento import built_bento_tag
     from pr2prod.schema import load_schema
     from pr2prod.settings import load_settings
 
     schema = load_schema(paths.SCHEMA)
     feature = args.feature or schema.numeric_features[0]
-    print(f"monitor-demo: serving the bento; unshifted traffic, then {feature} shifted ...")
-    result = run_demo(built_bento_tag(), schema, load_settings().monitor, args.output, feature)
-    for phase, report in (("unshifted", result.clean), ("shifted", result.shifted)):
-        drifted = sorted({f.name for v in report.versions for f in v.drifted}) or ["nothing"]
-        print(
-            f"monitor-demo: {phase} traffic: {MARKS[report.verdict]}; drifted: {', '.join(drifted)}"
-        )
     print(
-        f"monitor-demo: reports in {args.output / 'clean' / MARKDOWN} and "
-        f"{args.output / 'shifted' / MARKDOWN}; the service is stopped"
+        f"monitor-demo: serving the bento; the held-out rows with their true labels, then "
+        f"{feature} shifted, then the held-out rows with labels that no longer match ..."
     )
+    result = run_demo(built_bento_tag(), schema, load_settings(), args.output, feature)
+    first = "held-out rows, labelled" if result.relabelled is not None else "held-out rows"
+    phases = [(first, result.clean), (f"{feature} shifted", result.shifted)]
+    if result.relabelled is not None:
+        phases.append(("labels changed", result.relabelled))
+    else:
+        print("monitor-demo: no labels sent back: feedback takes classes, this target is a number")
+    for phase, report in phases:
+        for version in report.versions:
+            print(f"monitor-demo: {phase}: {version_summary(version)}")
+    names = ("clean", "shifted", "relabelled")[: len(phases)]
+    reports = ", ".join(str(args.output / name / MARKDOWN) for name in names)
+    print(f"monitor-demo: reports in {reports}; the service is stopped")
     return 0
 
 

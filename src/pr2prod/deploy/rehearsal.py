@@ -33,6 +33,7 @@ class Rehearsal:
     decision: Decision
     clients: LoadCounts
     seconds: float  # from the canary's start to the decision
+    monitoring: str = ""  # what `check` found on the deployed version, in one line
 
 
 def rehearse(
@@ -43,8 +44,13 @@ def rehearse(
     rate: float = CLIENT_RATE,
     folder: Path = REHEARSAL_DIR,
     say: Callable[[str], None] = print,
+    check: Callable[[str], str] | None = None,
 ) -> Rehearsal:
-    """Roll `release` out locally next to a stand-in stable, under generated traffic."""
+    """Roll `release` out locally next to a stand-in stable, under generated traffic.
+
+    `check`, given the base URL of the version deployed at the end, runs before everything
+    stops and says in one line what it found (make run's monitoring check).
+    """
     deploy_dir = folder / "deploy"
     target = LocalTarget(deploy_dir / "local", settings=settings.canary)
     target.down()  # what an interrupted rehearsal left running, stopped by recorded PID
@@ -60,7 +66,10 @@ def rehearse(
         started = time.monotonic()
         with SteadyLoad(target.entry_url(), synthetic_records(), rate) as clients:
             decision = controller.deploy(release, git_sha=git_sha, model_version=model_version)
-        return Rehearsal(stable, decision, clients.counts, time.monotonic() - started)
+        seconds = time.monotonic() - started
+        deployed = target.running().get("stable")
+        found = check(deployed.url) if check and deployed else ""
+        return Rehearsal(stable, decision, clients.counts, seconds, found)
     finally:
         target.down()
         say("rehearsal: stopped the router and every version")

@@ -1,11 +1,18 @@
 """`make monitor-demo`: drift monitoring end to end on this machine, in about a minute.
 
-It serves the bento (its own BentoML home, a free port), sends unshifted traffic and runs
-the monitor (no alarm), then sends traffic with one feature shifted and runs it again on
-that traffic alone (an alarm naming the feature), prints where the reports are and stops
-the service. Unshifted traffic is drawn from the training split, the very rows the
-reference summarises; the shift moves one numeric feature by 0.7 of its standard
-deviation, kept inside schema.yaml's bounds so the service accepts every record.
+It serves the bento (its own BentoML home, a free port) and runs the monitor on three
+stretches of traffic, each judged alone:
+
+1. unshifted traffic whose true labels come back (POST /feedback): no alarm;
+2. traffic with one feature shifted: an alarm naming the feature;
+3. unshifted traffic again, but a share of the labels that come back are another class
+   (what the model learnt no longer holds): an alarm on live performance alone.
+
+Then it prints where the reports are and stops the service. Traffic is drawn from the
+training split, the very rows the reference summarises, with their true labels; the shift
+moves one numeric feature by 0.7 of its standard deviation, kept inside schema.yaml's
+bounds so the service accepts every record. The first stretch alone is `make run`'s last
+check (`labelled_check`), on the version its rehearsal deployed.
 """
 
 from __future__ import annotations
@@ -16,14 +23,15 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import httpx
 import numpy as np
 
 from pr2prod import environment, paths
-from pr2prod.data.records import split_records
+from pr2prod.data.records import request_records
+from pr2prod.data.validation import load_typed
 from pr2prod.deploy.local import export_bento
 from pr2prod.errors import Pr2prodError
 from pr2prod.monitor.live import LiveCounts, from_service
@@ -33,11 +41,14 @@ from pr2prod.ports import free_port
 from pr2prod.processes import stop_process
 from pr2prod.readiness import Watched, wait_until_ready
 from pr2prod.schema import FeatureSchema
-from pr2prod.settings import MonitorSettings
+from pr2prod.settings import MonitorSettings, Settings
 
 RECORDS_PER_PHASE = 400
 RECORDS_PER_REQUEST = 20
 SHIFT_SDS = 0.7
+# Labels sent back as another class in the third stretch: the model's live accuracy falls
+# by a fifth or more of the rows, far past the gate's allowed regression, inputs unchanged.
+RELABELLED_SHARE = 0.3
 READY_TIMEOUT_S = 120.0
 
 
@@ -45,29 +56,91 @@ READY_TIMEOUT_S = 120.0
 class DemoResult:
     clean: DriftReport
     shifted: DriftReport
+    relabelled: DriftReport | None  # None for a numeric target: feedback takes classes
     feature: str
     reports: Path
 
 
+@dataclass(frozen=True)
+class LabelledRows:
+    """A split's rows as request records, with each row's true target."""
+
+    records: list[dict]
+    labels: list[str]
+
+    @classmethod
+    def of_split(cls, split: Path, schema: FeatureSchema) -> LabelledRows:
+        frame = load_typed(split, schema)
+        labels = frame[schema.target.name].astype(str).tolist()
+        return cls(request_records(frame, schema), labels)
+
+    def drawn(self, count: int, rng: np.random.Generator) -> LabelledRows:
+        chosen = rng.integers(0, len(self.records), count)
+        records = [dict(self.records[i]) for i in chosen]
+        return LabelledRows(records, [self.labels[i] for i in chosen])
+
+    def relabelled(self, share: float, classes: list[str], rng: np.random.Generator) -> list[str]:
+        """The labels, a `share` of them changed to the next class."""
+        changed = rng.random(len(self.labels)) < share
+        return [
+            classes[(classes.index(label) + 1) % len(classes)] if change else label
+            for label, change in zip(self.labels, changed, strict=True)
+        ]
+
+
 def run_demo(
-    bento_tag: str, schema: FeatureSchema, settings: MonitorSettings, out: Path, feature: str
+    bento_tag: str, schema: FeatureSchema, settings: Settings, out: Path, feature: str
 ) -> DemoResult:
     if feature not in schema.numeric_features:
         raise Pr2prodError(
             f"{feature!r} is not a numeric feature of schema.yaml",
             hint=f"pick one of {schema.numeric_features}",
         )
-    rows = split_records(paths.TRAIN_SPLIT, schema)
+    training = LabelledRows.of_split(paths.TRAIN_SPLIT, schema)
+    held_out = LabelledRows.of_split(paths.TEST_SPLIT, schema)
     rng = np.random.default_rng(0)
     with demo_service(bento_tag, out) as url:
-        send(url, [rows[i] for i in rng.integers(0, len(rows), RECORDS_PER_PHASE)])
-        before_shift = from_service(url)
-        clean = judge(before_shift, "the unshifted traffic", settings, out / "clean")
-        drawn = [dict(rows[i]) for i in rng.integers(0, len(rows), RECORDS_PER_PHASE)]
-        send(url, shift(drawn, schema, feature))
-        shifted_only = since(from_service(url), before_shift)
+        clean = held_out_check(url, held_out, schema, settings, out / "clean")
+        before = from_service(url)
+        send(url, shift(training.drawn(RECORDS_PER_PHASE, rng).records, schema, feature))
+        shifted_only = since(from_service(url), before)
         shifted = judge(shifted_only, f"traffic with {feature} shifted", settings, out / "shifted")
-    return DemoResult(clean, shifted, feature, out)
+        if schema.target.is_numeric:
+            return DemoResult(clean, shifted, None, feature, out)
+        labels = held_out.relabelled(RELABELLED_SHARE, list(schema.target.classes), rng)
+        relabelled = held_out_check(
+            url, held_out, schema, settings, out / "relabelled", labels, RELABELLED_SHARE
+        )
+    return DemoResult(clean, shifted, relabelled, feature, out)
+
+
+def held_out_check(
+    url: str,
+    rows: LabelledRows,
+    schema: FeatureSchema,
+    settings: Settings,
+    out: Path,
+    labels: list[str] | None = None,
+    relabelled: float = 0.0,
+) -> DriftReport:
+    """The held-out rows sent once each to the service at `url`, each prediction's true
+    label sent back (`labels`, else the rows' own; none for a numeric target), and the
+    monitor's report on them alone (what the service counted before is left out).
+
+    New rows, as live traffic is: the training rows would be judged against predictions
+    the model made on rows it never saw, and look more certain than them. Each row is sent
+    once, so `monitor.min_rows` is lowered to their number: the tests hold their false-alarm
+    rate at any size, and a small sample only catches large drifts.
+    """
+    before = from_service(url)
+    sent = None if schema.target.is_numeric else (labels or rows.labels)
+    send(url, rows.records, sent)
+    what = f"the {len(rows.records)} held-out rows, sent once each"
+    if sent is not None:
+        changed = f", {relabelled:.0%} of them changed to another class" if relabelled else ""
+        what += f", their true labels sent back{changed}"
+    monitor = replace(settings.monitor, min_rows=min(settings.monitor.min_rows, len(rows.records)))
+    return judge(since(from_service(url), before), what, settings, out, monitor)
 
 
 @contextlib.contextmanager
@@ -94,11 +167,21 @@ def demo_service(bento_tag: str, out: Path) -> Iterator[str]:
             stop_process(process)
 
 
-def send(url: str, records: list[dict]) -> None:
+def send(url: str, records: list[dict], labels: list[str] | None = None) -> None:
+    """Each record predicted; with `labels`, each prediction's label sent back by its id."""
     with httpx.Client(base_url=url, timeout=60) as client:
         for start in range(0, len(records), RECORDS_PER_REQUEST):
             batch = records[start : start + RECORDS_PER_REQUEST]
-            client.post("/predict", json={"records": batch}).raise_for_status()
+            answers = client.post("/predict", json={"records": batch})
+            answers.raise_for_status()
+            if labels is None:
+                continue
+            truth = labels[start : start + RECORDS_PER_REQUEST]
+            feedback = [
+                {"prediction_id": answer["prediction_id"], "label": label}
+                for answer, label in zip(answers.json(), truth, strict=True)
+            ]
+            client.post("/feedback", json={"feedback": feedback}).raise_for_status()
 
 
 def shift(records: list[dict], schema: FeatureSchema, feature: str) -> list[dict]:
@@ -136,8 +219,19 @@ def since(after: dict[str, LiveCounts], before: dict[str, LiveCounts]) -> dict[s
 
 
 def judge(
-    live: dict[str, LiveCounts], what: str, settings: MonitorSettings, out: Path
+    live: dict[str, LiveCounts],
+    what: str,
+    settings: Settings,
+    out: Path,
+    monitor: MonitorSettings | None = None,
 ) -> DriftReport:
-    report = drift_report(live, what, settings, stored_reference)
+    report = drift_report(
+        live,
+        what,
+        monitor or settings.monitor,
+        stored_reference,
+        settings.gate,
+        settings.report.bootstrap_resamples,
+    )
     write_report(report, out)
     return report

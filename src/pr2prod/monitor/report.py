@@ -95,16 +95,22 @@ def drift_report(
 
 def version_summary(version: VersionDrift) -> str:
     """One line: the verdict, what drifted, and live performance when labels came back."""
-    drifted = ", ".join(finding.name for finding in version.drifted) or "nothing"
+    drifted = ", ".join(drifted_names(version)) or "nothing"
     line = f"{MARKS[version.verdict]} ({version.rows:.0f} records; drifted: {drifted}"
     if version.performance:
-        labelled = version.performance[0].labelled
-        below = [f.metric for f in version.performance if f.verdict == DRIFT]
-        judged = f"below the gate: {', '.join(below)}" if below else "within the gate"
-        if version.performance[0].live_interval is None:
-            judged = "not enough labels"
-        line += f"; {labelled:.0f} labelled, live performance {judged}"
+        first = version.performance[0]
+        line += f"; {first.labelled:.0f} labelled"
+        if first.live_value is not None:
+            line += f", live {first.metric} {first.live_value:.3f} (test {first.test_value:.3f})"
+        if first.live_interval is None:
+            line += ", not enough to judge"
     return line + ")"
+
+
+def drifted_names(version: VersionDrift) -> list[str]:
+    """What drifted: features and prediction findings, then live metrics below the gate."""
+    names = [finding.name for finding in version.drifted]
+    return names + [f"live {f.metric}" for f in version.performance if f.verdict == DRIFT]
 
 
 def render_markdown(report: DriftReport) -> str:
@@ -120,12 +126,12 @@ def render_markdown(report: DriftReport) -> str:
     if not report.versions:
         lines += ["", "No model version has served a record in this range."]
     for version in report.versions:
-        lines += ["", *_version_section(version)]
+        lines += ["", *_version_section(version, report.settings.alpha)]
     return "\n".join(lines) + "\n"
 
 
-def _version_section(version: VersionDrift) -> list[str]:
-    drifted = ", ".join(f"`{finding.name}`" for finding in version.drifted) or "none"
+def _version_section(version: VersionDrift, alpha: float) -> list[str]:
+    drifted = ", ".join(f"`{name}`" for name in drifted_names(version)) or "none"
     lines = [
         f"### Model version `{version.model_version}`: {MARKS[version.verdict]}",
         "",
@@ -138,16 +144,18 @@ def _version_section(version: VersionDrift) -> list[str]:
     ordered = sorted(version.findings, key=_severity)
     lines += [_row(finding) for finding in ordered]
     if version.performance:
-        lines += ["", *_performance_section(version.performance)]
+        lines += ["", *_performance_section(version.performance, alpha)]
     return lines
 
 
-def _performance_section(findings: list[PerformanceFinding]) -> list[str]:
+def _performance_section(findings: list[PerformanceFinding], alpha: float) -> list[str]:
     labelled = findings[0].labelled
     lines = [
-        f"Live performance on {labelled:.0f} labelled predictions (POST /feedback) against "
-        "the test split, checked with the quality gate's rules (bootstrap of labelled and "
-        "test rows):",
+        f"Live performance on {labelled:.0f} labelled predictions against the test split, "
+        "checked with the quality gate's rules: labelled and test rows bootstrapped, each "
+        f"bound at {1 - alpha / len(findings):.1%} confidence (alpha {alpha:g} over "
+        f"{len(findings)} metrics). Fewer labelled predictions than `monitor.min_rows` is "
+        "not enough data.",
         "",
         "| | Metric | Test | Live | Live interval | Live - test, at best | Gate rule |",
         "|---|---|---:|---:|---|---:|---|",

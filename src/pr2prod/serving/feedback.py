@@ -22,10 +22,14 @@ without counting anything twice.
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import secrets
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 FEEDBACK_ITEMS = "feedback"
@@ -38,6 +42,12 @@ MAX_PROBLEMS_LISTED = 10
 
 def prediction_id(model_version: str, class_index: int) -> str:
     return f"{model_version}.{class_index}.{secrets.token_hex(6)}"
+
+
+def parse_prediction_id(text: Any) -> tuple[str, int] | None:
+    """The model version and predicted class index an id carries; None if it is no id."""
+    matched = ID_PATTERN.fullmatch(text) if isinstance(text, str) else None
+    return None if matched is None else (matched["version"], int(matched["index"]))
 
 
 @dataclass(frozen=True)
@@ -107,15 +117,68 @@ def _judged(item: Any, classes: Sequence[str]) -> Judged | str:
     """The item as a Judged, or what is wrong with it."""
     if not isinstance(item, dict) or set(item) != {"prediction_id", "label"}:
         return 'expected an object with exactly "prediction_id" and "label"'
-    identifier, label = item["prediction_id"], item["label"]
+    return judged_item(item["prediction_id"], item["label"], classes)
+
+
+def judged_item(identifier: Any, label: Any, classes: Sequence[str]) -> Judged | str:
+    """A prediction id and its true label as a Judged, or what is wrong with them."""
     if isinstance(label, int) and not isinstance(label, bool):
         label = str(label)  # classes named by numbers, sent as JSON numbers
-    matched = ID_PATTERN.fullmatch(identifier) if isinstance(identifier, str) else None
-    if matched is None:
+    parsed = parse_prediction_id(identifier)
+    if parsed is None:
         return "prediction_id is not an id /predict returned"
-    index = int(matched["index"])
+    version, index = parsed
     if index >= len(classes):
         return f"prediction_id names class {index}, but the model has {len(classes)} classes"
     if not isinstance(label, str) or label not in classes:
         return f"label must be one of the classes {', '.join(classes)}"
-    return Judged(matched["version"], classes[index], label)
+    return Judged(version, classes[index], label)
+
+
+class FeedbackLog:
+    """Accepted feedback, appended as JSON lines to a file of this process in `folder`.
+
+    Counters live in memory until Prometheus scrapes them; this file keeps every label for
+    good (retraining, audits, `pr2prod monitor --labels`). A request's lines are written in
+    one call and synced to disk before the client hears 200; when that fails, the client
+    hears 503 and nothing is counted, so sending it again loses and doubles nothing.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self._file: Path | None = None
+
+    @property
+    def file(self) -> Path:
+        # Named when first used, in the worker process that writes it: one file per process,
+        # so workers never interleave their lines.
+        if self._file is None:
+            stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+            self._file = self.folder / f"feedback-{stamp}-{os.getpid()}.jsonl"
+        return self._file
+
+    def append(self, items: Sequence[dict[str, Any]]) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        received = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        lines = "".join(
+            json.dumps(
+                {
+                    "prediction_id": item["prediction_id"],
+                    "label": str(item["label"]),
+                    "received": received,
+                }
+            )
+            + "\n"
+            for item in items
+        )
+        # Unbuffered: what failed to reach the file cannot be written later, at close.
+        with self.file.open("ab", buffering=0) as handle:
+            size = handle.seek(0, os.SEEK_END)
+            try:
+                data = lines.encode()
+                if handle.write(data) != len(data):
+                    raise OSError(f"only part of the feedback reached {self.file}")
+                os.fsync(handle.fileno())
+            except OSError:
+                handle.truncate(size)  # no torn line left behind for the resent request
+                raise

@@ -34,7 +34,14 @@ from pr2prod.serving.contract import (
     policy_warnings,
     record_model,
 )
-from pr2prod.serving.feedback import FeedbackRefused, Judged, parse_feedback, prediction_id
+from pr2prod.serving.feedback import (
+    FEEDBACK_ITEMS,
+    FeedbackLog,
+    FeedbackRefused,
+    Judged,
+    parse_feedback,
+    prediction_id,
+)
 from pr2prod.serving.guards import (
     KnownPathsOnly,
     RequestGuard,
@@ -225,6 +232,8 @@ class FeedbackCounts:
 
 
 FEEDBACK = FeedbackCounts()
+_log_folder = environment.PR2PROD_FEEDBACK_LOG.value()
+FEEDBACK_LOG = FeedbackLog(Path(_log_folder)) if _log_folder else None
 
 
 async def feedback(request: Request) -> JSONResponse:
@@ -237,6 +246,13 @@ async def feedback(request: Request) -> JSONResponse:
         judged = parse_feedback(body, FEEDBACK.classes, POLICY.max_records, FEEDBACK.versions)
     except FeedbackRefused as refused:
         return JSONResponse({"error": str(refused)}, status_code=refused.status)
+    if FEEDBACK_LOG is not None:
+        try:
+            FEEDBACK_LOG.append(body[FEEDBACK_ITEMS])
+        except OSError as error:
+            logger.error("could not store feedback in %s: %s", FEEDBACK_LOG.file, error)
+            message = "the feedback could not be stored; nothing was counted: send it again"
+            return JSONResponse({"error": message}, status_code=503)
     FEEDBACK.count(judged)
     return JSONResponse({"accepted": len(judged)})
 
