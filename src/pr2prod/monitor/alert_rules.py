@@ -40,7 +40,7 @@ from typing import Any
 from scipy import stats
 
 from pr2prod.monitor.performance import confusion_matrix, confusion_metrics
-from pr2prod.serving.reference import Reference
+from pr2prod.serving.reference import PredictionReference, Reference
 from pr2prod.settings import GateRule, MonitorSettings, Thresholds
 
 # The predicted classes go through the same rules as the features, under this feature name.
@@ -90,7 +90,14 @@ def alert_rules(
         {"name": "pr2prod-drift", "rules": drift_rules(selector, window, monitor)},
     ]
     if floors:
-        classes = sorted({c for r in references.values() for c in r.predictions.classes})
+        classes = sorted(
+            {
+                label
+                for reference in references.values()
+                if isinstance(reference.predictions, PredictionReference)
+                for label in reference.predictions.classes
+            }
+        )
         rules = performance_rules(selector, label_window, classes, monitor)
         groups.append({"name": "pr2prod-performance", "rules": rules})
     groups.append({"name": "pr2prod-health", "rules": health_rules(selector, thresholds)})
@@ -107,7 +114,7 @@ def accuracy_floors(
     floors = {}
     for version, reference in references.items():
         predictions = reference.predictions
-        if not predictions.confusion:
+        if not isinstance(predictions, PredictionReference) or not predictions.confusion:
             continue  # made before references kept the test split's confusion matrix
         cells = {(a, p): n for a, row in predictions.confusion.items() for p, n in row.items()}
         matrix = confusion_matrix(cells, list(predictions.classes))
@@ -162,7 +169,8 @@ def performance_rules(
 def reference_bins(reference: Reference) -> dict[str, dict[str, int]]:
     """Counts per bin of every finding: each feature's, and the predicted classes'."""
     bins = {name: feature.bins() for name, feature in reference.features.items()}
-    bins[PREDICTED_CLASS] = dict(reference.predictions.classes)
+    if isinstance(reference.predictions, PredictionReference):  # a regressor's: not here yet
+        bins[PREDICTED_CLASS] = dict(reference.predictions.classes)
     return bins
 
 

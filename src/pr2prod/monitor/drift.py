@@ -10,6 +10,7 @@ Holm's correction holds the chance that any of them alarms on unshifted traffic 
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
@@ -31,6 +32,7 @@ from pr2prod.serving.reference import (
     NumericReference,
     PredictionReference,
     Reference,
+    ValueReference,
 )
 from pr2prod.settings import MonitorSettings
 
@@ -97,7 +99,11 @@ def compare(
         feature_finding(name, feature, live.features.get(name, {}), min_rows)
         for name, feature in reference.features.items()
     ]
-    findings += prediction_findings(reference.predictions, live, min_rows)
+    predictions = reference.predictions
+    if isinstance(predictions, ValueReference):
+        findings.append(value_finding(predictions, live, min_rows))
+    else:
+        findings += prediction_findings(predictions, live, min_rows)
     return VersionDrift(
         model_version, live.rows, traffic_share, with_verdicts(findings, settings.alpha)
     )
@@ -147,6 +153,16 @@ def prediction_findings(
             _prediction_finding(f"probability of {label}", expected, observed, min_rows, True)
         )
     return findings
+
+
+def value_finding(reference: ValueReference, live: LiveCounts, min_rows: int) -> Finding:
+    """A regressor's predicted values, in its reference's buckets (the last one above every
+    bound), against its test-set predictions."""
+    uppers = [*reference.value_bounds, math.inf]
+    expected = dict(zip(map(str, uppers), reference.values, strict=True))
+    counts = live.value_counts()
+    observed = {str(upper): counts.get(upper, 0.0) for upper in uppers}
+    return _prediction_finding("predicted value", expected, observed, min_rows, ordered=True)
 
 
 def _prediction_finding(
