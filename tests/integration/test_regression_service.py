@@ -330,3 +330,22 @@ def test_make_runs_monitoring_check_judges_a_regressor_too(
     assert summary.startswith("🟢 no drift (111 records; drifted: nothing; 111 labelled"), summary
     assert {f.metric for f in version.performance} == {"mae", "rmse"}
     assert any(f.name == "predicted value" and f.verdict == "no drift" for f in version.findings)
+
+
+def test_the_drift_monitor_judges_a_regressors_predicted_values(
+    regression_bento_tag: str, reproduced_regression_project: Path, tmp_path: Path
+) -> None:
+    """The monitor demo on the regressor: its predicted values are tested against the test
+    split's, in the same buckets; only the shifted feature raises an alarm."""
+    options = ("--feature", "bmi", "--output", tmp_path / "demo")
+    output = run("pr2prod", "monitor-demo", *options, cwd=reproduced_regression_project).stdout
+
+    assert "unshifted traffic: 🟢 no drift; drifted: nothing" in output
+    assert "🔴 drift; drifted: bmi" in output
+    for window in ("clean", "shifted"):
+        report = json.loads((tmp_path / "demo" / window / "drift.json").read_text())
+        (version,) = report["versions"]
+        (value,) = [f for f in version["findings"] if f["name"] == "predicted value"]
+        assert value["kind"] == "prediction" and value["rows"] == version["rows"] == 400
+        assert value["p_value"] is not None  # tested, not "not enough data"
+        assert len(value["reference"]) == 10 and sum(value["reference"].values()) == 111

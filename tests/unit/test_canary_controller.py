@@ -18,6 +18,7 @@ from pr2prod.deploy.controller import Controller
 from pr2prod.deploy.history import History
 from pr2prod.deploy.observations import Snapshot
 from pr2prod.deploy.target import Deployed, Role
+from pr2prod.errors import Pr2prodError
 from pr2prod.settings import CanarySettings
 
 REQUESTS = 100  # per version and window
@@ -225,3 +226,36 @@ def test_abort_stops_a_canary_its_saved_rollout_does_not_know(
     [decision] = History(tmp_path / "history.jsonl").decisions()
     assert (decision.release, decision.decision) == ("r2", "rolled-back")
     assert not (tmp_path / "rollout.json").exists()
+
+
+def test_a_trial_judges_the_running_canary_and_leaves_both_versions_running(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = MemoryTarget("v1")
+    target.start_canary("v2")
+    # Setting the weight back to 0 counts as a window for the script: an empty one.
+    metrics = ScriptedMetrics(target, [FAST, FAST, [], SLOW_TAIL, SLOW_TAIL])
+    controller = make_controller(tmp_path, metrics, monkeypatch)
+
+    first, second = controller.trial("v2"), controller.trial("v2")
+
+    assert first.promoted and [w.outcome for w in first.windows] == ["pass", "pass"]
+    assert not second.promoted and second.problem.endswith("(second window in a row)")
+    # Each trial ends with the canary out of traffic; nothing is recorded or promoted.
+    assert target.weights == [25, 50, 0, 25, 25, 0]
+    assert {role: d.release for role, d in target.running().items()} == {
+        "stable": "v1",
+        "canary": "v2",
+    }
+    assert not (tmp_path / "history.jsonl").exists() and not (tmp_path / "rollout.json").exists()
+
+
+def test_a_trial_needs_the_release_running_as_the_canary(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = MemoryTarget("v1")
+    controller = make_controller(tmp_path, ScriptedMetrics(target, []), monkeypatch)
+
+    with pytest.raises(Pr2prodError, match="v2 is not the canary") as refused:
+        controller.trial("v2")
+    assert "start it next to stable" in refused.value.hint

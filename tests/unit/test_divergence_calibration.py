@@ -14,6 +14,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from canary_trials import replayed_window
 from conftest import FIXTURES
 from sklearn.model_selection import train_test_split
 
@@ -21,7 +22,6 @@ from pr2prod.data.validation import load_typed
 from pr2prod.deploy import calibration
 from pr2prod.deploy.analysis import analyse
 from pr2prod.deploy.calibration import Reference
-from pr2prod.deploy.observations import Snapshot, Window
 from pr2prod.model.estimator import make_estimator
 from pr2prod.model.pipeline import build_pipeline
 from pr2prod.schema import load_schema
@@ -59,30 +59,9 @@ def retrained() -> tuple[np.ndarray, list[np.ndarray]]:
     return answers(11, train, test), [answers(seed, train, test) for seed in range(12, 17)]
 
 
-def window(probabilities: np.ndarray) -> Window:
-    """What /metrics counts for a version that answered these rows, one per request."""
-    predicted = np.asarray(CLASSES)[probabilities.argmax(axis=1)]
-    return Window(
-        Snapshot(
-            requests_by_status={"200": float(len(probabilities))},
-            latency_buckets={0.01: float(len(probabilities)), math.inf: float(len(probabilities))},
-            predicted={name: float((predicted == name).sum()) for name in set(predicted)},
-            probability_buckets={
-                name: {bound: float((probabilities[:, c] <= bound).sum()) for bound in BOUNDS}
-                for c, name in enumerate(CLASSES)
-            },
-        )
-    )
-
-
 def live(stable: np.ndarray, canary: np.ndarray, sizes: tuple[int, int], seed: int):
     """One window of traffic replaying the held-out rows, split between the two versions."""
-    rng = np.random.default_rng(seed)
-    rows = len(stable)
-    return (
-        window(stable[rng.integers(0, rows, sizes[0])]),
-        window(canary[rng.integers(0, rows, sizes[1])]),
-    )
+    return replayed_window(stable, canary, sizes, CLASSES, seed)
 
 
 def flattened(probabilities: np.ndarray) -> np.ndarray:

@@ -72,6 +72,19 @@ class Rollout:
         return cls(**{**data, "windows": windows})
 
 
+@dataclass(frozen=True)
+class Trial:
+    """What a rollout of the running canary would decide, judged without acting on it."""
+
+    release: str
+    problem: str | None  # why it would be rolled back; None: it would be promoted
+    windows: tuple[WindowRecord, ...]
+
+    @property
+    def promoted(self) -> bool:
+        return self.problem is None
+
+
 def tail_breached_before(rollout: Rollout) -> bool:
     """Whether the last window judged was suspect (a first tail breach at this step).
 
@@ -178,6 +191,39 @@ class Controller:
             "stable's by more than a retrained model's"
         )
 
+    def trial(self, release: str) -> Trial:
+        """Judge the running canary `release` as a rollout would, without acting on it.
+
+        The checks before traffic, then every step's windows; then the canary goes back to
+        no traffic and both versions keep running, with nothing kept in the history or the
+        rollout state. Many trials against one pair of running versions tell how often the
+        analysis would roll back a canary, at a fraction of the cost of as many rollouts
+        (each of which starts a version, then promotes or stops one).
+        """
+        if self._load() is not None:
+            raise Pr2prodError(
+                "a rollout is in progress", hint="re-run `make deploy` to finish or roll it back"
+            )
+        running = self.target.running()
+        stable, canary = running.get("stable"), running.get("canary")
+        if stable is None or canary is None or canary.release != release:
+            raise Pr2prodError(
+                f"a trial judges a canary already running: {release} is not the canary "
+                f"(running: {', '.join(f'{role} {d.release}' for role, d in running.items())})",
+                hint="start it next to stable first (the target's start_canary)",
+            )
+        rollout = Rollout(release, stable.release, None, None, time.time())
+        try:
+            problem = (
+                self._pre_traffic_problem(canary)
+                or self._reference_problem(stable, canary)
+                or self._judge_steps(rollout)
+            )
+        finally:
+            self.target.set_canary_weight(0, release)
+            self.state.delete()
+        return Trial(release, problem, tuple(rollout.windows))
+
     def _start(self, rollout: Rollout, announcement: str) -> Deployed:
         """Start the rollout's release with no traffic, saving the rollout first: a
         controller killed while the canary starts finds it on its next run."""
@@ -186,6 +232,14 @@ class Controller:
         return self.target.start_canary(rollout.release)
 
     def _step_through(self, rollout: Rollout) -> Decision:
+        problem = self._judge_steps(rollout)
+        if problem:
+            return self._roll_back(rollout, problem)
+        return self._promote(rollout, "promoted", "every step passed its analysis")
+
+    def _judge_steps(self, rollout: Rollout) -> str | None:
+        """Take the canary through the steps, judging a window at each: None when every
+        step passed, otherwise why the rollout must be rolled back."""
         # The last step (100%) is the promotion itself: with no traffic left on stable there
         # is nothing to compare the canary with, so every step before it must have passed.
         steps = [step for step in self.settings.steps if step < 100]
@@ -193,12 +247,12 @@ class Controller:
         while rollout.step < len(steps):
             if time.time() - rollout.started > self.settings.progress_deadline_seconds:
                 deadline = self.settings.progress_deadline_seconds
-                return self._roll_back(rollout, f"no decision within the {deadline:g} s deadline")
+                return f"no decision within the {deadline:g} s deadline"
             weight = steps[rollout.step]
             try:
                 self.target.set_canary_weight(weight, rollout.release)
             except Pr2prodError as error:  # e.g. the canary died between two windows
-                return self._roll_back(rollout, f"canary unreachable: {error}")
+                return f"canary unreachable: {error}"
             analysis, start = self._analyse_window(weight, since, tail_breached_before(rollout))
             window = WindowRecord.judged(rollout.step + 1, weight, analysis)
             rollout.windows.append(window)
@@ -214,23 +268,22 @@ class Controller:
             if outcome == "fail":
                 rollout.failures += 1
                 if rollout.failures >= self.settings.max_failures:
-                    return self._roll_back(rollout, "; ".join(window.reasons))
+                    return "; ".join(window.reasons)
             elif outcome == "inconclusive":
                 # Hold the step and keep counting from the same start: evidence adds up
                 # until there is enough to judge (e.g. a slow canary that gets few requests).
                 since = start
                 rollout.inconclusive_in_a_row += 1
                 if rollout.inconclusive_in_a_row > self.settings.max_inconclusive:
-                    return self._roll_back(
-                        rollout,
+                    return (
                         f"{rollout.inconclusive_in_a_row} inconclusive windows in a row: "
-                        "not enough traffic to judge the canary",
+                        "not enough traffic to judge the canary"
                     )
             elif outcome == "pass":
                 rollout.inconclusive_in_a_row = 0
                 rollout.step += 1
             self._save(rollout)
-        return self._promote(rollout, "promoted", "every step passed its analysis")
+        return None
 
     def _analyse_window(
         self, weight: int, since: Start | None, tail_breached_before: bool

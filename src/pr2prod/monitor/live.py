@@ -45,7 +45,8 @@ SERIES = (
 
 @dataclass
 class LiveCounts:
-    """One model version's counts: per feature and bin, per predicted class, per bucket."""
+    """One model version's counts: per feature and bin, per predicted class, per bucket
+    (a regressor's: per bucket of predicted values)."""
 
     features: dict[str, dict[str, float]] = field(default_factory=dict)
     predicted: dict[str, float] = field(default_factory=dict)
@@ -59,9 +60,7 @@ class LiveCounts:
     @property
     def rows(self) -> float:
         """Records predicted (each record is counted once per feature and once here)."""
-        if self.values:  # a regressor: the histogram's +Inf bucket counts every value
-            return max(self.values.values())
-        return sum(self.predicted.values())
+        return sum(self.predicted.values()) + self.values.get(math.inf, 0.0)
 
     @property
     def labelled(self) -> float:
