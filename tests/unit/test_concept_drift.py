@@ -312,6 +312,9 @@ def test_a_regressors_id_carries_its_value_and_feedback_is_summed() -> None:
         (value_prediction_id("r1", 1.0), float("inf"), "finite number"),
         (value_prediction_id("r1", 1.0), True, "finite number"),
     ],
+    # Prediction ids end in a random part, so they cannot name the cases: every
+    # pytest-xdist worker must collect the same test ids.
+    ids=["class-id", "word-label", "infinite-label", "boolean-label"],
 )
 def test_a_regressors_feedback_is_checked(identifier: str, label: object, problem: str) -> None:
     with pytest.raises(FeedbackRefused, match=problem):
