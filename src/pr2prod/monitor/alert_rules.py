@@ -40,7 +40,7 @@ from typing import Any
 from scipy import stats
 
 from pr2prod.monitor.performance import confusion_matrix, confusion_metrics
-from pr2prod.serving.reference import Reference, ValueReference
+from pr2prod.serving.reference import PredictionReference, Reference, ValueReference
 from pr2prod.settings import GateRule, MonitorSettings, Thresholds
 
 # The predicted classes go through the same rules as the features, under this feature name.
@@ -90,7 +90,14 @@ def alert_rules(
         {"name": "pr2prod-drift", "rules": drift_rules(selector, window, monitor)},
     ]
     if floors:
-        classes = sorted({c for r in references.values() for c in r.predictions.classes})
+        classes = sorted(
+            {
+                label
+                for reference in references.values()
+                if isinstance(reference.predictions, PredictionReference)
+                for label in reference.predictions.classes
+            }
+        )
         rules = performance_rules(selector, label_window, classes, monitor)
         groups.append({"name": "pr2prod-performance", "rules": rules})
     groups.append({"name": "pr2prod-health", "rules": health_rules(selector, thresholds)})

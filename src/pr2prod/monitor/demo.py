@@ -56,7 +56,7 @@ READY_TIMEOUT_S = 120.0
 class DemoResult:
     clean: DriftReport
     shifted: DriftReport
-    relabelled: DriftReport | None  # None for a numeric target: feedback takes classes
+    relabelled: DriftReport | None  # None for a numeric target: no classes to change
     feature: str
     reports: Path
 
@@ -124,8 +124,8 @@ def held_out_check(
     relabelled: float = 0.0,
 ) -> DriftReport:
     """The held-out rows sent once each to the service at `url`, each prediction's true
-    label sent back (`labels`, else the rows' own; none for a numeric target), and the
-    monitor's report on them alone (what the service counted before is left out).
+    label (or value) sent back (`labels`, else the rows' own), and the monitor's report on
+    them alone (what the service counted before is left out).
 
     New rows, as live traffic is: the training rows would be judged against predictions
     the model made on rows it never saw, and look more certain than them. Each row is sent
@@ -133,12 +133,10 @@ def held_out_check(
     rate at any size, and a small sample only catches large drifts.
     """
     before = from_service(url)
-    sent = None if schema.target.is_numeric else (labels or rows.labels)
-    send(url, rows.records, sent)
-    what = f"the {len(rows.records)} held-out rows, sent once each"
-    if sent is not None:
-        changed = f", {relabelled:.0%} of them changed to another class" if relabelled else ""
-        what += f", their true labels sent back{changed}"
+    send(url, rows.records, labels or rows.labels)
+    changed = f", {relabelled:.0%} of them changed to another class" if relabelled else ""
+    what = f"the {len(rows.records)} held-out rows, sent once each, their true labels sent back"
+    what += changed
     monitor = replace(settings.monitor, min_rows=min(settings.monitor.min_rows, len(rows.records)))
     return judge(since(from_service(url), before), what, settings, out, monitor)
 
@@ -214,6 +212,7 @@ def since(after: dict[str, LiveCounts], before: dict[str, LiveCounts]) -> dict[s
             },
             values={le: n - then.values.get(le, 0.0) for le, n in now.values.items()},
             feedback={c: n - then.feedback.get(c, 0.0) for c, n in now.feedback.items()},
+            error_sums={k: n - then.error_sums.get(k, 0.0) for k, n in now.error_sums.items()},
         )
     return result
 

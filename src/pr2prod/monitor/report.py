@@ -20,7 +20,11 @@ from pr2prod.monitor.drift import (
     traffic_shares,
 )
 from pr2prod.monitor.live import LiveCounts
-from pr2prod.monitor.performance import PerformanceFinding, performance_findings
+from pr2prod.monitor.performance import (
+    PerformanceFinding,
+    error_findings,
+    performance_findings,
+)
 from pr2prod.serving.reference import Reference, ValueReference
 from pr2prod.settings import GateRule, MonitorSettings
 
@@ -76,19 +80,21 @@ def drift_report(
             continue
         reference = reference_for(version)
         compared = compare(reference, counts, version, shares[version], settings)
-        if isinstance(reference.predictions, ValueReference):
-            # Feedback is counted as classes: a regressor's live performance is not judged.
-            versions.append(compared)
-            continue
-        performance = performance_findings(
-            reference.predictions,
-            counts.feedback,
-            gate or {},
-            settings.alpha,
-            settings.min_rows,
-            resamples,
-            seed=0,  # the same counts give the same report
-        )
+        predictions = reference.predictions
+        if isinstance(predictions, ValueReference):
+            performance = error_findings(
+                predictions.errors, counts.error_sums, gate or {}, settings.alpha, settings.min_rows
+            )
+        else:
+            performance = performance_findings(
+                predictions,
+                counts.feedback,
+                gate or {},
+                settings.alpha,
+                settings.min_rows,
+                resamples,
+                seed=0,  # the same counts give the same report
+            )
         versions.append(replace(compared, performance=performance))
     return DriftReport(source, settings, versions)
 
