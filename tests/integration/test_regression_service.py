@@ -272,9 +272,8 @@ def test_a_bad_regressor_is_packaged_served_and_ready_with_its_fault(
     values = np.array([answer["predicted"] for answer in answers])
     if isinstance(wrapper, faults.ConstantValue):
         assert set(values.tolist()) == {spread.mean}
-    else:  # a shift under traffic is not there yet: this is the first request
-        shift = spread.std if wrapper.after == 0 else 0.0
-        assert np.abs(values - (offline + shift)).max() < 1e-5
+    else:
+        assert np.abs(values - (offline + spread.std)).max() < 1e-5
     # A wrapper is no pipeline the converter knows: it runs as a Python object.
     assert card["inference"]["runtime"] == "scikit-learn"
 
@@ -341,12 +340,18 @@ def test_the_drift_monitor_judges_a_regressors_predicted_values(
     options = ("--feature", "bmi", "--output", tmp_path / "demo")
     output = run("pr2prod", "monitor-demo", *options, cwd=reproduced_regression_project).stdout
 
-    assert "unshifted traffic: 🟢 no drift; drifted: nothing" in output
-    assert "🔴 drift; drifted: bmi" in output
+    lines = {line.split(": ")[1]: line for line in output.splitlines() if line.count(": ") >= 2}
+    assert "🟢 no drift (111 records; drifted: nothing" in lines["held-out rows"]
+    assert "🔴 drift" in lines["bmi shifted"] and "drifted: bmi" in lines["bmi shifted"]
+    findings = {}
     for window in ("clean", "shifted"):
         report = json.loads((tmp_path / "demo" / window / "drift.json").read_text())
         (version,) = report["versions"]
-        (value,) = [f for f in version["findings"] if f["name"] == "predicted value"]
-        assert value["kind"] == "prediction" and value["rows"] == version["rows"] == 400
-        assert value["p_value"] is not None  # tested, not "not enough data"
-        assert len(value["reference"]) == 10 and sum(value["reference"].values()) == 111
+        (findings[window],) = [f for f in version["findings"] if f["name"] == "predicted value"]
+        assert findings[window]["rows"] == version["rows"]
+        assert findings[window]["p_value"] is not None  # tested, not "not enough data"
+    clean = findings["clean"]
+    # The held-out rows are the test split the reference was made from: the very counts.
+    assert clean["live"] == clean["reference"] and sum(clean["reference"].values()) == 111
+    assert len(clean["reference"]) == 10 and clean["verdict"] == "no drift"
+    assert findings["shifted"]["rows"] == 400
