@@ -3,8 +3,9 @@
 The project is switched to the regression sample (data, schema.yaml and params.yaml only)
 and its bento serves as stable. A regressor retrained with another seed is promoted; one
 that answers a constant, or every value one standard deviation of the target too high
-(from the start, or only once traffic reaches it), is rolled back, and no client sees
-the canary fail.
+once traffic reaches it, is rolled back, and no client sees the canary fail. A regressor
+answering exactly as stable is judged ten times, as ten rollouts would judge it, and would
+be promoted every time.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 import joblib
 import pytest
 import yaml
+from canary_trials import assert_all_promoted, judge_without_the_latency_cap
 from conftest import QUICK_CANARY, free_port, run, set_canary_profile
 from test_canary_rollouts import (
     assert_no_client_saw_the_canary_fail,
@@ -74,18 +76,19 @@ def test_a_retrained_regressor_is_promoted_with_no_client_errors(deployment: Pat
     assert_no_client_saw_the_canary_fail(clients)
 
 
-# A regressor that answers as the genuine one until traffic reaches it (the calls before
-# traffic are faults.PRE_TRAFFIC_CALLS at most), then one standard deviation too high: only
+# The catalogue's constant regressor is rolled back before traffic, on the held-out rows;
+# the one shifted by a standard deviation from the start takes the same path (its offline
+# divergence is tests/unit/test_value_divergence.py's), so here it is shifted only once
+# traffic reaches it (the calls before traffic are faults.PRE_TRAFFIC_CALLS at most): only
 # the live windows can catch it.
-SHIFTED_UNDER_TRAFFIC = faults.BadRegressor(
-    lambda model, spread: faults.ShiftedValues(
-        model, spread.std, after=faults.PRE_TRAFFIC_CALLS + 10
-    ),
-    "diverge",
-)
 BAD_REGRESSORS = {
-    **faults.BAD_REGRESSORS,
-    "values shifted under traffic": SHIFTED_UNDER_TRAFFIC,
+    "one value for everything": faults.BAD_REGRESSORS["one value for everything"],
+    "values shifted under traffic": faults.BadRegressor(
+        lambda model, spread: faults.ShiftedValues(
+            model, spread.std, after=faults.PRE_TRAFFIC_CALLS + 10
+        ),
+        "diverge",
+    ),
 }
 
 
@@ -110,3 +113,21 @@ def test_a_bad_regressor_is_rolled_back_and_clients_see_no_errors(
     assert stable_release(deployment) == stable
     assert "canary" not in target(deployment).running()
     assert_no_client_saw_the_canary_fail(clients)
+
+
+def test_ten_judgements_of_an_identical_regressor_all_promote(
+    deployment: Path, genuine_model
+) -> None:
+    """No false rollbacks on predicted values: of two releases of the genuine model, one
+    serves as stable and the other is started once as the canary and judged ten times under
+    client traffic, as a rollout would judge it (tests/canary_trials.py)."""
+    stable, release = (
+        release_of(deployment, faults.Identical(genuine_model, nonce=nonce)) for nonce in (10, 11)
+    )
+    trials = judge_without_the_latency_cap(deployment, stable, release)
+
+    assert_all_promoted(trials)
+    judged = [window.figures for trial in trials for window in trial.trial.windows]
+    assert judged and all(figures["value_divergence"] is not None for figures in judged)
+    for trial in trials:
+        assert_no_client_saw_the_canary_fail(trial.clients)

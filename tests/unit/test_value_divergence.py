@@ -11,6 +11,7 @@ predictor, or one shifted by a standard deviation (before traffic or only under 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -22,7 +23,7 @@ from pr2prod.deploy import calibration
 from pr2prod.deploy.analysis import analyse
 from pr2prod.deploy.calibration import ValueReference
 from pr2prod.deploy.divergence import regrid, value_divergence
-from pr2prod.deploy.history import WindowRecord, windows_table
+from pr2prod.deploy.history import Decision, History, WindowRecord, windows_table
 from pr2prod.deploy.observations import Snapshot, Window, parse_metrics
 from pr2prod.model.estimator import make_estimator
 from pr2prod.model.pipeline import build_pipeline
@@ -229,11 +230,17 @@ def test_without_a_reference_the_fixed_limit_holds_values_too(retrained) -> None
     )
 
 
-def test_a_passing_regressor_window_names_its_value_divergence(retrained) -> None:
+def test_a_passing_regressor_window_names_its_value_divergence(retrained, tmp_path: Path) -> None:
     stable, (canary, *_) = retrained
     reference = ValueReference(stable, canary)
     windows = live(stable, canary, (100, 100), 0, own_bounds(canary))
     result = analyse(*windows, DEFAULTS, MIN_REQUESTS, reference=reference)
     assert result.outcome == "pass" and "divergence values 0." in result.reasons[0]
-    table = windows_table([WindowRecord.judged(1, 10, result)])
+    window = WindowRecord.judged(1, 10, result)
+    table = windows_table([window])
     assert "value JS" in table and "probability JS" not in table
+    # The deployment history's table shows it as the decision's prediction divergence.
+    history = History(tmp_path / "history.jsonl")
+    history.append(Decision("v2", "promoted", "every step passed", "v1", windows=(window,)))
+    value = f"{result.figures['value_divergence']:.3f}"
+    assert "prediction JS" in history.table() and f" {value} " in history.table()

@@ -182,13 +182,15 @@ class History:
                     len(d.windows),
                     _figure(last, "canary_error_rate", "{:.1%}"),
                     _figure(last, "canary_p99_ms", "{:.0f} ms"),
-                    _figure(last, "class_divergence", "{:.3f}"),
+                    # A classifier's predicted classes, or a regressor's predicted values.
+                    _figure(last, "class_divergence", "{:.3f}")
+                    or _figure(last, "value_divergence", "{:.3f}"),
                     d.reason,
                 ]
             )
         headers = [
             "time", "release", "model", "commit", "decision", "windows",
-            "canary 5xx", "canary p99", "class JS", "reason",
+            "canary 5xx", "canary p99", "prediction JS", "reason",
         ]  # fmt: skip
         return tabulate(rows, headers=headers) if rows else "no deployments yet"
 
