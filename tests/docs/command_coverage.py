@@ -64,7 +64,7 @@ _SWEEP = (
 ELSEWHERE: dict[str, str] = {
     "make sweep": _SWEEP,
     "make sweep-report": _SWEEP,
-    "make promote EXP=sweep-01": _SWEEP,
+    "make promote EXP=sweep-1": _SWEEP,
     "make report BASE=main": _SWEEP,
     "make run": f"{_PIPELINE}::test_make_run_on_a_fresh_clone_goes_from_data_to_a_promoted_canary",
     "make validate": f"{_REPORT}::test_failed_validation_still_gives_a_report_that_fails",

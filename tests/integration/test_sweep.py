@@ -47,24 +47,24 @@ def test_a_sweep_gives_a_repeatable_table_and_its_best_run_is_promoted(project: 
     swept, markdown, table = sweep_and_tabulate(project)
 
     assert "sweep: 2 runs on top of" in swept and "2 at a time" in swept
-    assert "sweep-02 failed (train.hyperparameters.n_estimators=20, " in swept
+    assert "sweep-2 failed (train.hyperparameters.n_estimators=20, " in swept
     assert "The 'max_depth' parameter of RandomForestClassifier" in swept
     assert "finished in" in swept and "1 done, 1 failed" in swept
     rows = {row["name"]: row for row in json.loads(table)["rows"]}
-    assert rows["sweep-01"]["status"] == "done" and rows["sweep-01"]["best"]
-    assert rows["sweep-01"]["params"] == {
+    assert rows["sweep-1"]["status"] == "done" and rows["sweep-1"]["best"]
+    assert rows["sweep-1"]["params"] == {
         "train.hyperparameters.n_estimators": "20",
         "train.hyperparameters.max_depth": "4",
     }
     for name in ("accuracy", "f1", "roc_auc", "log_loss"):
-        cell = rows["sweep-01"]["metrics"][name]
+        cell = rows["sweep-1"]["metrics"][name]
         low, high = cell["interval"]
         assert low <= cell["delta"] <= high
-    assert rows["sweep-01"]["gate_passed"] is True
-    assert rows["sweep-02"]["status"] == "failed"
-    assert any("max_depth" in line for line in rows["sweep-02"]["log_tail"])
-    assert "| **sweep-01** 🏆 | 20 | 4 |" in markdown
-    assert "| sweep-02 | 20 | 0 |" in markdown and "⚠️ failed" in markdown
+    assert rows["sweep-1"]["gate_passed"] is True
+    assert rows["sweep-2"]["status"] == "failed"
+    assert any("max_depth" in line for line in rows["sweep-2"]["log_tail"])
+    assert "| **sweep-1** 🏆 | 20 | 4 |" in markdown
+    assert "| sweep-2 | 20 | 0 |" in markdown and "⚠️ failed" in markdown
     assert "paired bootstrap over the same 114 test rows, 200 resamples" in markdown
 
     # The same sweep again: the earlier experiments are replaced, the table is the same.
@@ -72,7 +72,7 @@ def test_a_sweep_gives_a_repeatable_table_and_its_best_run_is_promoted(project: 
 
     assert (markdown_again, table_again) == (markdown, table)
 
-    promoted = run("make", "promote", "EXP=sweep-01", "VENV=", cwd=project).stdout
+    promoted = run("make", "promote", "EXP=sweep-1", "VENV=", cwd=project).stdout
     assert "not pushing the experiment: no DVC remote is configured" in promoted
     hyperparameters = yaml.safe_load((project / "params.yaml").read_text())["train"]
     assert hyperparameters["hyperparameters"]["n_estimators"] == 20
@@ -86,5 +86,5 @@ def test_a_sweep_gives_a_repeatable_table_and_its_best_run_is_promoted(project: 
     run("make", "report", "BASE=main", "VENV=", cwd=project)
     report = json.loads((project / "report" / "report.json").read_text())
     f1 = next(row for row in report["metrics"] if row["name"] == "f1")
-    assert f1["head"] == rows["sweep-01"]["metrics"]["f1"]["value"]
+    assert f1["head"] == rows["sweep-1"]["metrics"]["f1"]["value"]
     assert report["verdict"]["passed"] is True

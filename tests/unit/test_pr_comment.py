@@ -223,7 +223,7 @@ def test_a_missing_report_says_so_with_a_link_to_the_run(tmp_path: Path) -> None
     assert f"[its run]({run_url})" in body
 
 
-SWEEP = f"{SWEEP_MARKER}\n## Sweep: 9 runs, 9 done, 0 failed or missing; best: `sweep-05`\n"
+SWEEP = f"{SWEEP_MARKER}\n## Sweep: 9 runs, 9 done, 0 failed or missing; best: `sweep-5`\n"
 
 
 def test_the_sweep_joins_the_report_comment_as_its_own_section(

@@ -10,7 +10,13 @@ import pytest
 from conftest import REPO_ROOT
 
 from pr2prod.errors import Pr2prodError
-from pr2prod.experiments.grid import Run, check_runs_settings, expand_grid, override_value
+from pr2prod.experiments.grid import (
+    Run,
+    check_runs_settings,
+    expand_grid,
+    override_value,
+    queue_arguments,
+)
 from pr2prod.experiments.queue import check_repository, log_tail, progress, queue_states
 from pr2prod.experiments.render import table_json, table_markdown
 from pr2prod.experiments.results import RunRecord, read_experiments
@@ -50,7 +56,7 @@ def test_the_grid_is_every_combination_in_a_fixed_order_with_fixed_names() -> No
 
     runs = expand_grid(sweep)
 
-    assert [run.name for run in runs] == ["sweep-01", "sweep-02", "sweep-03", "sweep-04"]
+    assert [run.name for run in runs] == ["sweep-1", "sweep-2", "sweep-3", "sweep-4"]
     assert [dict(run.overrides) for run in runs] == [
         {"seed": 1, "train.hyperparameters.max_depth": 4},
         {"seed": 1, "train.hyperparameters.max_depth": None},
@@ -75,25 +81,28 @@ def test_ranges_include_both_ends_and_keep_decimal_steps_exact() -> None:
     assert len(expand_grid(sweep)) == 12
 
 
-def test_dvc_set_arguments_quote_text_and_add_keys_params_yaml_lacks() -> None:
-    run = Run(
-        "sweep-01",
-        (
-            ("train.hyperparameters.max_depth", None),
-            ("train.hyperparameters.criterion", "entropy"),
-            ("train.hyperparameters.bootstrap", False),
-        ),
+def test_one_dvc_call_queues_the_grid_quoting_text_and_adding_keys_params_yaml_lacks() -> None:
+    sweep = SweepSettings(
+        params={
+            "train.hyperparameters.max_depth": [None, 4],
+            "train.hyperparameters.criterion": ["entropy", "gini"],
+            "train.hyperparameters.bootstrap": [False],
+        }
     )
     params = {"train": {"hyperparameters": {"max_depth": 8}}}
 
-    assert run.set_arguments(params) == [
+    assert queue_arguments(expand_grid(sweep), params) == [
+        "--name",
+        "sweep",  # DVC names the four sweep-1 to sweep-4, in expand_grid's order
         "-S",
-        "train.hyperparameters.max_depth=null",
+        "train.hyperparameters.max_depth=null,4",
         "-S",
-        '+train.hyperparameters.criterion="entropy"',
+        '+train.hyperparameters.criterion="entropy","gini"',
         "-S",
         "+train.hyperparameters.bootstrap=false",
     ]
+    single = expand_grid(SweepSettings(params={"seed": [3]}))
+    assert queue_arguments(single, {"seed": 42}) == ["--name", "sweep-1", "-S", "seed=3"]
     assert [override_value(value) for value in (3, 0.25, "a b")] == ["3", "0.25", '"a b"']
 
 
@@ -117,7 +126,7 @@ def test_a_malformed_sweep_is_named(sweep: str, message: str) -> None:
 def test_a_run_that_would_write_invalid_settings_is_refused_before_any_run() -> None:
     runs = expand_grid(SweepSettings(params={"split.test_size": [0.2, 1.5]}))
 
-    with pytest.raises(Pr2prodError, match=r"sweep-02.*split.test_size must be between 0 and 1"):
+    with pytest.raises(Pr2prodError, match=r"sweep-2.*split.test_size must be between 0 and 1"):
         check_runs_settings(runs, TEMPLATE)
 
 
@@ -129,9 +138,9 @@ def test_without_a_declared_sweep_there_is_nothing_to_run() -> None:
 
 QUEUE_STATUS = """\
 Task     Name        Created    Status
-9c9e4d0  sweep-01    03:58 AM   Success
-4891b01  sweep-02    03:58 AM   Failed
-6b7b878  sweep-03    04:01 AM   Running
+9c9e4d0  sweep-1    03:58 AM   Success
+4891b01  sweep-2    03:58 AM   Failed
+6b7b878  sweep-3    04:01 AM   Running
 28b6e8d  other       04:01 AM   Queued
 
 Worker status: 1 active, 0 idle
@@ -140,12 +149,12 @@ Worker status: 1 active, 0 idle
 
 def test_the_queue_status_table_is_read_and_counted_for_the_sweeps_runs() -> None:
     states = queue_states(QUEUE_STATUS)
-    runs = [Run(f"sweep-0{index}", ()) for index in range(1, 5)]
+    runs = [Run(f"sweep-{index}", ()) for index in range(1, 5)]
 
     assert states == {
-        "sweep-01": "Success",
-        "sweep-02": "Failed",
-        "sweep-03": "Running",
+        "sweep-1": "Success",
+        "sweep-2": "Failed",
+        "sweep-3": "Running",
         "other": "Queued",
     }
     assert progress(runs, states).line() == "1 done, 1 running, 1 failed, 1 waiting"
@@ -181,17 +190,17 @@ def show_json(*experiments: dict) -> str:
 
 def test_experiments_are_read_for_their_baseline_only() -> None:
     text = show_json(
-        experiment("sweep-01", {"f1": 0.95, "per_class": {"a": {"f1": 0.9}}}),
-        experiment("sweep-02", None, error="Experiment run failed"),
+        experiment("sweep-1", {"f1": 0.95, "per_class": {"a": {"f1": 0.9}}}),
+        experiment("sweep-2", None, error="Experiment run failed"),
     )
 
     records = read_experiments(text, baseline="abc")
 
-    assert sorted(records) == ["sweep-01", "sweep-02"]
-    assert records["sweep-01"].status == "done"
-    assert records["sweep-01"].metrics == {"f1": 0.95, "per_class.a.f1": 0.9}
-    assert records["sweep-01"].params["train"]["hyperparameters"]["max_depth"] == 4
-    assert (records["sweep-02"].status, records["sweep-02"].error) == (
+    assert sorted(records) == ["sweep-1", "sweep-2"]
+    assert records["sweep-1"].status == "done"
+    assert records["sweep-1"].metrics == {"f1": 0.95, "per_class.a.f1": 0.9}
+    assert records["sweep-1"].params["train"]["hyperparameters"]["max_depth"] == 4
+    assert (records["sweep-2"].status, records["sweep-2"].error) == (
         "failed",
         "Experiment run failed",
     )
@@ -217,46 +226,45 @@ def table_for(records: dict[str, RunRecord]) -> tuple[str, dict]:
 
 def test_the_table_marks_the_best_passing_run_and_lists_failed_runs_with_their_log() -> None:
     records = {
-        "sweep-01": RunRecord("sweep-01", "done", "r1", metrics={**GOOD, "f1": 0.95}),
+        "sweep-1": RunRecord("sweep-1", "done", "r1", metrics={**GOOD, "f1": 0.95}),
         # The highest f1, but under the gate's accuracy floor: not the best.
-        "sweep-02": RunRecord(
-            "sweep-02", "done", "r2", metrics={**GOOD, "f1": 0.99, "accuracy": 0.8}
+        "sweep-2": RunRecord(
+            "sweep-2", "done", "r2", metrics={**GOOD, "f1": 0.99, "accuracy": 0.8}
         ),
-        "sweep-03": RunRecord("sweep-03", "done", "r3", metrics={**GOOD, "f1": 0.97}),
-        "sweep-04": RunRecord("sweep-04", "failed", "r4", error="Experiment run failed"),
+        "sweep-3": RunRecord("sweep-3", "done", "r3", metrics={**GOOD, "f1": 0.97}),
+        "sweep-4": RunRecord("sweep-4", "failed", "r4", error="Experiment run failed"),
     }
 
     markdown, body = table_for(records)
 
     assert markdown.startswith(SWEEP_MARKER)
-    assert "4 runs, 3 done, 1 failed or missing; best: `sweep-03`" in markdown
+    assert "4 runs, 3 done, 1 failed or missing; best: `sweep-3`" in markdown
     assert (
-        "| **sweep-03** 🏆 | 50 | null | 0.9600 | 0.9700 | 0.9900 | 0.1000 | ✅ passes |"
-        in markdown
+        "| **sweep-3** 🏆 | 50 | null | 0.9600 | 0.9700 | 0.9900 | 0.1000 | ✅ passes |" in markdown
     )
-    assert "| sweep-02 | 50 | 8 | 0.8000 |" in markdown and "❌ fails" in markdown
-    assert "- `sweep-02`: accuracy >= 0.9 (found 0.8000)" in markdown
-    assert "| sweep-04 | 100 | 4 |  |  |  |  | ⚠️ failed |" in markdown
-    assert "sweep-04: Traceback" in markdown and "ValueError: max_depth" in markdown
+    assert "| sweep-2 | 50 | 8 | 0.8000 |" in markdown and "❌ fails" in markdown
+    assert "- `sweep-2`: accuracy >= 0.9 (found 0.8000)" in markdown
+    assert "| sweep-4 | 100 | 4 |  |  |  |  | ⚠️ failed |" in markdown
+    assert "sweep-4: Traceback" in markdown and "ValueError: max_depth" in markdown
     rows = {row["name"]: row for row in body["rows"]}
-    assert [name for name, row in rows.items() if row["best"]] == ["sweep-03"]
-    assert rows["sweep-04"]["status"] == "failed"
-    assert rows["sweep-04"]["log_tail"] == ["sweep-04: Traceback", "ValueError: max_depth"]
+    assert [name for name, row in rows.items() if row["best"]] == ["sweep-3"]
+    assert rows["sweep-4"]["status"] == "failed"
+    assert rows["sweep-4"]["log_tail"] == ["sweep-4: Traceback", "ValueError: max_depth"]
 
 
 def test_a_run_missing_from_dvc_is_listed_as_not_run_and_the_table_is_repeatable() -> None:
-    records = {"sweep-01": RunRecord("sweep-01", "done", "r1", metrics=GOOD)}
+    records = {"sweep-1": RunRecord("sweep-1", "done", "r1", metrics=GOOD)}
 
     first, second = table_for(records), table_for(records)
 
     assert first == second
-    assert "| sweep-02 | 50 | 8 |  |  |  |  | ⚠️ not run |" in first[0]
+    assert "| sweep-2 | 50 | 8 |  |  |  |  | ⚠️ not run |" in first[0]
     assert "no experiment of this name on this commit: run `make sweep`" in first[0]
 
 
 def test_no_run_is_best_when_none_passes_the_gate() -> None:
     failing = {**GOOD, "roc_auc": 0.5}
-    records = {name: RunRecord(name, "done", name, metrics=failing) for name in ("sweep-01",)}
+    records = {name: RunRecord(name, "done", name, metrics=failing) for name in ("sweep-1",)}
 
     markdown, body = table_for(records)
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from conftest import FIXTURES, run
 from integration.test_image import HOST_CA_BUNDLE, debian_base, podman, podman_ready
-from test_pr_workflow_act import STUBS, failed_steps, run_act, sha
+from test_pr_workflow_act import STUBS, failed_steps, restored_dvc_cache, run_act, sha
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(1800)]
 __all__ = ["debian_base", "podman_ready"]  # fixtures this module uses, defined with the image's
@@ -62,7 +62,12 @@ def test_the_build_job_builds_smoke_tests_and_pushes_the_image_by_digest(
             workflow=WORKFLOW,
             event_name="push",
             job="build",
-            options=(*options, "--secret", "GITHUB_TOKEN=token-for-the-push"),
+            options=(
+                *options,
+                *("--secret", "GITHUB_TOKEN=token-for-the-push"),
+                # A merge's run finds the DVC cache its pull request's run saved.
+                *restored_dvc_cache(project, work),
+            ),
         )
 
         assert act.returncode == 0, act.output[-6000:]

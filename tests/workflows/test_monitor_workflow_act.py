@@ -2,7 +2,8 @@
 
 act runs the workflow for a `workflow_dispatch` event on this machine (host mode), remote
 actions replaced by the stubs in tests/workflows/stubs/. Its `monitor` job stores the
-model (`make data bento`, no-ops in the reproduced project) and runs `make monitor` against
+model (`make data bento`: with the DVC cache restored, as a scheduled run finds it, the
+pipeline is checked out rather than run again) and runs `make monitor` against
 the Prometheus in the variable PROMETHEUS_URL; its `issue` job downloads that report and
 keeps the drift issue on a FakeGitHub served by the test. Two services, each scraped by
 its own Prometheus: one gets traffic with a feature shifted (drift: the issue is opened,
@@ -19,14 +20,12 @@ import pytest
 from conftest import run
 from github_fake import FakeGitHub
 from integration.test_monitor import SHIFT, scraping_prometheus, send, served_bento
-from test_pr_workflow_act import failed_steps, run_act
+from test_pr_workflow_act import failed_steps, restored_dvc_cache, run_act
 
 from pr2prod.data.records import split_records
 from pr2prod.schema import load_schema
 
-# Three runs of two jobs take about three minutes here: more than the suite can spend on
-# one workflow, so `make test` leaves it out; run it with `pytest -m long`.
-pytestmark = [pytest.mark.integration, pytest.mark.long]
+pytestmark = pytest.mark.integration
 
 WORKFLOW = Path(".github/workflows/monitor.yml")
 
@@ -53,6 +52,8 @@ def act_monitor(checkout: Path, work: Path, fake: FakeGitHub, prometheus: str) -
             *("--var", f"PROMETHEUS_URL={prometheus}"),
             *("--env", f"GITHUB_API_URL={fake.url}"),
             *("--secret", f"GITHUB_TOKEN={fake.token}"),
+            # A scheduled run finds the DVC cache main's pipeline saved.
+            *restored_dvc_cache(checkout, work),
         ),
     )
     assert act.returncode == 0, act.output[-6000:]

@@ -58,7 +58,7 @@ def report_artifact(artifacts: Path) -> None:
     (report / "pr-number").write_text(f"{PR}\n")
 
 
-SWEEP = "<!-- pr2prod:sweep -->\n## Sweep: 9 runs, 8 done, 1 failed or missing; best: `sweep-05`\n"
+SWEEP = "<!-- pr2prod:sweep -->\n## Sweep: 9 runs, 8 done, 1 failed or missing; best: `sweep-5`\n"
 
 
 def sweep_artifact(artifacts: Path) -> None:

@@ -239,6 +239,16 @@ def run_act(
     return ActRun(returncode, output, artifacts, act_cache, time.monotonic() - started)
 
 
+def restored_dvc_cache(project: Path, folder: Path) -> tuple[str, ...]:
+    """act options under which the actions/cache stub restores `project`'s DVC cache, as a
+    CI run finds the cache an earlier run of the same pipeline saved: stages whose inputs
+    are unchanged are checked out from DVC's run cache instead of run again."""
+    saved = folder / "saved-caches"
+    (saved / ".dvc").mkdir(parents=True)
+    (saved / ".dvc" / "cache").symlink_to(project / ".dvc" / "cache")
+    return ("--env", f"PR2PROD_TEST_CACHE={saved}")
+
+
 def move_main_on(upstream: Path) -> None:
     """A commit lands on main after the pull request's event: the base the event names
     is now older than `origin/main`, as when a run is re-run later."""

@@ -100,5 +100,5 @@ def test_a_labelled_pull_request_uploads_the_sweeps_table(
     markdown = (table / "sweep.md").read_text()
     assert markdown.startswith(SWEEP_MARKER)
     assert f"Compared with `{sha(project, 'main')}` ({sha(project, 'main')[:8]})" in markdown
-    assert "| **sweep-01** 🏆 |" in markdown
-    assert "| sweep-02 |" in markdown and "⚠️ failed" in markdown
+    assert "| **sweep-1** 🏆 |" in markdown
+    assert "| sweep-2 |" in markdown and "⚠️ failed" in markdown

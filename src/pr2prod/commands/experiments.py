@@ -82,7 +82,7 @@ def sweep_report(args: argparse.Namespace) -> int:
 @command(
     "promote",
     "apply one experiment of the sweep to the branch and commit it (pushed when remotes exist)",
-    arg("name", help="the experiment's name, as the sweep's table shows it (e.g. sweep-01)"),
+    arg("name", help="the experiment's name, as the sweep's table shows it (e.g. sweep-1)"),
 )
 def promote(args: argparse.Namespace) -> int:
     from pr2prod.experiments.promote import promote as promote_run

@@ -2,7 +2,9 @@
 
 Runs are numbered in a fixed order (the first parameter varies slowest), and each run's
 experiment name is its number: the same declaration always gives the same runs, with the
-same names, so a rerun replaces the earlier experiments and gives the same table.
+same names, so a rerun replaces the earlier experiments and gives the same table. Order
+and names are those DVC gives a grid queued in one call (`dvc exp run --queue --name
+sweep -S a=1,2 -S b=3,4` queues sweep-1 to sweep-4), which is how the sweep is queued.
 """
 
 from __future__ import annotations
@@ -28,24 +30,12 @@ class Run:
     name: str
     overrides: tuple[tuple[str, Any], ...]  # (dotted parameter name, value), in declared order
 
-    def set_arguments(self, params: dict[str, Any]) -> list[str]:
-        """`dvc exp run` arguments setting this run's parameters (`-S name=value` each).
-
-        `params` is params.yaml as parsed: DVC's override grammar adds a key params.yaml
-        does not have yet only when told to, with a leading `+`.
-        """
-        arguments: list[str] = []
-        for name, value in self.overrides:
-            add = "" if _has_key(params, name) else "+"
-            arguments += ["-S", f"{add}{name}={override_value(value)}"]
-        return arguments
-
     def describe(self) -> str:
         return ", ".join(f"{name}={shown(value)}" for name, value in self.overrides)
 
 
 def expand_grid(sweep: SweepSettings) -> list[Run]:
-    """Every combination of the declared values, named sweep-01, sweep-02, ..."""
+    """Every combination of the declared values, named sweep-1, sweep-2, ..."""
     values = sweep.values()
     if not values:
         raise Pr2prodError(
@@ -53,12 +43,29 @@ def expand_grid(sweep: SweepSettings) -> list[Run]:
             hint="list the parameters to sweep and their values under `sweep: params:` "
             "(docs/experiments.md)",
         )
-    combinations = list(itertools.product(*values.values()))
-    width = max(2, len(str(len(combinations))))
+    combinations = itertools.product(*values.values())
     return [
-        Run(f"{NAME_PREFIX}{index:0{width}d}", tuple(zip(values, combination, strict=True)))
+        Run(f"{NAME_PREFIX}{index}", tuple(zip(values, combination, strict=True)))
         for index, combination in enumerate(combinations, start=1)
     ]
+
+
+def queue_arguments(runs: list[Run], params: dict[str, Any]) -> list[str]:
+    """`dvc exp run --queue` arguments queueing every run of the grid in one call.
+
+    Each parameter is set once with all its values (`-S name=a,b,c`): DVC queues every
+    combination, the first parameter varying slowest, and names them `--name`-1, -2, ...,
+    as `expand_grid` does. A single run has no values to combine and takes its own name.
+    `params` is params.yaml as parsed: DVC's override grammar adds a key params.yaml does
+    not have yet only when told to, with a leading `+`.
+    """
+    arguments = ["--name", runs[0].name if len(runs) == 1 else NAME_PREFIX.rstrip("-")]
+    for position, (name, _) in enumerate(runs[0].overrides):
+        # Each value once, in the declared order (the runs repeat them, in that order).
+        values = dict.fromkeys(override_value(run.overrides[position][1]) for run in runs)
+        add = "" if _has_key(params, name) else "+"
+        arguments += ["-S", f"{add}{name}={','.join(values)}"]
+    return arguments
 
 
 def check_runs_settings(runs: list[Run], params_text: str) -> None:
