@@ -282,3 +282,7 @@ def test_alert_rules_for_the_built_model_pass_promtool(
     }
     schema = load_schema(reproduced_project / "schema.yaml")
     assert thresholds == {feature.name for feature in schema.features} | {"__predicted_class__"}
+    # params.yaml's gate has an accuracy rule: live accuracy on labelled predictions is watched.
+    assert [rule["alert"] for rule in rules if rule.get("alert") == "Pr2prodLivePerformance"]
+    (floor,) = [rule for rule in rules if rule.get("record") == "pr2prod:accuracy_floor"]
+    assert floor["expr"] == "vector(0.944912)"  # the test split's 0.964912, less 0.02
