@@ -23,6 +23,11 @@ own, which differs from the training rows by more than new, independent traffic 
 a window of 500 draws from them repeats each row four times; both detectors then alarm on
 "unshifted" traffic, correctly, since it does not come from the reference's population.
 
+The model's answers get rows of their own (bench.drift_answers): the shifted-probabilities
+model of the canary benchmark served as if stable (prediction drift), and labels that come
+back changed for part of one class, the inputs unchanged (concept drift; delays and rates
+count labelled predictions), each beside the genuine model on clean traffic.
+
 Delay is the records from the shift to the first alarm (an undetected run counts as
 never). False alarms are alarms per 10,000 clean records, the detector restarting after
 each. Prints a table; writes nothing.
@@ -42,6 +47,18 @@ import pandas as pd
 from scipy.spatial.distance import jensenshannon
 from scipy.stats import wasserstein_distance
 
+from bench.drift_answers import (
+    ACCURACY_DROP,
+    Answers,
+    accuracy_baseline_alarms,
+    first,
+    labelled_stream,
+    performance_alarms,
+    prediction_alarms,
+    prediction_baseline_alarms,
+    relabelling,
+    sequential_alarms,
+)
 from pr2prod import paths
 from pr2prod.data.validation import load_typed
 from pr2prod.monitor.drift import DRIFT, feature_finding, with_verdicts
@@ -155,23 +172,16 @@ def ours_alarms(
     data: Dataset, labels: dict[str, np.ndarray], records: int, first_only: bool = False
 ) -> list[int]:
     """The records at which our sequential monitor alarms (restarting after each alarm)."""
-    alarms, start = [], 0
-    for end in range(CHECK_EVERY, records + 1, CHECK_EVERY):
-        since = max(start, end - WINDOW)
-        if end - since < MIN_ROWS:
-            continue
+
+    def drifted(since: int, end: int) -> bool:
         findings = []
         for name, feature in data.reference.items():
-            window = labels[name][since:end]
-            found, counts = np.unique(window, return_counts=True)
+            found, counts = np.unique(labels[name][since:end], return_counts=True)
             live = dict(zip(found.tolist(), counts.astype(float).tolist(), strict=True))
             findings.append(feature_finding(name, feature, live, MIN_ROWS))
-        if any(f.verdict == DRIFT for f in with_verdicts(findings, ALPHA)):
-            alarms.append(end)
-            start = end
-            if first_only:
-                break
-    return alarms
+        return any(f.verdict == DRIFT for f in with_verdicts(findings, ALPHA))
+
+    return sequential_alarms(records, CHECK_EVERY, WINDOW, MIN_ROWS, drifted, first_only)
 
 
 def baseline_alarms(data: Dataset, frame: pd.DataFrame) -> list[int]:
@@ -267,7 +277,61 @@ def run(runs: int, seed: int, population: str) -> list[Row]:
             Row(name, "ours", [], ours_rate),
             Row(name, "Evidently-style", [], baseline_rate),
         ]
-    return rows
+    answers = Answers.load()
+    return rows + prediction_rows(answers, runs, seed) + concept_rows(answers, runs, seed)
+
+
+def prediction_rows(answers: Answers, runs: int, seed: int) -> list[Row]:
+    """The shifted-probabilities model served as if stable; the genuine one on clean traffic."""
+    ours, baseline = [], []
+    for run in range(runs):
+        rng = np.random.default_rng([seed, 100 + run])
+        served = answers.shifted[rng.integers(0, len(answers.shifted), HORIZON)]
+        found = prediction_alarms(answers, served, CHECK_EVERY, WINDOW, ALPHA, MIN_ROWS, True)
+        ours.append(first(found))
+        found = prediction_baseline_alarms(answers, served, BASELINE_WINDOW, BASELINE_THRESHOLD)
+        baseline.append(first(found))
+    rng = np.random.default_rng([seed, 998])
+    clean = answers.genuine[rng.integers(0, len(answers.genuine), CLEAN_RECORDS)]
+    ours_rate = len(prediction_alarms(answers, clean, CHECK_EVERY, WINDOW, ALPHA, MIN_ROWS))
+    baseline_rate = len(
+        prediction_baseline_alarms(answers, clean, BASELINE_WINDOW, BASELINE_THRESHOLD)
+    )
+    shifted, unshifted = "shifted-probabilities model", "genuine model (test rows)"
+    per = 10_000 / CLEAN_RECORDS
+    return [
+        Row(shifted, "ours", ours),
+        Row(shifted, "Evidently-style", baseline),
+        Row(unshifted, "ours", [], ours_rate * per),
+        Row(unshifted, "Evidently-style", [], baseline_rate * per),
+    ]
+
+
+def concept_rows(answers: Answers, runs: int, seed: int) -> list[Row]:
+    """Labels of one class changed (accuracy down ACCURACY_DROP), and correct labels; the
+    delays and rates count labelled predictions."""
+    chosen, share = relabelling(answers)
+    ours, baseline = [], []
+    for run in range(runs):
+        rng = np.random.default_rng([seed, 200 + run])
+        predicted, actual = labelled_stream(answers, HORIZON, rng, share)
+        ours.append(first(performance_alarms(answers, predicted, actual, CHECK_EVERY, ALPHA, True)))
+        baseline.append(first(accuracy_baseline_alarms(answers, predicted, actual, WINDOW)))
+    rng = np.random.default_rng([seed, 997])
+    predicted, actual = labelled_stream(answers, CLEAN_RECORDS, rng, 0.0)
+    ours_rate = len(performance_alarms(answers, predicted, actual, CHECK_EVERY, ALPHA))
+    baseline_rate = len(accuracy_baseline_alarms(answers, predicted, actual, WINDOW))
+    changed = (
+        f"accuracy -{ACCURACY_DROP * 100:.0f} points ({share:.0%} of "
+        f"{answers.classes[chosen]} labels changed)"
+    )
+    correct, per = "correct labels", 10_000 / CLEAN_RECORDS
+    return [
+        Row(changed, "ours", ours),
+        Row(changed, "fixed-window accuracy", baseline),
+        Row(correct, "ours", [], ours_rate * per),
+        Row(correct, "fixed-window accuracy", [], baseline_rate * per),
+    ]
 
 
 def table(rows: list[Row]) -> str:
@@ -294,7 +358,10 @@ def main() -> None:
         f"\nours: every {CHECK_EVERY} records, the last {WINDOW}, alpha {ALPHA} per check, "
         f"at least {MIN_ROWS} records; baseline: windows of {BASELINE_WINDOW}, score >= "
         f"{BASELINE_THRESHOLD}; shifted streams watched for {HORIZON} records, {args.runs} "
-        f"each; traffic from the {args.population} rows; {time.monotonic() - started:.0f} s"
+        f"each; traffic from the {args.population} rows. Answers: the test rows resampled; "
+        "live performance judged on every label since the stream began, every "
+        f"{CHECK_EVERY} labels, at least monitor.min_rows; fixed-window accuracy: windows of "
+        f"{WINDOW} labels. {time.monotonic() - started:.0f} s"
     )
 
 

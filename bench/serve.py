@@ -275,10 +275,14 @@ def model_bundle(bento_tag: str) -> ModelBundle:
     return ModelBundle.load(Path(bentoml.models.get(model_tag).path))
 
 
-def measure_in_process(runner: Runner, batches: list[list[dict]], duration_s: float) -> Measurement:
-    """The model called as service.predict calls it: records in, probabilities out."""
+def measure_in_process(
+    runner: Runner, batches: list[list[dict]], duration_s: float, numeric: bool = False
+) -> Measurement:
+    """The model called as service.predict calls it: records in, probabilities out (values
+    out, for a `numeric` target)."""
+    predict = runner.values if numeric else runner.probabilities
     for batch in batches[:20]:  # warm-up
-        runner.probabilities(batch)
+        predict(batch)
     latencies = []
     with collector_paused():
         cpu_start = time.process_time()
@@ -288,7 +292,7 @@ def measure_in_process(runner: Runner, batches: list[list[dict]], duration_s: fl
             began = time.perf_counter()
             if began >= deadline:
                 break
-            runner.probabilities(batch)
+            predict(batch)
             latencies.append(time.perf_counter() - began)
         elapsed = time.perf_counter() - start
     cpu_s = time.process_time() - cpu_start
@@ -502,7 +506,8 @@ def run_serve_benchmark(
     # In process first, with no server running, so that nothing else competes for the CPU.
     for (mode, runner), size in itertools.product(runners.items(), RECORDS_PER_REQUEST):
         print(f"bench-serve: {mode} ({runner.runtime}), {size} records per call ...", flush=True)
-        measurement = measure_in_process(runner, batches[size], duration_s)
+        numeric = bundle.schema.target.is_numeric
+        measurement = measure_in_process(runner, batches[size], duration_s, numeric)
         measured.append(summarise(mode, size, 1, measurement))
     print("bench-serve: counting inputs for drift monitoring, in process ...", flush=True)
     counting = input_counting_cost(bundle, out.parent / "bench-serve-metrics")

@@ -35,6 +35,9 @@ RECIPES: dict[str, list[tuple[str, str]]] = {
         ("docs/dvc-remotes.md", "dvc remote modify --local store access_key_id '<key id>'"),
     ],
     "test_renaming_everything_at_once": [("docs/renaming.md", "git mv src/pr2prod src/churn")],
+    "test_switching_to_the_regression_sample_then_make_run": [
+        ("docs/regression.md", "git switch -c predict-progression")
+    ],
     "test_keeping_per_row_files_out_of_git": [
         (
             "docs/privacy.md",

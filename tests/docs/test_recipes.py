@@ -10,7 +10,14 @@ from pathlib import Path
 
 import pytest
 from command_coverage import RECIPES
-from conftest import copy_project, run, use_fixture_data
+from conftest import (
+    QUICK_CANARY,
+    assert_rehearsed_and_stopped,
+    copy_project,
+    run,
+    set_canary_profile,
+    use_fixture_data,
+)
 from doc_pages import find_block
 from shell import failure_message, run_documented
 
@@ -34,6 +41,28 @@ def test_adapting_to_your_data(project: Path) -> None:
     assert metrics["test_rows"] == 100 and set(metrics["per_class"]) == {"no", "yes"}
     assert run("git", "status", "--porcelain", cwd=project).stdout == ""  # all recorded
     assert run("git", "log", "-1", "--format=%s", cwd=project).stdout == "Train on our data\n"
+
+
+def test_switching_to_the_regression_sample_then_make_run(tmp_path: Path) -> None:
+    """docs/regression.md's switch (data, schema.yaml and params.yaml only), then `make run`
+    through: the pipeline, a report against the classifier base that says the task changed,
+    the bento, and a rehearsed canary (the regressor retrained with the next seed as
+    stable) promoted on the predicted values' divergence."""
+    project = copy_project(tmp_path / "clone")
+    run_recipe("test_switching_to_the_regression_sample_then_make_run", project)
+    set_canary_profile(project, QUICK_CANARY)
+
+    result = run("make", "run", "VENV=", cwd=project)
+
+    metrics = json.loads((project / "results" / "metrics.json").read_text())
+    assert {"rmse", "mae", "r2"} <= set(metrics) and metrics["test_rows"] == 111
+    report = (project / "report" / "report.md").read_text()
+    assert "The task changed (the target changed: diagnosis" in report
+    assert "held-out rows the canary's predictions diverge from stable's by" in result.stdout
+    assert "(values)" in result.stdout
+    assert_rehearsed_and_stopped(project, result.stdout, divergence="value JS")
+    changed = run("git", "status", "--porcelain", "--", "src", "dvc.yaml", cwd=project).stdout
+    assert changed == ""  # no code or pipeline change was needed
 
 
 def test_filling_an_empty_remote(tmp_path: Path) -> None:

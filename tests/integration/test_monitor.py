@@ -201,13 +201,15 @@ def test_the_demo_alarms_only_on_the_shifted_feature_and_stops_its_service(
     output = run("pr2prod", "monitor-demo", *options, cwd=reproduced_project).stdout
 
     lines = {line.split(": ")[1]: line for line in output.splitlines() if line.count(": ") >= 2}
-    clean = lines["unshifted, labelled"]
-    assert "🟢 no drift (400 records; drifted: nothing; 400 labelled" in clean
+    # The held-out rows, once each with their true labels: as evaluated, to the digit.
+    clean = lines["held-out rows, labelled"]
+    assert "🟢 no drift (114 records; drifted: nothing; 114 labelled" in clean
+    assert "live accuracy 0.965 (test 0.965)" in clean
     shifted = lines[f"{SHIFTED} shifted"]
     assert "🔴 drift" in shifted and f"drifted: {SHIFTED}" in shifted
     assert "live" not in shifted  # no label came back for the shifted traffic
     changed = lines["labels changed"]
-    assert "🔴 drift (400 records; drifted: live accuracy" in changed
+    assert "🔴 drift (114 records; drifted: live accuracy" in changed
     assert (tmp_path / "demo" / "shifted" / "drift.md").is_file()
     assert (tmp_path / "demo" / "relabelled" / "drift.md").is_file()
     leftovers = [

@@ -48,8 +48,8 @@ def test_make_run_on_a_fresh_clone_goes_from_data_to_a_promoted_canary(tmp_path:
     # "already stored" when an earlier test stored the same model in the shared model store.
     assert re.search(r"bento: model pr2prod-model:\w+ (already )?stored; bento", result.stdout)
     assert_rehearsed_and_stopped(project, result.stdout)
-    # Training rows with their true labels, sent to the deployed version: nothing drifted.
-    checked = r"monitoring:\s+🟢 no drift \(300 records; drifted: nothing; 300 labelled, live"
+    # The held-out rows with their true labels, sent to the deployed version: as evaluated.
+    checked = r"monitoring:\s+🟢 no drift \(114 records; drifted: nothing; 114 labelled, live"
     assert re.search(checked, result.stdout), result.stdout
     assert (project / "build" / "monitor" / "run" / "drift.md").is_file()
     again = run("dvc", "repro", cwd=project)

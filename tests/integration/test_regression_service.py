@@ -34,9 +34,12 @@ from pr2prod.deploy.checks import golden_rows_answered
 from pr2prod.deploy.local import export_bento
 from pr2prod.deploy.observations import parse_metrics, parse_samples
 from pr2prod.deploy.releases import release_of_model
+from pr2prod.monitor.demo import LabelledRows, held_out_check
+from pr2prod.monitor.report import version_summary
 from pr2prod.schema import load_schema
 from pr2prod.serving.reference import REFERENCE_FILE, Reference, ValueReference
 from pr2prod.serving.telemetry import PREDICTED_VALUE
+from pr2prod.settings import load_settings
 
 pytestmark = pytest.mark.integration
 
@@ -104,7 +107,7 @@ def test_served_values_equal_the_offline_evaluation(
     served = response.json()
     assert len(served) == len(offline) == 111
     for answer, expected in zip(served, offline["predicted"], strict=True):
-        assert set(answer) == {"predicted", "model_version"}
+        assert set(answer) == {"predicted", "model_version", "prediction_id"}
         assert isinstance(answer["predicted"], float)
         # predictions.csv keeps six decimals; the service answers every digit.
         assert answer["predicted"] == pytest.approx(expected, abs=5e-7)
@@ -269,7 +272,81 @@ def test_a_bad_regressor_is_packaged_served_and_ready_with_its_fault(
     values = np.array([answer["predicted"] for answer in answers])
     if isinstance(wrapper, faults.ConstantValue):
         assert set(values.tolist()) == {spread.mean}
-    else:
-        assert np.abs(values - (offline + spread.std)).max() < 1e-5
+    else:  # a shift under traffic is not there yet: this is the first request
+        shift = spread.std if wrapper.after == 0 else 0.0
+        assert np.abs(values - (offline + shift)).max() < 1e-5
     # A wrapper is no pipeline the converter knows: it runs as a Python object.
     assert card["inference"]["runtime"] == "scikit-learn"
+
+
+def test_true_values_sent_back_give_the_test_splits_errors_live(
+    client: httpx.Client,
+    regressor: Server,
+    test_records: list[dict[str, Any]],
+    reproduced_regression_project: Path,
+    tmp_path: Path,
+) -> None:
+    """Every held-out row predicted and its true value sent back by prediction id: the
+    monitor's live MAE and RMSE are the offline evaluation's."""
+    answers = client.post("/predict", json={"records": test_records}).json()
+    truth = pd.read_csv(reproduced_regression_project / "artifacts/split/test.csv")["progression"]
+    feedback = [
+        {"prediction_id": answer["prediction_id"], "label": float(value)}
+        for answer, value in zip(answers, truth, strict=True)
+    ]
+    assert client.post("/feedback", json={"feedback": feedback}).json() == {"accepted": 111}
+    wrong = [{"prediction_id": answers[0]["prediction_id"], "label": "x"}]
+    refused = client.post("/feedback", json={"feedback": wrong})
+    assert refused.status_code == 400 and "must be a number" in refused.json()["error"]
+
+    options = ("--url", regressor.url, "--output", tmp_path)
+    run("pr2prod", "monitor", *options, cwd=reproduced_regression_project)
+
+    report = json.loads((tmp_path / "drift.json").read_text())
+    performance = {f["metric"]: f for v in report["versions"] for f in v["performance"]}
+    offline = json.loads((reproduced_regression_project / "results/metrics.json").read_text())
+    assert set(performance) == {"mae", "rmse"}
+    for name, finding in performance.items():
+        # The same rows: live equals test (the service rounds nothing; metrics.json keeps 6).
+        assert finding["live_value"] == pytest.approx(offline[name], abs=1e-5), name
+        assert finding["test_value"] == pytest.approx(offline[name], abs=1e-5), name
+        assert finding["labelled"] == 111
+
+
+def test_make_runs_monitoring_check_judges_a_regressor_too(
+    regressor: Server,
+    reproduced_regression_project: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The check `make run` ends with: the held-out rows and their true values, judged."""
+    monkeypatch.chdir(reproduced_regression_project)
+    schema = load_schema(Path("schema.yaml"))
+    rows = LabelledRows.of_split(Path("artifacts/split/test.csv"), schema)
+
+    report = held_out_check(regressor.url, rows, schema, load_settings(), tmp_path)
+
+    (version,) = report.versions
+    summary = version_summary(version)
+    assert summary.startswith("🟢 no drift (111 records; drifted: nothing; 111 labelled"), summary
+    assert {f.metric for f in version.performance} == {"mae", "rmse"}
+    assert any(f.name == "predicted value" and f.verdict == "no drift" for f in version.findings)
+
+
+def test_the_drift_monitor_judges_a_regressors_predicted_values(
+    regression_bento_tag: str, reproduced_regression_project: Path, tmp_path: Path
+) -> None:
+    """The monitor demo on the regressor: its predicted values are tested against the test
+    split's, in the same buckets; only the shifted feature raises an alarm."""
+    options = ("--feature", "bmi", "--output", tmp_path / "demo")
+    output = run("pr2prod", "monitor-demo", *options, cwd=reproduced_regression_project).stdout
+
+    assert "unshifted traffic: 🟢 no drift; drifted: nothing" in output
+    assert "🔴 drift; drifted: bmi" in output
+    for window in ("clean", "shifted"):
+        report = json.loads((tmp_path / "demo" / window / "drift.json").read_text())
+        (version,) = report["versions"]
+        (value,) = [f for f in version["findings"] if f["name"] == "predicted value"]
+        assert value["kind"] == "prediction" and value["rows"] == version["rows"] == 400
+        assert value["p_value"] is not None  # tested, not "not enough data"
+        assert len(value["reference"]) == 10 and sum(value["reference"].values()) == 111

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -250,9 +251,16 @@ def test_a_regression_pull_request_compares_errors_with_intervals_and_gates_them
     for name in ("rmse", "mae", "median_absolute_error", "r2", "mape"):
         row = next(row for row in body["metrics"] if row["name"] == name)
         assert row["delta"] is not None and row["interval"] is not None, row
+        # The comment's table shows it: base, PR, change and the change's interval.
+        assert re.search(
+            rf"^\| {name} \|[^|]+\|[^|]+\|[^|]+\| \[[-+]\S+, [-+]\S+\] \|", markdown, re.M
+        )
     assert {rule["metric"] for rule in body["gate"]} >= {"rmse", "mae", "r2"}
+    gate = markdown.split("### Quality gate")[1].split("###")[0]
+    assert all(f"| {metric} | " in gate for metric in ("rmse", "mae", "r2"))
     for image in ("predicted.png", "residuals.png"):
         assert (project / "report" / "plots" / image).stat().st_size > 1000
+        assert f"(plots/{image})" in markdown.split("### Plots")[1]
 
     # A rule the PR's RMSE regression breaks: `make gate` fails, naming it.
     rmse = next(row for row in body["metrics"] if row["name"] == "rmse")

@@ -29,6 +29,7 @@ from pr2prod.serving.reference import (
     NumericReference,
     PredictionReference,
     Reference,
+    ValueReference,
 )
 from pr2prod.settings import GateRule, MonitorSettings, Thresholds
 
@@ -220,3 +221,26 @@ def test_the_statistic_on_clean_traffic_passes_its_threshold_at_most_alpha_of_th
         alarms += statistic > drift_threshold(len(bins), 1, alpha)
     # Binomial(1000, 0.1) stays below 0.13 but once in ~1,000 seeds; this one is fixed.
     assert alarms / runs < alpha + 0.03
+
+
+def test_a_regressors_rules_judge_its_features_and_leave_its_values_to_the_monitor() -> None:
+    regressor = Reference(
+        rows=REFERENCE.rows,
+        features=REFERENCE.features,
+        predictions=ValueReference(rows=100, value_bounds=(90.0, 150.0), values=(30, 40, 30)),
+    )
+    monitor = MonitorSettings()
+
+    rules = alert_rules({"r": regressor}, monitor, Thresholds(), 'job="x"', "1h", GATE)
+
+    (reference_group,) = [g for g in rules["groups"] if g["name"] == "pr2prod-reference"]
+    constants = reference_group["rules"]
+    judged = {rule["labels"]["feature"] for rule in constants}
+    assert judged == {"size", "colour"}  # no predicted-class finding, no accuracy floor
+    assert "pr2prod-performance" not in [group["name"] for group in rules["groups"]]
+    limits = [r for r in constants if r["record"] == "pr2prod:drift_threshold"]
+    assert [r["labels"]["feature"] for r in limits] == ["size", "colour"]
+    # Two findings, so each is held to alpha / 2.
+    assert float(limits[0]["expr"].removeprefix("vector(").removesuffix(")")) == pytest.approx(
+        drift_threshold(5, 2, monitor.alpha), rel=1e-4
+    )

@@ -20,7 +20,17 @@ from bench.drift import (
     traffic,
     unchanged,
 )
+from bench.drift_answers import (
+    Answers,
+    labelled_stream,
+    performance_alarms,
+    prediction_alarms,
+    prediction_counts,
+    relabelling,
+)
+from pr2prod.release.reference import prediction_reference
 from pr2prod.serving.reference import MISSING, UNSEEN
+from pr2prod.settings import load_settings
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -63,3 +73,62 @@ def test_the_baseline_scores_a_shift_by_its_normed_wasserstein_distance(mixed: D
     # A pure shift of 0.5 sd; 500 draws from a few hundred rows blur it by about 0.15.
     assert baseline_score(mixed, "debt_ratio", shifted["debt_ratio"]) > 0.3
     assert baseline_alarms(mixed, shifted) == [500]
+
+
+def synthetic_answers(rows: int = 200) -> Answers:
+    """A binary model's answers to `rows` held-out rows, right about nine times in ten."""
+    rng = np.random.default_rng(8)
+    actual = rng.integers(0, 2, rows)
+    positive = np.clip(np.where(actual == 0, 0.8, 0.2) + rng.normal(0, 0.15, rows), 0.01, 0.99)
+    genuine = np.column_stack([positive, 1 - positive])
+    squashed = genuine**0.3
+    classes = ["yes", "no"]
+    labels = np.array(classes)[actual]
+    reference = prediction_reference(genuine, classes, labels, "yes")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(REPO_ROOT)
+        settings = load_settings()
+    return Answers(
+        classes,
+        genuine,
+        squashed / squashed.sum(axis=1, keepdims=True),
+        actual,
+        reference,
+        settings,
+    )
+
+
+def test_answers_are_counted_as_the_service_counts_them() -> None:
+    answers = synthetic_answers()
+    live = prediction_counts(answers.genuine[:10], answers)
+
+    assert live.rows == 10
+    assert sum(live.probability_counts("yes").values()) == 10
+    assert live.predicted == {
+        label: float((answers.genuine[:10].argmax(axis=1) == i).sum())
+        for i, label in enumerate(answers.classes)
+    }
+
+
+def test_squashed_probabilities_alarm_and_the_genuine_answers_do_not() -> None:
+    answers = synthetic_answers()
+    rng = np.random.default_rng(1)
+    drawn = rng.integers(0, 200, 1000)
+
+    shifted = prediction_alarms(answers, answers.shifted[drawn], 50, 500, 0.004, 100, True)
+    assert shifted and shifted[0] <= 300
+    assert prediction_alarms(answers, answers.genuine[drawn], 50, 500, 0.004, 100) == []
+
+
+def test_changed_labels_alarm_on_live_performance_and_correct_ones_do_not() -> None:
+    answers = synthetic_answers()
+    _, share = relabelling(answers)
+    rng = np.random.default_rng(2)
+
+    predicted, actual = labelled_stream(answers, 1000, rng, share)
+    right_before = np.mean(answers.genuine.argmax(axis=1) == answers.actual)
+    assert np.mean(predicted == actual) == pytest.approx(right_before - 0.10, abs=0.04)
+    assert performance_alarms(answers, predicted, actual, 50, 0.004, True) != []
+
+    predicted, actual = labelled_stream(answers, 1000, rng, 0.0)
+    assert performance_alarms(answers, predicted, actual, 50, 0.004) == []

@@ -13,11 +13,13 @@ from pathlib import Path
 
 import pytest
 
+from pr2prod.deploy import calibration
 from pr2prod.deploy import controller as controller_module
 from pr2prod.deploy.controller import Controller
 from pr2prod.deploy.history import History
 from pr2prod.deploy.observations import Snapshot
 from pr2prod.deploy.target import Deployed, Role
+from pr2prod.deploy.tuning import how_to_tune
 from pr2prod.errors import Pr2prodError
 from pr2prod.settings import CanarySettings
 
@@ -259,3 +261,24 @@ def test_a_trial_needs_the_release_running_as_the_canary(
     with pytest.raises(Pr2prodError, match="v2 is not the canary") as refused:
         controller.trial("v2")
     assert "start it next to stable" in refused.value.hint
+
+
+def test_a_canary_for_another_task_is_rolled_back_before_any_record_is_sent(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A regressor cannot be a canary of a classifier: stable's clients would get answers of
+    another shape. The versions' GET /model says so before any held-out row is asked."""
+    target = MemoryTarget("v1")
+    metadata = {"http://stable": {"classes": ["a", "b"]}, "http://canary": {"classes": []}}
+    monkeypatch.setattr(calibration, "_metadata", lambda url, timeout: metadata[url])
+    monkeypatch.setattr(calibration, "_answers", lambda *args: pytest.fail("a record was sent"))
+    controller = make_controller(tmp_path, ScriptedMetrics(target, [FAST, FAST]), monkeypatch)
+    controller.reference_records = [{"x": 1.0}]
+
+    decision = controller.deploy("v2")
+
+    assert decision.decision == "rolled-back" and target.weights == [0]  # no traffic given
+    assert decision.reason.startswith(
+        "before any traffic: the canary predicts values where stable predicts classes (a, b)"
+    )
+    assert how_to_tune(decision.reason).startswith("no threshold")

@@ -11,21 +11,27 @@ import pytest
 
 from pr2prod.errors import Pr2prodError
 from pr2prod.model.metrics import classification_metrics
-from pr2prod.monitor.drift import DRIFT, NOT_ENOUGH_DATA
-from pr2prod.monitor.labels import labelled_predictions
+from pr2prod.monitor.drift import DRIFT, NO_DRIFT, NOT_ENOUGH_DATA
+from pr2prod.monitor.labels import confusion_counts, labelled_predictions
 from pr2prod.monitor.performance import (
     confusion_matrix,
     confusion_metrics,
+    error_figures,
+    error_findings,
     performance_findings,
 )
 from pr2prod.release.reference import prediction_reference
 from pr2prod.serving.feedback import (
+    ERROR_SUMS,
     MAX_OTHER_VERSIONS,
     FeedbackLog,
     FeedbackRefused,
     Judged,
+    error_sums,
     parse_feedback,
+    parse_prediction_id,
     prediction_id,
+    value_prediction_id,
 )
 from pr2prod.serving.reference import PredictionReference, Reference
 from pr2prod.settings import GateRule
@@ -248,14 +254,15 @@ def test_labels_files_give_confusion_counts_per_version_each_prediction_once(
     (tmp_path / "later.csv").write_text(f"prediction_id,label\n{wrong},malignant\n{twice},benign\n")
     (tmp_path / "notes.txt").write_text("not labels")
 
-    counted = labelled_predictions(tmp_path, classes_of)
+    counted = {
+        v: confusion_counts(j) for v, j in labelled_predictions(tmp_path, classes_of).items()
+    }
 
     # `twice` counts once, with the label of the later file (read in name order).
     assert counted == {"v": {("malignant", "malignant"): 1, ("malignant", "benign"): 1,
                              ("benign", "benign"): 1}}  # fmt: skip
-    assert labelled_predictions(tmp_path / "later.csv", classes_of) == {
-        "v": {("malignant", "benign"): 1, ("benign", "benign"): 1}
-    }
+    (only,) = labelled_predictions(tmp_path / "later.csv", classes_of).values()
+    assert confusion_counts(only) == {("malignant", "benign"): 1, ("benign", "benign"): 1}
 
 
 def test_bad_labels_files_name_every_bad_row_and_count_nothing(tmp_path: Path) -> None:
@@ -281,3 +288,61 @@ def test_bad_labels_files_name_every_bad_row_and_count_nothing(tmp_path: Path) -
         labelled_predictions(tmp_path, classes_of)
     with pytest.raises(Pr2prodError, match="does not exist"):
         labelled_predictions(tmp_path / "missing", classes_of)
+
+
+def test_a_regressors_id_carries_its_value_and_feedback_is_summed() -> None:
+    identifier = value_prediction_id("r1", 12.345678901234)
+
+    parsed = parse_prediction_id(identifier)
+    (judged,) = parse_feedback(feedback_body((identifier, "10.5")), [], 10, {"r1"})
+
+    assert parsed is not None and parsed.value == 12.345678901234
+    assert judged == Judged("r1", 12.345678901234, 10.5)
+    sums = error_sums([judged, Judged("r1", 1.0, 2.0)])
+    first = 12.345678901234 - 10.5
+    expected = (2, first + 1, first**2 + 1, first**4 + 1)
+    assert sums == pytest.approx(dict(zip(ERROR_SUMS, expected, strict=True)))
+
+
+@pytest.mark.parametrize(
+    ("identifier", "label", "problem"),
+    [
+        (prediction_id("r1", 0), 3.0, "names a class"),
+        (value_prediction_id("r1", 1.0), "tall", "must be a number"),
+        (value_prediction_id("r1", 1.0), float("inf"), "finite number"),
+        (value_prediction_id("r1", 1.0), True, "finite number"),
+    ],
+)
+def test_a_regressors_feedback_is_checked(identifier: str, label: object, problem: str) -> None:
+    with pytest.raises(FeedbackRefused, match=problem):
+        parse_feedback({"feedback": [{"prediction_id": identifier, "label": label}]}, [], 10, set())
+    with pytest.raises(FeedbackRefused, match="a regressor's"):
+        parse_feedback(feedback_body((value_prediction_id("v", 1.0), "benign")), CLASSES, 10, set())
+
+
+def errors_of(rng: np.random.Generator, rows: int, scale: float) -> dict[str, float]:
+    errors = np.abs(rng.normal(0, scale, rows))
+    sums = (rows, errors.sum(), (errors**2).sum(), (errors**4).sum())
+    return dict(zip(ERROR_SUMS, sums, strict=True))
+
+
+def test_a_regressors_live_errors_are_judged_by_the_gate() -> None:
+    gate = {
+        "mae": GateRule("lower", max=55, max_regression=3),
+        "rmse": GateRule("lower", max=70, max_regression=3),
+        "r2": GateRule("higher", min=0.3),  # needs the true values' spread: not compared live
+    }
+    rng = np.random.default_rng(4)
+    test = errors_of(rng, 90, 50.0)
+
+    same = error_findings(test, errors_of(rng, 400, 50.0), gate, 0.01, 200)
+    worse = error_findings(test, errors_of(rng, 400, 90.0), gate, 0.01, 200)
+    few = error_findings(test, errors_of(rng, 100, 70.0), gate, 0.01, 200)
+
+    assert {f.metric for f in same} == {"mae", "rmse"}
+    assert all(f.verdict == NO_DRIFT for f in same)
+    assert all(f.verdict == DRIFT for f in worse)
+    assert all(f.verdict == NOT_ENOUGH_DATA for f in few)
+    mae, _ = error_figures(test)["mae"]
+    assert mae == pytest.approx(test["absolute"] / 90)
+    assert error_findings({}, errors_of(rng, 400, 70.0), gate, 0.01, 200) == []

@@ -10,6 +10,7 @@ from github_fake import FakeGitHub, point_environment_at
 
 from pr2prod.cli import main
 from pr2prod.monitor.drift import DRIFT, NO_DRIFT, NOT_ENOUGH_DATA, Finding, VersionDrift
+from pr2prod.monitor.performance import PerformanceFinding
 from pr2prod.monitor.report import DriftReport, write_report
 from pr2prod.settings import MonitorSettings
 
@@ -97,3 +98,28 @@ def test_clean_traffic_with_no_issue_changes_nothing(fake: FakeGitHub, tmp_path:
 
 def test_without_a_report_it_says_to_run_the_monitor(tmp_path: Path) -> None:
     assert run_issue(tmp_path) == 2
+
+
+def test_live_performance_below_the_gate_opens_the_issue_naming_it(
+    fake: FakeGitHub, tmp_path: Path
+) -> None:
+    """Concept drift: the inputs look as always, the labelled predictions do not."""
+    clean = report_dir(tmp_path, NO_DRIFT)
+    below = PerformanceFinding(
+        metric="accuracy",
+        rule="live - test >= -0.02 and >= 0.9",
+        test_value=0.965,
+        live_value=0.8,
+        live_interval=(0.75, 0.85),
+        delta_bound=-0.09,
+        labelled=400,
+        verdict=DRIFT,
+    )
+    version = VersionDrift("abc123", 500, 1.0, [], [below])
+    write_report(DriftReport("a test", MonitorSettings(), [version]), clean)
+
+    assert run_issue(clean) == 0
+
+    (issue,) = fake.issues
+    assert issue["title"] == "Drift in production traffic: live accuracy"
+    assert "| 🔴 | accuracy | 0.965 | 0.800 |" in issue["body"]

@@ -200,22 +200,21 @@ def rehearse(args: argparse.Namespace) -> int:
 
 
 def monitoring_check(settings: Settings) -> Callable[[str], str]:
-    """make run's last look: labelled traffic through the deployed version, then the monitor."""
+    """make run's last look: the held-out rows and their labels through the deployed
+    version, then the monitor."""
 
     def check(url: str) -> str:
         import httpx
 
-        from pr2prod.monitor.demo import LabelledRows, labelled_check
+        from pr2prod.monitor.demo import LabelledRows, held_out_check
         from pr2prod.monitor.report import MARKDOWN, version_summary
         from pr2prod.schema import load_schema
 
         out = paths.MONITOR_DIR / "run"
         schema = load_schema(paths.SCHEMA)
-        if schema.target.is_numeric:
-            return "not checked: feedback takes classes, and this target is a number"
         try:
-            rows = LabelledRows.training(schema)
-            report = labelled_check(url, rows, settings, out)
+            rows = LabelledRows.of_split(paths.TEST_SPLIT, schema)
+            report = held_out_check(url, rows, schema, settings, out)
         except (Pr2prodError, httpx.HTTPError) as error:
             return f"the check failed: {error}"
         found = "; ".join(version_summary(version) for version in report.versions)

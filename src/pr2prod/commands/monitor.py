@@ -53,10 +53,11 @@ def monitor(args: argparse.Namespace) -> int:
     from pr2prod import environment
     from pr2prod.deploy.observations import PrometheusSource
     from pr2prod.monitor.drift import DRIFT
-    from pr2prod.monitor.labels import labelled_predictions
+    from pr2prod.monitor.labels import classes_of, confusion_counts, labelled_predictions
     from pr2prod.monitor.live import LiveCounts, from_prometheus, from_service
     from pr2prod.monitor.references import stored_reference
     from pr2prod.monitor.report import MARKS, drift_report, version_summary, write_report
+    from pr2prod.serving.feedback import error_sums
     from pr2prod.serving.reference import Reference
     from pr2prod.settings import load_settings
 
@@ -85,13 +86,16 @@ def monitor(args: argparse.Namespace) -> int:
         return given or stored_reference(version)
 
     if args.labels:
-        labelled = labelled_predictions(
-            args.labels, lambda version: list(reference_for(version).predictions.classes)
-        )
+        labelled = labelled_predictions(args.labels, lambda v: classes_of(reference_for(v)))
         for counts in live.values():
-            counts.feedback = {}  # the files hold the labels; the counters would count twice
-        for version, cells in labelled.items():
-            live.setdefault(version, LiveCounts()).feedback = cells
+            # The files hold the labels; the service's counters would count them twice.
+            counts.feedback, counts.error_sums = {}, {}
+        for version, judged in labelled.items():
+            counts = live.setdefault(version, LiveCounts())
+            if classes_of(reference_for(version)):
+                counts.feedback = confusion_counts(judged)
+            else:
+                counts.error_sums = error_sums(judged)
         source += f"; labels from {args.labels}"
     report = drift_report(
         live,
@@ -171,16 +175,13 @@ def monitor_demo(args: argparse.Namespace) -> int:
     schema = load_schema(paths.SCHEMA)
     feature = args.feature or schema.numeric_features[0]
     print(
-        f"monitor-demo: serving the bento; unshifted traffic with its true labels, then "
-        f"{feature} shifted, then labels that no longer match ..."
+        f"monitor-demo: serving the bento; the held-out rows with their true labels, then "
+        f"{feature} shifted, then the held-out rows with labels that no longer match ..."
     )
     result = run_demo(built_bento_tag(), schema, load_settings(), args.output, feature)
-    first = "unshifted, labelled" if result.relabelled is not None else "unshifted"
-    phases = [(first, result.clean), (f"{feature} shifted", result.shifted)]
-    if result.relabelled is not None:
+    phases = [("held-out rows, labelled", result.clean), (f"{feature} shifted", result.shifted)]
+    if result.relabelled is not None:  # a regressor has no classes to change
         phases.append(("labels changed", result.relabelled))
-    else:
-        print("monitor-demo: no labels sent back: feedback takes classes, this target is a number")
     for phase, report in phases:
         for version in report.versions:
             print(f"monitor-demo: {phase}: {version_summary(version)}")

@@ -315,32 +315,57 @@ def ask_reference(
     stable_url: str, canary_url: str, records: list[dict[str, Any]], timeout: float = 30.0
 ) -> Reference | ValueReference | None:
     """Both versions' answers for the same held-out records, asked of each version directly
-    (no client traffic). None when the versions predict different classes (or one predicts
-    classes, the other values): there is then nothing to compare a window with."""
+    (no client traffic). None when the versions predict different classes: there is then
+    nothing to compare a window with. TaskChanged when one predicts classes and the other
+    values (asked before any record is sent: their requests may differ too)."""
     records = records[:MAX_REFERENCE_ROWS]
     if not records:
         return None
-    answers = [_answers(url, records, timeout) for url in (stable_url, canary_url)]
-    (stable_classes, stable), (canary_classes, canary) = answers
+    metadata = [_metadata(url, timeout) for url in (stable_url, canary_url)]
+    stable_classes, canary_classes = (list(found.get("classes") or ()) for found in metadata)
+    if bool(stable_classes) != bool(canary_classes):
+        raise TaskChanged(_predicts(stable_classes), _predicts(canary_classes))
     if stable_classes != canary_classes:
         return None
+    stable, canary = (
+        _answers(url, found, records, timeout)
+        for url, found in zip((stable_url, canary_url), metadata, strict=True)
+    )
     if not stable_classes:
         return ValueReference(stable, canary)
     return Reference(tuple(stable_classes), stable, canary)
+
+
+def _metadata(url: str, timeout: float) -> dict[str, Any]:
+    """The version's GET /model: its classes (none for a regressor) and serving policy."""
+    return httpx.get(f"{url.rstrip('/')}/model", timeout=timeout).raise_for_status().json()
+
+
+class TaskChanged(Exception):
+    """One version predicts classes, the other values: their answers have other shapes."""
+
+    def __init__(self, stable: str, canary: str) -> None:
+        super().__init__(f"the canary predicts {canary} where stable predicts {stable}")
+        self.stable, self.canary = stable, canary
+
+
+def _predicts(classes: Sequence[str]) -> str:
+    return f"classes ({', '.join(classes)})" if classes else "values"
 
 
 # Where a regressor's answer holds its predicted value.
 VALUE_FIELD = "predicted"
 
 
-def _answers(url: str, records: list[dict[str, Any]], timeout: float) -> tuple[list[str], Any]:
-    """The version's classes (none for a regressor) and its answers: a row of probabilities
-    per record in class order, or a value per record."""
+def _answers(
+    url: str, metadata: dict[str, Any], records: list[dict[str, Any]], timeout: float
+) -> np.ndarray:
+    """The version's answers: a row of probabilities per record in class order, or a
+    regressor's value per record."""
+    classes = list(metadata.get("classes") or ())
+    chunk = int(metadata["policy"]["max_records"])
+    rows: list[Any] = []
     with httpx.Client(base_url=url, timeout=timeout) as client:
-        metadata = client.get("/model").raise_for_status().json()
-        classes = list(metadata.get("classes") or ())
-        chunk = int(metadata["policy"]["max_records"])
-        rows: list[Any] = []
         for start in range(0, len(records), chunk):
             response = client.post("/predict", json={"records": records[start : start + chunk]})
             response.raise_for_status()
@@ -350,4 +375,4 @@ def _answers(url: str, records: list[dict[str, Any]], timeout: float) -> tuple[l
                 else answer[VALUE_FIELD]
                 for answer in response.json()
             ]
-    return classes, np.asarray(rows, dtype=float)
+    return np.asarray(rows, dtype=float)

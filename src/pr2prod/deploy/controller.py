@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 
 from pr2prod.deploy.analysis import Analysis, absolute_failures, analyse
-from pr2prod.deploy.calibration import Reference, ValueReference, ask_reference
+from pr2prod.deploy.calibration import Reference, TaskChanged, ValueReference, ask_reference
 from pr2prod.deploy.checks import golden_rows_answered
 from pr2prod.deploy.history import Decision, History, WindowRecord
 from pr2prod.deploy.load import SteadyLoad
@@ -171,6 +171,13 @@ class Controller:
             return None
         try:
             self.reference = ask_reference(stable.url, canary.url, self.reference_records)
+        except TaskChanged as changed:
+            # Stable's clients would get answers of another shape: no canary can replace it.
+            return (
+                f"before any traffic: {changed}, so stable's clients would get answers of "
+                "another shape: a model for another task is a new service, not a canary "
+                "of this one"
+            )
         except (httpx.HTTPError, KeyError, ValueError) as error:
             return f"the canary did not answer the held-out rows: {error!r}"
         if self.reference is None:

@@ -55,11 +55,20 @@ def open_drift_issue(github: GitHub) -> dict[str, Any] | None:
 
 
 def drift_title(report: dict[str, Any]) -> str:
+    """The issue's title, naming what drifted: inputs and predictions, then live metrics
+    below the gate (concept drift)."""
     drifted = sorted(
         {
             finding["name"]
             for version in report["versions"]
             for finding in version["findings"]
+            if finding["verdict"] == "drift"
+        }
+    ) + sorted(
+        {
+            f"live {finding['metric']}"
+            for version in report["versions"]
+            for finding in version.get("performance", [])
             if finding["verdict"] == "drift"
         }
     )

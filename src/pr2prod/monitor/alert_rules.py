@@ -40,7 +40,7 @@ from typing import Any
 from scipy import stats
 
 from pr2prod.monitor.performance import confusion_matrix, confusion_metrics
-from pr2prod.serving.reference import Reference
+from pr2prod.serving.reference import PredictionReference, Reference, ValueReference
 from pr2prod.settings import GateRule, MonitorSettings, Thresholds
 
 # The predicted classes go through the same rules as the features, under this feature name.
@@ -90,7 +90,14 @@ def alert_rules(
         {"name": "pr2prod-drift", "rules": drift_rules(selector, window, monitor)},
     ]
     if floors:
-        classes = sorted({c for r in references.values() for c in r.predictions.classes})
+        classes = sorted(
+            {
+                label
+                for reference in references.values()
+                if isinstance(reference.predictions, PredictionReference)
+                for label in reference.predictions.classes
+            }
+        )
         rules = performance_rules(selector, label_window, classes, monitor)
         groups.append({"name": "pr2prod-performance", "rules": rules})
     groups.append({"name": "pr2prod-health", "rules": health_rules(selector, thresholds)})
@@ -107,8 +114,8 @@ def accuracy_floors(
     floors = {}
     for version, reference in references.items():
         predictions = reference.predictions
-        if not predictions.confusion:
-            continue  # made before references kept the test split's confusion matrix
+        if isinstance(predictions, ValueReference) or not predictions.confusion:
+            continue  # a regressor's, or made before references kept the confusion matrix
         cells = {(a, p): n for a, row in predictions.confusion.items() for p, n in row.items()}
         matrix = confusion_matrix(cells, list(predictions.classes))
         accuracy = float(confusion_metrics(matrix, None)["accuracy"])
@@ -160,9 +167,14 @@ def performance_rules(
 
 
 def reference_bins(reference: Reference) -> dict[str, dict[str, int]]:
-    """Counts per bin of every finding: each feature's, and the predicted classes'."""
+    """Counts per bin of every finding: each feature's, and the predicted classes'.
+
+    A regressor's predicted values are judged by `pr2prod monitor` only: their histogram is
+    cumulative, and its buckets' own counts are differences PromQL cannot take by label.
+    """
     bins = {name: feature.bins() for name, feature in reference.features.items()}
-    bins[PREDICTED_CLASS] = dict(reference.predictions.classes)
+    if not isinstance(reference.predictions, ValueReference):
+        bins[PREDICTED_CLASS] = dict(reference.predictions.classes)
     return bins
 
 

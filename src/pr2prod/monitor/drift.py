@@ -2,14 +2,16 @@
 
 One finding per feature (are its values distributed as in training?) and two about the
 predictions (predicted classes, and the probability histogram of one class, against the
-model's own predictions on the test split). All of a version's findings form one family:
-Holm's correction holds the chance that any of them alarms on unshifted traffic at
-`alpha`. Too few live records is "not enough data", never an alarm.
+model's own predictions on the test split; for a regressor, one: the histogram of its
+predicted values against its test-set predictions', in the same buckets). All of a
+version's findings form one family: Holm's correction holds the chance that any of them
+alarms on unshifted traffic at `alpha`. Too few live records is "not enough data", never an alarm.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
@@ -29,8 +31,9 @@ from pr2prod.serving.reference import (
     UNSEEN,
     FeatureReference,
     NumericReference,
-    PredictionReference,
+    PredictionsReference,
     Reference,
+    ValueReference,
 )
 from pr2prod.settings import MonitorSettings
 
@@ -132,8 +135,10 @@ def feature_finding(
 
 
 def prediction_findings(
-    reference: PredictionReference, live: LiveCounts, min_rows: int
+    reference: PredictionsReference, live: LiveCounts, min_rows: int
 ) -> list[Finding]:
+    if isinstance(reference, ValueReference):
+        return [value_finding(reference, live, min_rows)]
     classes = list(reference.classes)
     findings = [_prediction_finding("predicted class", reference.classes, live.predicted, min_rows)]
     # With two classes one histogram says all; with more, each class's has its own story.
@@ -147,6 +152,16 @@ def prediction_findings(
             _prediction_finding(f"probability of {label}", expected, observed, min_rows, True)
         )
     return findings
+
+
+def value_finding(reference: ValueReference, live: LiveCounts, min_rows: int) -> Finding:
+    """A regressor's predicted values against its test-set predictions, in the same buckets
+    (the service's histogram has the reference's bounds)."""
+    bounds = [*reference.value_bounds, math.inf]
+    expected = dict(zip(map(str, bounds), reference.values, strict=True))
+    buckets = live.value_counts()
+    observed = {str(bound): buckets.get(bound, 0.0) for bound in bounds}
+    return _prediction_finding("predicted value", expected, observed, min_rows, True)
 
 
 def _prediction_finding(

@@ -18,7 +18,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from pr2prod.errors import Pr2prodError
-from pr2prod.serving.feedback import judged_item, parse_prediction_id
+from pr2prod.serving.feedback import Judged, judged_item, parse_prediction_id
+from pr2prod.serving.reference import PredictionReference, Reference
 
 SUFFIXES = (".jsonl", ".csv")
 NOT_JSON = object()  # a line of a JSON-lines file that is no JSON object
@@ -45,13 +46,14 @@ def labelled_files(path: Path) -> list[Path]:
 
 def labelled_predictions(
     path: Path, classes_for: Callable[[str], list[str]]
-) -> dict[str, Confusion]:
-    """Per model version, its labelled predictions as confusion counts.
+) -> dict[str, list[Judged]]:
+    """Per model version, its labelled predictions, each once.
 
-    `classes_for(version)`: that version's classes, in the order its ids number them.
-    Every row is checked before anything counts; problems raise one error listing them.
+    `classes_for(version)`: that version's classes, in the order its ids number them (none
+    for a regressor). Every row is checked before anything counts; problems raise one
+    error listing them.
     """
-    latest: dict[str, tuple[str, str, str]] = {}  # id -> (version, predicted, actual)
+    latest: dict[str, Judged] = {}
     problems: list[str] = []
     for where, identifier, label in _rows(labelled_files(path)):
         if identifier is NOT_JSON:
@@ -61,11 +63,11 @@ def labelled_predictions(
         if parsed is None:
             problems.append(f"{where}: prediction_id is not an id /predict returned")
             continue
-        judged = judged_item(identifier, label, classes_for(parsed[0]))
+        judged = judged_item(identifier, label, classes_for(parsed.model_version))
         if isinstance(judged, str):
             problems.append(f"{where}: {judged}")
             continue
-        latest[identifier] = (judged.model_version, judged.predicted, judged.actual)
+        latest[identifier] = judged
     if problems:
         listed = problems[:MAX_PROBLEMS_LISTED]
         more = len(problems) - len(listed)
@@ -75,11 +77,25 @@ def labelled_predictions(
             + (f"\n  ... and {more} more" if more else ""),
             hint="fix or remove those rows; nothing was counted",
         )
-    versions: dict[str, Confusion] = {}
-    for version, predicted, actual in latest.values():
-        cells = versions.setdefault(version, {})
-        cells[actual, predicted] = cells.get((actual, predicted), 0.0) + 1
+    versions: dict[str, list[Judged]] = {}
+    for judged in latest.values():
+        versions.setdefault(judged.model_version, []).append(judged)
     return versions
+
+
+def classes_of(reference: Reference) -> list[str]:
+    """A model's classes in the order its ids number them; none for a regressor."""
+    predictions = reference.predictions
+    return list(predictions.classes) if isinstance(predictions, PredictionReference) else []
+
+
+def confusion_counts(judged: list[Judged]) -> Confusion:
+    """Labelled class predictions as {(actual, predicted): count}."""
+    cells: Confusion = {}
+    for item in judged:
+        cell = (str(item.actual), str(item.predicted))
+        cells[cell] = cells.get(cell, 0.0) + 1
+    return cells
 
 
 def _rows(files: list[Path]) -> Iterator[tuple[str, object, object]]:

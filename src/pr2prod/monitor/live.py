@@ -19,6 +19,7 @@ import httpx
 from pr2prod.deploy.observations import (
     PREDICTIONS,
     PROBABILITY_BUCKETS,
+    VALUE_BUCKETS,
     MetricsUnavailable,
     PrometheusSource,
     Sample,
@@ -27,31 +28,48 @@ from pr2prod.deploy.observations import (
     parse_samples,
     sample_from_result,
 )
+from pr2prod.serving.feedback import LABELLED
 
 FEATURE_VALUES = "pr2prod_feature_values_total"
 FEEDBACK = "pr2prod_feedback_total"
-SERIES = (FEATURE_VALUES, PREDICTIONS, PROBABILITY_BUCKETS, FEEDBACK)
+FEEDBACK_ERRORS = "pr2prod_feedback_errors_total"
+SERIES = (
+    FEATURE_VALUES,
+    PREDICTIONS,
+    PROBABILITY_BUCKETS,
+    VALUE_BUCKETS,
+    FEEDBACK,
+    FEEDBACK_ERRORS,
+)
 
 
 @dataclass
 class LiveCounts:
-    """One model version's counts: per feature and bin, per predicted class, per bucket."""
+    """One model version's counts: per feature and bin, per predicted class, per bucket
+    (a regressor's: per bucket of predicted values)."""
 
     features: dict[str, dict[str, float]] = field(default_factory=dict)
     predicted: dict[str, float] = field(default_factory=dict)
     probabilities: dict[str, dict[float, float]] = field(default_factory=dict)  # cumulative
-    # Labelled predictions (POST /feedback): {(actual class, predicted class): count}
+    values: dict[float, float] = field(default_factory=dict)  # a regressor's, cumulative
+    # Labelled predictions (POST /feedback): {(actual class, predicted class): count}; for a
+    # regressor, sums of their errors by power (pr2prod.serving.feedback.ERROR_SUMS)
     feedback: dict[tuple[str, str], float] = field(default_factory=dict)
+    error_sums: dict[str, float] = field(default_factory=dict)
 
     @property
     def rows(self) -> float:
         """Records predicted (each record is counted once per feature and once here)."""
-        return sum(self.predicted.values())
+        return sum(self.predicted.values()) + self.values.get(math.inf, 0.0)
 
     @property
     def labelled(self) -> float:
         """Predictions whose true label came back."""
-        return sum(self.feedback.values())
+        return sum(self.feedback.values()) + self.error_sums.get(LABELLED, 0.0)
+
+    def value_counts(self) -> dict[float, float]:
+        """A regressor's predictions per value bucket, by upper bound (not cumulative)."""
+        return decumulate(self.values)
 
     def probability_counts(self, label: str) -> dict[float, float]:
         """Records per probability bucket of class `label`, by upper bound (not cumulative)."""
@@ -76,6 +94,12 @@ def live_counts(samples: Iterable[Sample]) -> dict[str, LiveCounts]:
             buckets = counts.probabilities.setdefault(labels["class_name"], {})
             upper = float(labels["le"])
             buckets[upper] = buckets.get(upper, 0.0) + value
+        elif name == VALUE_BUCKETS:
+            upper = float(labels["le"])
+            counts.values[upper] = counts.values.get(upper, 0.0) + value
+        elif name == FEEDBACK_ERRORS:
+            power = labels["sum"]
+            counts.error_sums[power] = counts.error_sums.get(power, 0.0) + value
         elif name == FEEDBACK:
             cell = (labels["actual_class"], labels["predicted_class"])
             counts.feedback[cell] = counts.feedback.get(cell, 0.0) + value

@@ -9,6 +9,11 @@ confusion counts, where resampling rows is a multinomial draw) and every metric 
 gate that a confusion matrix defines (accuracy, precision, recall, F1) is computed on
 both, many times.
 
+A regressor's feedback comes as sums of its errors (count, and the sums of |error|,
+error^2 and error^4), for which there are no rows to resample: the mean absolute error and
+the root mean squared error then get normal intervals from those sums (the latter by the
+delta method), on both sides.
+
 A metric alarms when, with confidence 1 - alpha / (metrics compared), it breaks a gate
 rule on live data: live minus test worse than `max_regression` (the largest regression a
 pull request may bring, now measured against the model's own test figure), or the live
@@ -18,18 +23,23 @@ not enough data, never an alarm.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import stats
 
 from pr2prod.monitor.drift import DRIFT, NO_DRIFT, NOT_ENOUGH_DATA
-from pr2prod.serving.reference import PredictionReference
+from pr2prod.serving.feedback import ERROR_SUMS, LABELLED
+from pr2prod.serving.reference import PredictionReference, PredictionsReference
 from pr2prod.settings import GateRule
 
 # The gate's metrics a confusion matrix defines (ROC-AUC and log-loss need probabilities,
 # which feedback does not carry).
 CONFUSION_METRICS = ("accuracy", "precision", "recall", "f1")
+# A regressor's gate metrics that its errors' sums define (R2 needs the true values' spread).
+ERROR_METRICS = ("mae", "rmse")
 
 
 @dataclass(frozen=True)
@@ -79,7 +89,7 @@ def confusion_matrix(cells: Mapping[tuple[str, str], float], classes: Sequence[s
 
 
 def performance_findings(
-    reference: PredictionReference,
+    reference: PredictionsReference,
     live: Mapping[tuple[str, str], float],
     gate: Mapping[str, GateRule],
     alpha: float,
@@ -91,7 +101,9 @@ def performance_findings(
     or without the test split's confusion matrix (references made before it was kept)."""
     rules = {name: rule for name, rule in gate.items() if name in CONFUSION_METRICS}
     labelled = float(sum(live.values()))
-    if not reference.confusion or not rules or labelled == 0:
+    if not isinstance(reference, PredictionReference) or not reference.confusion:
+        return []
+    if not rules or labelled == 0:
         return []
     classes = list(reference.classes)
     test = confusion_matrix(
@@ -141,6 +153,63 @@ def performance_findings(
             )
         )
     return findings
+
+
+def error_findings(
+    test_sums: Mapping[str, float],
+    live_sums: Mapping[str, float],
+    gate: Mapping[str, GateRule],
+    alpha: float,
+    min_rows: int,
+) -> list[PerformanceFinding]:
+    """A regressor's gate rules on MAE and RMSE, live against the test split, from sums of
+    errors; [] without labels or without the test split's sums."""
+    rules = {name: rule for name, rule in gate.items() if name in ERROR_METRICS}
+    labelled = float(live_sums.get(LABELLED, 0.0))
+    if not test_sums or not rules or labelled == 0:
+        return []
+    test, live = error_figures(test_sums), error_figures(live_sums)
+    z = float(stats.norm.isf(alpha / len(rules)))
+    findings = []
+    for name, rule in rules.items():
+        (test_value, test_se), (live_value, live_se) = test[name], live[name]
+        if labelled < min_rows:
+            text = _rule_text(rule)
+            findings.append(
+                PerformanceFinding(name, text, test_value, live_value, None, None, labelled)
+            )
+            continue
+        sign = 1.0 if rule.higher_is_better else -1.0
+        delta_bound = (live_value - test_value) + sign * z * math.hypot(live_se, test_se)
+        live_bound = live_value + sign * z * live_se
+        broken = rule.max_regression is not None and sign * delta_bound < -rule.max_regression
+        if rule.limit is not None:
+            broken = broken or sign * live_bound < sign * rule.limit
+        findings.append(
+            PerformanceFinding(
+                metric=name,
+                rule=_rule_text(rule),
+                test_value=test_value,
+                live_value=live_value,
+                live_interval=(live_value - z * live_se, live_value + z * live_se),
+                delta_bound=delta_bound,
+                labelled=labelled,
+                verdict=DRIFT if broken else NO_DRIFT,
+            )
+        )
+    return findings
+
+
+def error_figures(sums: Mapping[str, float]) -> dict[str, tuple[float, float]]:
+    """MAE and RMSE from sums of errors (ERROR_SUMS), each with its standard error."""
+    count, absolute, squared, fourth = (float(sums.get(name, 0.0)) for name in ERROR_SUMS)
+    if count == 0:
+        return {"mae": (math.nan, math.nan), "rmse": (math.nan, math.nan)}
+    mae, mse = absolute / count, squared / count
+    mae_se = math.sqrt(max(mse - mae**2, 0.0) / count)
+    mse_se = math.sqrt(max(fourth / count - mse**2, 0.0) / count)
+    rmse = math.sqrt(mse)
+    return {"mae": (mae, mae_se), "rmse": (rmse, mse_se / (2 * rmse) if rmse > 0 else 0.0)}
 
 
 def _resampled(counts: np.ndarray, resamples: int, rng: np.random.Generator) -> np.ndarray:

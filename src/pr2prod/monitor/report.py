@@ -20,8 +20,12 @@ from pr2prod.monitor.drift import (
     traffic_shares,
 )
 from pr2prod.monitor.live import LiveCounts
-from pr2prod.monitor.performance import PerformanceFinding, performance_findings
-from pr2prod.serving.reference import Reference
+from pr2prod.monitor.performance import (
+    PerformanceFinding,
+    error_findings,
+    performance_findings,
+)
+from pr2prod.serving.reference import Reference, ValueReference
 from pr2prod.settings import GateRule, MonitorSettings
 
 MARKDOWN, JSON, PLOT = "drift.md", "drift.json", "drift.png"
@@ -76,15 +80,21 @@ def drift_report(
             continue
         reference = reference_for(version)
         compared = compare(reference, counts, version, shares[version], settings)
-        performance = performance_findings(
-            reference.predictions,
-            counts.feedback,
-            gate or {},
-            settings.alpha,
-            settings.min_rows,
-            resamples,
-            seed=0,  # the same counts give the same report
-        )
+        predictions = reference.predictions
+        if isinstance(predictions, ValueReference):
+            performance = error_findings(
+                predictions.errors, counts.error_sums, gate or {}, settings.alpha, settings.min_rows
+            )
+        else:
+            performance = performance_findings(
+                predictions,
+                counts.feedback,
+                gate or {},
+                settings.alpha,
+                settings.min_rows,
+                resamples,
+                seed=0,  # the same counts give the same report
+            )
         versions.append(replace(compared, performance=performance))
     return DriftReport(source, settings, versions)
 

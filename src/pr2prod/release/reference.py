@@ -15,6 +15,7 @@ import pandas as pd
 from pr2prod.data.records import split_records
 from pr2prod.data.validation import load_typed
 from pr2prod.schema import Feature, FeatureSchema
+from pr2prod.serving.feedback import ERROR_SUMS
 from pr2prod.serving.inference import PipelineRunner
 from pr2prod.serving.reference import (
     CategoricalReference,
@@ -46,7 +47,8 @@ def build_reference(
     runner, records = PipelineRunner(model, schema), split_records(test_file, schema)
     predictions: PredictionsReference
     if schema.target.is_numeric:
-        predictions = value_reference(runner.values(records))
+        actual = load_typed(test_file, schema)[schema.target.name].to_numpy(dtype=float)
+        predictions = value_reference(runner.values(records), actual)
     else:
         actual = load_typed(test_file, schema)[schema.target.name].astype(str).to_numpy()
         predictions = prediction_reference(
@@ -129,8 +131,9 @@ def prediction_reference(
     )
 
 
-def value_reference(values: np.ndarray) -> ValueReference:
-    """A regressor's test-set predictions in buckets bounded by their own deciles.
+def value_reference(values: np.ndarray, actual: np.ndarray | None = None) -> ValueReference:
+    """A regressor's test-set predictions in buckets bounded by their own deciles, and with
+    `actual` (the test rows' true values) their errors' sums.
 
     Repeated values make fewer buckets (a model predicting one value has two: up to it,
     and above it); there is always at least one bound.
@@ -142,4 +145,12 @@ def value_reference(values: np.ndarray) -> ValueReference:
         rows=len(values),
         value_bounds=tuple(bounds),
         values=tuple(int(count) for count in counts),
+        errors={} if actual is None else test_error_sums(values, actual),
     )
+
+
+def test_error_sums(predicted: np.ndarray, actual: np.ndarray) -> dict[str, float]:
+    """The test rows' errors as the service sums labelled ones (ERROR_SUMS)."""
+    errors = np.abs(np.asarray(predicted, float) - np.asarray(actual, float))
+    totals = (len(errors), errors.sum(), (errors**2).sum(), (errors**4).sum())
+    return {name: float(total) for name, total in zip(ERROR_SUMS, totals, strict=True)}

@@ -42,6 +42,9 @@ class ValuePrediction(BaseModel):
 
     predicted: float = Field(description="the predicted value, in the target's unit")
     model_version: str = Field(description="version of the model that answered")
+    prediction_id: str = Field(
+        description="this prediction's id: send it back with the true value to POST /feedback"
+    )
 
 
 def answer_model(schema: FeatureSchema) -> type[Prediction] | type[ValuePrediction]:

@@ -3,13 +3,18 @@
 Labels usually arrive long after the prediction (a claim is settled, a diagnosis is
 confirmed), often at another replica, after restarts and rollouts. So the join needs no
 state in the service: a prediction id carries what the join needs, the model version and
-the predicted class, plus random characters that make it unique:
+the prediction (a class's index, or a regressor's value as the 16 hex digits of its 64-bit
+float), plus random characters that make it unique:
 
     <model version>.<index of the predicted class>.<12 hex characters>
+    <model version>.x<16 hex digits of the predicted value>.<12 hex characters>
 
-Feedback for such an id is counted at once in `pr2prod_feedback_total{predicted_class,
-actual_class, model_version}`, a confusion matrix per version that Prometheus scrapes
-like every other count. Memory does not grow with traffic (no table of past predictions
+Feedback for a class is counted at once in `pr2prod_feedback_total{predicted_class,
+actual_class, model_version}`, a confusion matrix per version; for a value, in
+`pr2prod_feedback_errors_total{sum, model_version}`, the labelled predictions and the sums
+of their absolute errors to the first, second and fourth power (enough for the mean
+absolute error, the root mean squared error and the spread of each). Prometheus scrapes
+both like every other count. Memory does not grow with traffic (no table of past predictions
 to evict, nothing lost when a process restarts before the label comes), and any replica
 of any version can take any feedback. A client could forge an id, but a client trusted
 to send labels can as well send wrong ones: put /feedback behind the same access
@@ -23,9 +28,11 @@ without counting anything twice.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import secrets
+import struct
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -33,7 +40,14 @@ from pathlib import Path
 from typing import Any
 
 FEEDBACK_ITEMS = "feedback"
-ID_PATTERN = re.compile(r"(?P<version>[A-Za-z0-9_-]{1,64})\.(?P<index>\d{1,4})\.[0-9a-f]{12}")
+ID_PATTERN = re.compile(
+    r"(?P<version>[A-Za-z0-9_-]{1,64})\.(?:(?P<index>\d{1,4})|x(?P<value>[0-9a-f]{16}))"
+    r"\.[0-9a-f]{12}"
+)
+# pr2prod_feedback_errors_total's `sum` label: labelled predictions, then the sums of
+# |error|, error^2 and error^4 (every term at least zero, as a counter's increments must be).
+LABELLED = "labelled"
+ERROR_SUMS = (LABELLED, "absolute", "squared", "fourth_power")
 # Feedback for predictions of other versions (made before a rollout) is counted under
 # their version; a few at most, so random version strings cannot grow the series unbounded.
 MAX_OTHER_VERSIONS = 4
@@ -44,19 +58,50 @@ def prediction_id(model_version: str, class_index: int) -> str:
     return f"{model_version}.{class_index}.{secrets.token_hex(6)}"
 
 
-def parse_prediction_id(text: Any) -> tuple[str, int] | None:
-    """The model version and predicted class index an id carries; None if it is no id."""
+def value_prediction_id(model_version: str, value: float) -> str:
+    return f"{model_version}.x{struct.pack('>d', value).hex()}.{secrets.token_hex(6)}"
+
+
+@dataclass(frozen=True)
+class PredictionId:
+    """What an id carries: the model version, and the class index or the predicted value."""
+
+    model_version: str
+    class_index: int | None = None
+    value: float | None = None
+
+
+def parse_prediction_id(text: Any) -> PredictionId | None:
+    """What an id carries; None if it is no id /predict makes."""
     matched = ID_PATTERN.fullmatch(text) if isinstance(text, str) else None
-    return None if matched is None else (matched["version"], int(matched["index"]))
+    if matched is None:
+        return None
+    if matched["value"] is not None:
+        value = struct.unpack(">d", bytes.fromhex(matched["value"]))[0]
+        return PredictionId(matched["version"], value=value) if math.isfinite(value) else None
+    return PredictionId(matched["version"], class_index=int(matched["index"]))
+
+
+def error_sums(judged: Sequence[Judged]) -> dict[str, float]:
+    """A regressor's labelled predictions as the counts and sums ERROR_SUMS names."""
+    errors = [abs(float(item.predicted) - float(item.actual)) for item in judged]
+    return dict(
+        zip(
+            ERROR_SUMS,
+            (len(errors), sum(errors), sum(e**2 for e in errors), sum(e**4 for e in errors)),
+            strict=True,
+        )
+    )
 
 
 @dataclass(frozen=True)
 class Judged:
-    """One labelled prediction: which version made it, what it said, what was true."""
+    """One labelled prediction: which version made it, what it said, what was true (a
+    class, or a regressor's value)."""
 
     model_version: str
-    predicted: str
-    actual: str
+    predicted: str | float
+    actual: str | float
 
 
 class FeedbackRefused(ValueError):
@@ -121,18 +166,38 @@ def _judged(item: Any, classes: Sequence[str]) -> Judged | str:
 
 
 def judged_item(identifier: Any, label: Any, classes: Sequence[str]) -> Judged | str:
-    """A prediction id and its true label as a Judged, or what is wrong with them."""
-    if isinstance(label, int) and not isinstance(label, bool):
-        label = str(label)  # classes named by numbers, sent as JSON numbers
+    """A prediction id and its true label as a Judged, or what is wrong with them.
+
+    `classes`: the model's classes; none for a regressor, whose labels are numbers.
+    """
     parsed = parse_prediction_id(identifier)
     if parsed is None:
         return "prediction_id is not an id /predict returned"
-    version, index = parsed
+    if not classes:
+        return _judged_value(parsed, label)
+    if parsed.class_index is None:
+        return "prediction_id is a regressor's, but this model predicts classes"
+    if isinstance(label, int) and not isinstance(label, bool):
+        label = str(label)  # classes named by numbers, sent as JSON numbers
+    version, index = parsed.model_version, parsed.class_index
     if index >= len(classes):
         return f"prediction_id names class {index}, but the model has {len(classes)} classes"
     if not isinstance(label, str) or label not in classes:
         return f"label must be one of the classes {', '.join(classes)}"
     return Judged(version, classes[index], label)
+
+
+def _judged_value(parsed: PredictionId, label: Any) -> Judged | str:
+    if parsed.value is None:
+        return "prediction_id names a class, but this model predicts numbers"
+    if isinstance(label, str):
+        try:
+            label = float(label)
+        except ValueError:
+            return "label must be a number, the true value"
+    if isinstance(label, bool) or not isinstance(label, int | float) or not math.isfinite(label):
+        return "label must be a finite number, the true value"
+    return Judged(parsed.model_version, parsed.value, float(label))
 
 
 class FeedbackLog:

@@ -89,6 +89,9 @@ class ValueReference:
     rows: int  # test rows
     value_bounds: tuple[float, ...]  # upper bounds of the buckets, rising (never empty)
     values: tuple[int, ...]  # test rows per bucket; len(values) == len(value_bounds) + 1
+    # The test rows' errors as feedback counts them (pr2prod.serving.feedback.ERROR_SUMS),
+    # what live errors are compared with; empty in references made before they were kept.
+    errors: dict[str, float] = field(default_factory=dict)
 
     def bucket_of(self, value: float) -> int:
         return bisect.bisect_left(self.value_bounds, value)
@@ -156,6 +159,7 @@ def _predictions(spec: dict[str, Any]) -> PredictionsReference:
             rows=int(spec["rows"]),
             value_bounds=tuple(float(bound) for bound in spec["value_bounds"]),
             values=tuple(int(count) for count in spec["values"]),
+            errors={str(name): float(total) for name, total in spec.get("errors", {}).items()},
         )
     return PredictionReference(
         rows=int(spec["rows"]),

@@ -35,12 +35,15 @@ from pr2prod.serving.contract import (
     record_model,
 )
 from pr2prod.serving.feedback import (
+    ERROR_SUMS,
     FEEDBACK_ITEMS,
     FeedbackLog,
     FeedbackRefused,
     Judged,
+    error_sums,
     parse_feedback,
     prediction_id,
+    value_prediction_id,
 )
 from pr2prod.serving.guards import (
     KnownPathsOnly,
@@ -155,7 +158,11 @@ class Classifier:
 
     def _value_prediction(self, value: float) -> ValuePrediction:
         self.value_histogram.observe(value)
-        return ValuePrediction(predicted=value, model_version=self.version)
+        return ValuePrediction(
+            predicted=value,
+            model_version=self.version,
+            prediction_id=value_prediction_id(self.version, value),
+        )
 
     def _prediction(self, row: np.ndarray) -> Prediction:
         index = int(row.argmax())
@@ -212,23 +219,33 @@ def _numeric_target() -> dict:
 
 
 class FeedbackCounts:
-    """This process's confusion matrices, one per model version feedback came for."""
+    """This process's feedback per model version: a confusion matrix, or a regressor's
+    error sums."""
 
     def __init__(self) -> None:
         self.version = str(MODEL.resolve().tag.version)
         self.classes = list(BUNDLE.schema.target.classes)
-        self.counter = None
+        self.metrics: PredictionMetrics | None = None
         self.versions: set[str] = {self.version}
 
     def count(self, judged: list[Judged]) -> None:
-        if self.counter is None:  # made in the worker, after Prometheus's set-up
-            self.counter = PredictionMetrics.create().feedback
+        if self.metrics is None:  # made in the worker, after Prometheus's set-up
+            self.metrics = PredictionMetrics.create()
             for predicted in self.classes:  # every series of this version from zero
                 for actual in self.classes:
-                    self.counter.labels(predicted, actual, self.version).inc(0)
+                    self.metrics.feedback.labels(predicted, actual, self.version).inc(0)
+            if NUMERIC_TARGET:
+                for name in ERROR_SUMS:
+                    self.metrics.feedback_errors.labels(name, self.version).inc(0)
+        self.versions.update(item.model_version for item in judged)
+        if NUMERIC_TARGET:
+            for version in {item.model_version for item in judged}:
+                mine = [item for item in judged if item.model_version == version]
+                for name, total in error_sums(mine).items():
+                    self.metrics.feedback_errors.labels(name, version).inc(total)
+            return
         for item in judged:
-            self.versions.add(item.model_version)
-            self.counter.labels(item.predicted, item.actual, item.model_version).inc()
+            self.metrics.feedback.labels(item.predicted, item.actual, item.model_version).inc()
 
 
 FEEDBACK = FeedbackCounts()

@@ -45,6 +45,7 @@ class PredictionMetrics:
     model_seconds: Histogram
     feature_values: Counter
     feedback: Counter
+    feedback_errors: Counter
 
     @classmethod
     @functools.cache
@@ -82,6 +83,12 @@ class PredictionMetrics:
                 "pr2prod_feedback",
                 "Predictions whose true label came back (POST /feedback): a confusion matrix",
                 ["predicted_class", "actual_class", "model_version"],
+            ),
+            feedback_errors=Counter(
+                "pr2prod_feedback_errors",
+                "A regressor's predictions whose true value came back (POST /feedback): the "
+                "count (sum=labelled) and the sums of |error|, error^2 and error^4",
+                ["sum", "model_version"],
             ),
         )
 
