@@ -141,6 +141,12 @@ QUICK_CANARY = {
 }
 
 
+# `make run`'s rehearsal in the tests: QUICK_CANARY's windows, one step before promotion (the
+# rollout tests go through every step). Half the traffic for a window still judges about
+# 100 requests of each version.
+QUICK_REHEARSAL = {**QUICK_CANARY, "steps": [50, 100]}
+
+
 def use_fixture_data(project: Path, fixture: str) -> None:
     """Adapt `project` to a fixture's dataset as a user would: its data file in place of
     data/'s, its schema.yaml and params.yaml; nothing else changes."""

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import (
-    QUICK_CANARY,
+    QUICK_REHEARSAL,
     REPO_ROOT,
     assert_rehearsed_and_stopped,
     copy_project,
@@ -36,7 +36,7 @@ def md5(path: Path) -> str:
 def test_make_run_on_a_fresh_clone_goes_from_data_to_a_promoted_canary(tmp_path: Path) -> None:
     project = copy_project(tmp_path / "clone")
     shutil.rmtree(project / "results")  # prove that `make run` produces them itself
-    set_canary_profile(project, QUICK_CANARY)  # not a stage's parameter: nothing re-runs
+    set_canary_profile(project, QUICK_REHEARSAL)  # not a stage's parameter: nothing re-runs
     # The suite already runs inside the locked environment: `VENV=` tells make to use it.
     result = run("make", "run", "VENV=", cwd=project)
 
@@ -66,7 +66,7 @@ def test_make_run_on_a_small_three_class_dataset_ends_with_the_canary_promoted(
     project = copy_project(tmp_path / "clone")
     use_fixture_data(project, "three_class")
     run("dvc", "add", "data", cwd=project)
-    set_canary_profile(project, QUICK_CANARY)
+    set_canary_profile(project, QUICK_REHEARSAL)
 
     result = run("make", "run", "VENV=", cwd=project)
 
