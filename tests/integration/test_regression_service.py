@@ -341,7 +341,9 @@ def test_the_drift_monitor_judges_a_regressors_predicted_values(
     output = run("pr2prod", "monitor-demo", *options, cwd=reproduced_regression_project).stdout
 
     lines = {line.split(": ")[1]: line for line in output.splitlines() if line.count(": ") >= 2}
-    assert "🟢 no drift (111 records; drifted: nothing" in lines["held-out rows"]
+    clean_line = lines["held-out rows, labelled"]
+    assert "🟢 no drift (111 records; drifted: nothing; 111 labelled" in clean_line
+    assert "labels changed" not in lines  # a numeric target has no class to change
     assert "🔴 drift" in lines["bmi shifted"] and "drifted: bmi" in lines["bmi shifted"]
     findings = {}
     for window in ("clean", "shifted"):
