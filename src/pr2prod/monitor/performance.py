@@ -135,11 +135,7 @@ def performance_findings(
         live_bound = sign * np.quantile(sign * live_draws[name], 1 - level)
         delta_bound = sign * np.quantile(sign * (live_draws[name] - test_draws[name]), 1 - level)
         low, high = np.quantile(live_draws[name], [level, 1 - level])
-        broken = False
-        if rule.max_regression is not None:
-            broken = sign * delta_bound < -rule.max_regression
-        if rule.limit is not None:
-            broken = broken or sign * live_bound < sign * rule.limit
+        broken = breaks_rule(rule, delta_bound, live_bound)
         findings.append(
             PerformanceFinding(
                 metric=name,
@@ -153,6 +149,15 @@ def performance_findings(
             )
         )
     return findings
+
+
+def breaks_rule(rule: GateRule, delta_bound: float, live_bound: float) -> bool:
+    """Whether live performance breaks `rule`: its change against the test split even at
+    the bound most favourable to the model (`delta_bound`), or its level (`live_bound`)."""
+    sign = 1.0 if rule.higher_is_better else -1.0
+    if rule.max_regression is not None and sign * delta_bound < -rule.max_regression:
+        return True
+    return rule.limit is not None and sign * live_bound < sign * rule.limit
 
 
 def error_findings(
@@ -182,9 +187,7 @@ def error_findings(
         sign = 1.0 if rule.higher_is_better else -1.0
         delta_bound = (live_value - test_value) + sign * z * math.hypot(live_se, test_se)
         live_bound = live_value + sign * z * live_se
-        broken = rule.max_regression is not None and sign * delta_bound < -rule.max_regression
-        if rule.limit is not None:
-            broken = broken or sign * live_bound < sign * rule.limit
+        broken = breaks_rule(rule, delta_bound, live_bound)
         findings.append(
             PerformanceFinding(
                 metric=name,
