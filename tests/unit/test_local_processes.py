@@ -5,12 +5,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 
 import psutil
 import pytest
 
-from pr2prod.deploy.local import RouterRecord, own_process
+from pr2prod.deploy.local import RouterRecord, own_process, stop_groups
 from pr2prod.processes import stop_process
 
 
@@ -45,3 +46,28 @@ def test_a_finished_child_is_gone(child: subprocess.Popen) -> None:
     child.wait()
 
     assert own_process(record_of(child.pid)) is None
+
+
+# A parent that starts a child, says its PID, and lives on without ever collecting it.
+NEGLECTFUL_PARENT = """
+import subprocess, sys, time
+child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+print(child.pid, flush=True)
+time.sleep(120)
+"""
+
+
+def test_a_stopped_process_its_parent_has_not_collected_is_not_waited_for() -> None:
+    # A version started by a process that lives on (a test's canary) is that process's
+    # child: once stopped, it is a zombie until collected, and must not hold up a stop.
+    parent = subprocess.Popen([sys.executable, "-c", NEGLECTFUL_PARENT], stdout=subprocess.PIPE)
+    try:
+        grandchild = psutil.Process(int(parent.stdout.readline()))
+        started = time.monotonic()
+
+        stop_groups([(grandchild, [])], timeout=120)
+
+        assert grandchild.status() == psutil.STATUS_ZOMBIE  # stopped, not yet collected
+        assert time.monotonic() - started < 60  # not the whole timeout
+    finally:
+        stop_process(parent)

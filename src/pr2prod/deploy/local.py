@@ -274,11 +274,37 @@ def stop_groups(groups: list[ProcessGroup], timeout: float) -> None:
             with contextlib.suppress(psutil.Error):
                 process.terminate()
         everyone += [*([root] if root is not None else []), *members]
-    _, left = psutil.wait_procs(everyone, timeout=timeout)
+    left = wait_until_stopped(everyone, timeout)
     for process in left:
         with contextlib.suppress(psutil.Error):
             process.kill()
-    psutil.wait_procs(left, timeout=5)
+    wait_until_stopped(left, 5)
+
+
+def wait_until_stopped(processes: list[psutil.Process], timeout: float) -> list[psutil.Process]:
+    """Wait until every process has exited; return those still running after `timeout`.
+
+    An exited process whose parent has not collected it yet (a zombie) has stopped: it
+    serves nothing and holds no port. A version started by a process that lives on (a
+    canary started by a test, say) stays a zombie until that process collects it, and
+    waiting for it to vanish would wait the whole timeout and then kill the dead.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        left = [process for process in processes if not stopped(process)]
+        if not left or time.monotonic() >= deadline:
+            return left
+        time.sleep(0.1)
+
+
+def stopped(process: psutil.Process) -> bool:
+    try:
+        if process.status() != psutil.STATUS_ZOMBIE:
+            return False
+    except psutil.NoSuchProcess:
+        return True
+    reap(process.pid)
+    return True
 
 
 # --- the bento ----------------------------------------------------------------------------
