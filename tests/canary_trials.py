@@ -121,7 +121,9 @@ def swap_stable(target: LocalTarget, release: str, ready_timeout: float) -> None
 def assert_all_promoted(runs: Sequence[TrialRun]) -> None:
     """Every trial would have promoted its canary, and no client saw the canary fail."""
     problems = [run.trial.problem for run in runs]
-    assert problems == [None] * len(runs), [(run.trial.problem, run.trial.windows) for run in runs]
+    rolled_back = [f"trial {index}: {problem}" for index, problem in enumerate(problems) if problem]
+    windows = [run.trial.windows for run in runs]
+    assert rolled_back == [], "\n".join([*rolled_back, f"windows judged: {windows}"])
     for run in runs:
         assert run.clients.failed_by.get("canary", 0) == 0, run.clients
 

@@ -20,11 +20,13 @@ Each check compares the canary with stable (relative) and holds it to an absolut
 Too few requests make a window inconclusive: hold, never pass blindly. A failure that
 needs no baseline (the absolute caps) still fails: a failure with evidence is a failure.
 
-A p99 over stable's ratio, with everything else in order, makes the window suspect, not
-failed: a tail rests on a handful of requests, and one pause of the canary's process
-(garbage collection, a busy core) delays every request it holds at once. The step's
-window runs again, fresh, and a second tail breach in a row fails. A canary slower on
-every request fails at once on the median, and one beyond the absolute cap too.
+A latency over stable's ratio (p99, median or model time), with everything else in
+order, makes the window suspect, not failed: a window's latencies are a few seconds of
+two processes on a host they share with others, and one pause of the canary's process
+(garbage collection, a busy core, a neighbour's build) delays every request it holds at
+once; a tail rests on a handful of requests. The step's window runs again, fresh, and a
+second latency breach in a row fails: a canary that is really slower is slower in every
+window. One beyond the absolute cap fails at once.
 
 The guards against false rollbacks (an identical model must never be rolled back) are
 constants here, not knobs; each is explained where it is defined, and tested with
@@ -72,13 +74,13 @@ def analyse(
     canary: Window,
     thresholds: Thresholds,
     min_requests: int,
-    tail_breached_before: bool = False,
+    breached_before: bool = False,
     reference: Reference | ValueReference | None = None,
 ) -> Analysis:
     """Judge one window: fail on evidence, inconclusive on too little data, suspect on a
-    first tail breach, else pass.
+    first latency breach, else pass.
 
-    `tail_breached_before`: the previous window of this step was suspect, so a tail breach
+    `breached_before`: the previous window of this step was suspect, so a latency breach
     now is the second in a row. `reference`: both versions' answers to the same held-out
     rows, from which the prediction divergence this window may show is simulated; without
     it, `prediction_divergence_max` is the fixed limit.
@@ -86,7 +88,7 @@ def analyse(
     figures = window_figures(stable, canary)
     failures = absolute_failures(canary, thresholds, min_requests)
     doubts = too_few_requests(stable, canary, min_requests)
-    tail = []
+    slower = []
     if not doubts:
         limits = divergence_limits(stable, canary, thresholds, reference)
         figures |= {
@@ -95,17 +97,18 @@ def analyse(
         }
         if "value_divergence" in figures:
             figures["value_divergence_limit"] = limits.values
-        failures += relative_failures(stable, canary, thresholds)
+        failures += relative_error_failure(stable, canary, thresholds)
         failures += divergence_failures(stable, canary, limits)
-        tail = relative_tail_failure(stable, canary, thresholds)
-    if tail and tail_breached_before:
-        failures += [f"{reason} (second window in a row)" for reason in tail]
+        slower = relative_latency_breaches(stable, canary, thresholds)
+    if slower and breached_before:
+        failures += [f"{reason} (second window in a row)" for reason in slower]
     elif failures:
-        failures += tail  # failing anyway: name the tail too
+        failures += slower  # failing anyway: name the latency too
     if failures:
         return Analysis("fail", failures, figures)
-    if tail:
-        return Analysis("suspect", [f"{tail[0]}: the window runs again to confirm"], figures)
+    if slower:
+        reasons = "; ".join(slower)
+        return Analysis("suspect", [f"{reasons}: the window runs again to confirm"], figures)
     if doubts:
         return Analysis("inconclusive", doubts, figures)
     return Analysis("pass", [passed_summary(figures)], figures)
@@ -172,10 +175,10 @@ def absolute_failures(canary: Window, thresholds: Thresholds, min_requests: int)
     return failures
 
 
-def relative_failures(stable: Window, canary: Window, thresholds: Thresholds) -> list[str]:
-    """The comparisons with stable that one window decides (the tail needs two)."""
+def relative_latency_breaches(stable: Window, canary: Window, thresholds: Thresholds) -> list[str]:
+    """The latency comparisons with stable, which take two windows in a row to fail."""
     return [
-        *relative_error_failure(stable, canary, thresholds),
+        *relative_tail_failure(stable, canary, thresholds),
         *relative_median_failure(stable, canary, thresholds),
         *relative_model_time_failure(stable, canary, thresholds),
     ]

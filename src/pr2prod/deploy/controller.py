@@ -85,8 +85,8 @@ class Trial:
         return self.problem is None
 
 
-def tail_breached_before(rollout: Rollout) -> bool:
-    """Whether the last window judged was suspect (a first tail breach at this step).
+def last_window_suspect(rollout: Rollout) -> bool:
+    """Whether the last window judged was suspect (a first latency breach at this step).
 
     Read from the saved windows, so a controller re-run mid-rollout remembers it.
     """
@@ -260,7 +260,7 @@ class Controller:
                 self.target.set_canary_weight(weight, rollout.release)
             except Pr2prodError as error:  # e.g. the canary died between two windows
                 return f"canary unreachable: {error}"
-            analysis, start = self._analyse_window(weight, since, tail_breached_before(rollout))
+            analysis, start = self._analyse_window(weight, since, last_window_suspect(rollout))
             window = WindowRecord.judged(rollout.step + 1, weight, analysis)
             rollout.windows.append(window)
             outcome = window.outcome
@@ -293,7 +293,7 @@ class Controller:
         return None
 
     def _analyse_window(
-        self, weight: int, since: Start | None, tail_breached_before: bool
+        self, weight: int, since: Start | None, breached_before: bool
     ) -> tuple[Analysis, Start | None]:
         """Judge one window at `weight`, counting from `since` when the step is held.
 
@@ -319,7 +319,7 @@ class Controller:
             Window.between(before[1], after[1]),
             self.settings.thresholds,
             self.settings.min_requests,
-            tail_breached_before,
+            breached_before,
             self.reference,
         )
         return analysis, before
