@@ -153,7 +153,7 @@ test-fast: $(STAMP) ## Unit and workflow-lint tests only, no npm needed (the inn
 TEST_WORKERS ?= 2
 
 test: lint $(ACTIONLINT) ## The whole suite that CI runs: lint, unit, workflow and integration tests
-	pytest -q -n $(TEST_WORKERS) --dist loadfile --tb=short
+	pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --tb=short
 
 # The runtime lock holds only the service's dependencies (pyproject.toml's `serving` group), at
 # requirements.lock's versions: the bento installs it, so no test or dev tool ships. It lives

@@ -257,7 +257,8 @@ def _router_overhead(target: LocalTarget, records: list[dict]) -> dict[str, Any]
         ("through the router", state.router.url),
     ):
         print(f"bench-canary: router overhead, {label}", flush=True)
-        endpoint = Endpoint(url, stable.pid)  # only speed is reported here, not CPU time
+        # Only speed is reported here, not CPU time; the model's counters are stable's own.
+        endpoint = Endpoint(url, stable.pid, metrics_url=stable.url)
         measured = asyncio.run(
             measure_served(endpoint, bodies, OVERHEAD_CONCURRENCY, OVERHEAD_SECONDS)
         )

@@ -314,6 +314,9 @@ class Endpoint:
 
     url: str
     pid: int
+    # The version's own address, whose /metrics holds the model's counters: the same as
+    # `url` unless requests go through something in front of it (the canary router).
+    metrics_url: str | None = None
 
 
 @contextmanager
@@ -385,7 +388,7 @@ async def measure_served(
 
 def _usage(endpoint: Endpoint) -> tuple[float, ...]:
     # Cumulative counters, read between runs (nothing is in flight then).
-    counters = server_counters(endpoint.url)
+    counters = server_counters(endpoint.metrics_url or endpoint.url)
     return time.process_time(), cpu_seconds(endpoint.pid), *counters
 
 

@@ -21,6 +21,7 @@ import yaml
 from canary_trials import assert_all_promoted, judge_without_the_latency_cap
 from conftest import QUICK_CANARY, free_port, run, set_canary_profile
 
+from bench import canary as bench_canary
 from bench import faults
 from bench.canary import CRASH_AFTER_SECONDS
 from pr2prod.data.records import split_records
@@ -193,6 +194,20 @@ def test_a_canary_that_crashes_mid_rollout_is_rolled_back(
         assert_no_client_saw_the_canary_fail(clients)
     else:
         assert clients.failed_by.get("canary", 0) <= 8, clients
+
+
+def test_the_router_overhead_is_measured_straight_to_stable_and_through_the_router(
+    deployment: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The last part of `make bench-canary`, shortened: requests go through the router, and
+    the model's counters are read from stable itself (the router has no /metrics)."""
+    monkeypatch.setattr(bench_canary, "OVERHEAD_SECONDS", 1.0)
+
+    figures = bench_canary._router_overhead(target(deployment), records(deployment))
+
+    assert set(figures) == {"straight to stable", "through the router"}
+    for measured in figures.values():
+        assert measured["requests_per_s"] > 0 and measured["errors"] == {}, figures
 
 
 def _windows_done(project: Path) -> int:

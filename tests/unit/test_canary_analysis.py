@@ -393,9 +393,10 @@ def model_calls_at(ms: float, calls: int = 100) -> dict[float, float]:
     return {ms / 2000: 0.0, ms / 1000: calls / 2, 2 * ms / 1000: calls, INF: calls}
 
 
-def p99_at(ms: float, requests: int = 200) -> dict[float, float]:
+def p99_at(ms: float, requests: int = 500) -> dict[float, float]:
     """Latency buckets whose p99 is exactly `ms` (99% of requests at or under it) and whose
-    median is 0.5 ms whatever `ms` is, so that only the tail differs."""
+    median is 0.5 ms whatever `ms` is, so that only the tail differs (500 requests: enough
+    for the plain p99, see analysis.judged_p99_ms)."""
     return {
         0.0004: 0.0,
         0.0005: requests * 0.5,
@@ -423,8 +424,9 @@ def test_a_canary_like_stable_passes_with_figures_for_the_history() -> None:
         "canary_errors": 0.0,
         "stable_error_rate": 0.0,
         "canary_error_rate": 0.0,
-        "stable_p99_ms": pytest.approx(9.95),
-        "canary_p99_ms": pytest.approx(9.95),
+        # 200 requests: the sixth slowest (rank n - 5) stands for the p99.
+        "stable_p99_ms": pytest.approx(9.875),
+        "canary_p99_ms": pytest.approx(9.875),
         "stable_p50_ms": pytest.approx(7.5),
         "canary_p50_ms": pytest.approx(7.5),
         "stable_model_p50_ms": None,
@@ -581,14 +583,15 @@ def test_model_time_of_too_few_calls_is_not_compared() -> None:
     assert result.figures["canary_model_p50_ms"] is None
 
 
-def test_two_stragglers_do_not_decide_the_p99_of_a_small_window() -> None:
+def test_five_stragglers_do_not_decide_the_p99_of_a_small_window() -> None:
+    # One pause of the canary's process delays every request it holds at once.
     quick = {0.005: 0.0, 0.01: 60.0, INF: 60.0}
-    two_pauses = {0.005: 0.0, 0.01: 58.0, 0.25: 60.0, INF: 60.0}
-    three_pauses = {0.005: 0.0, 0.01: 57.0, 0.25: 60.0, INF: 60.0}
+    five_delayed = {0.005: 0.0, 0.01: 55.0, 0.25: 60.0, INF: 60.0}
+    six_delayed = {0.005: 0.0, 0.01: 54.0, 0.25: 60.0, INF: 60.0}
 
-    assert verdict(version(60, latency=quick), version(60, latency=two_pauses)).outcome == "pass"
+    assert verdict(version(60, latency=quick), version(60, latency=five_delayed)).outcome == "pass"
     assert (
-        verdict(version(60, latency=quick), version(60, latency=three_pauses)).outcome == "suspect"
+        verdict(version(60, latency=quick), version(60, latency=six_delayed)).outcome == "suspect"
     )
 
 

@@ -47,8 +47,10 @@ from pr2prod.settings import Thresholds
 
 Outcome = Literal["pass", "fail", "inconclusive", "suspect"]
 
-# Slow requests that a judged p99 never rests on alone (see judged_p99_ms).
-STRAGGLERS = 2
+# Slow requests that a judged p99 never rests on alone (see judged_p99_ms): one pause of a
+# process (garbage collection, a core taken by a neighbour) delays every request it holds
+# at once, a handful at 50-100 requests/s.
+STRAGGLERS = 5
 # A p99 ratio against a tiny stable p99 is noise (1 ms vs 3 ms is no regression): the
 # ratio is taken against at least this.
 LATENCY_FLOOR_MS = 5.0
@@ -263,12 +265,11 @@ def model_median_ms(window: Window) -> float | None:
 
 
 def judged_p99_ms(window: Window) -> float | None:
-    """p99 latency, except that two slow requests never decide it alone.
+    """p99 latency, except that STRAGGLERS slow requests never decide it alone.
 
-    Under 200 requests the p99 would be one of the two slowest: a garbage-collection pause
-    and a cold code path in a fresh process would roll back a good canary. There, the
-    quantile at rank n-2 is used (the third slowest); from 200 requests on this is the
-    plain p99.
+    Under 500 requests the p99 would rest on the five slowest or fewer: one pause of the
+    canary's process would roll back a good canary. There, the quantile at rank n-5 is
+    used (the sixth slowest); from 500 requests on this is the plain p99.
     """
     total = window.counts.latency_buckets.get(math.inf, 0.0)
     q = min(0.99, (total - STRAGGLERS) / total) if total > STRAGGLERS else 0.99
