@@ -26,7 +26,8 @@ two processes on a host they share with others, and one pause of the canary's pr
 (garbage collection, a busy core, a neighbour's build) delays every request it holds at
 once; a tail rests on a handful of requests. The step's window runs again, fresh, and a
 second latency breach in a row fails: a canary that is really slower is slower in every
-window. One beyond the absolute cap fails at once.
+window. A median or model time over twice its ratio (DECISIVE_FACTOR) fails at once, as
+does a p99 beyond the absolute cap.
 
 The guards against false rollbacks (an identical model must never be rolled back) are
 constants here, not knobs; each is explained where it is defined, and tested with
@@ -62,6 +63,10 @@ ERROR_NOISE_Z = 2.0
 # A median of fewer model calls than this is not compared (request latency still is): with
 # adaptive batching, a version with many requests may still make few calls.
 MIN_MODEL_CALLS = 20
+# A canary median (or model time) over this many times its ratio to stable's fails in its
+# first window: a pause of the host delays some requests, not the median by that much (a
+# model five times slower shows 5-10 x). Nearer the ratio, a second window confirms.
+DECISIVE_FACTOR = 2.0
 
 
 @dataclass(frozen=True)
@@ -101,7 +106,8 @@ def analyse(
             figures["value_divergence_limit"] = limits.values
         failures += relative_error_failure(stable, canary, thresholds)
         failures += divergence_failures(stable, canary, limits)
-        slower = relative_latency_breaches(stable, canary, thresholds)
+        decisive, slower = latency_breaches(stable, canary, thresholds)
+        failures += decisive
     if slower and breached_before:
         failures += [f"{reason} (second window in a row)" for reason in slower]
     elif failures:
@@ -177,15 +183,6 @@ def absolute_failures(canary: Window, thresholds: Thresholds, min_requests: int)
     return failures
 
 
-def relative_latency_breaches(stable: Window, canary: Window, thresholds: Thresholds) -> list[str]:
-    """The latency comparisons with stable, which take two windows in a row to fail."""
-    return [
-        *relative_tail_failure(stable, canary, thresholds),
-        *relative_median_failure(stable, canary, thresholds),
-        *relative_model_time_failure(stable, canary, thresholds),
-    ]
-
-
 def relative_error_failure(stable: Window, canary: Window, thresholds: Thresholds) -> list[str]:
     stable_rate, canary_rate = stable.error_rate or 0.0, canary.error_rate or 0.0
     noise = error_noise(stable, canary)
@@ -213,26 +210,41 @@ def error_noise(stable: Window, canary: Window) -> float:
     return ERROR_NOISE_Z * math.sqrt(variance)
 
 
-def relative_median_failure(stable: Window, canary: Window, thresholds: Thresholds) -> list[str]:
-    """The median against stable's: under load, stable's own tail (queues, garbage
-    collection) can hide a canary that is slower on every single request."""
-    return latency_ratio_failure(
-        "p50", median_ms(stable), median_ms(canary), thresholds.latency_p50_ratio
-    )
-
-
-def relative_model_time_failure(
+def latency_breaches(
     stable: Window, canary: Window, thresholds: Thresholds
-) -> list[str]:
-    return latency_ratio_failure(
-        "model p50", model_median_ms(stable), model_median_ms(canary), thresholds.model_time_ratio
-    )
+) -> tuple[list[str], list[str]]:
+    """The latency comparisons with stable: (breaches that fail at once, breaches that a
+    second window in a row must confirm).
 
-
-def relative_tail_failure(stable: Window, canary: Window, thresholds: Thresholds) -> list[str]:
-    return latency_ratio_failure(
-        "p99", judged_p99_ms(stable), judged_p99_ms(canary), thresholds.latency_p99_ratio
+    The median is compared as well as the p99: under load, stable's own tail (queues,
+    garbage collection) can hide a canary that is slower on every single request. A
+    median or model time over DECISIVE_FACTOR times its ratio is no pause of the host and
+    fails at once; the p99, which rests on a handful of requests, always waits for a
+    second window.
+    """
+    checks = (
+        ("p99", judged_p99_ms(stable), judged_p99_ms(canary), thresholds.latency_p99_ratio),
+        ("p50", median_ms(stable), median_ms(canary), thresholds.latency_p50_ratio),
+        (
+            "model p50",
+            model_median_ms(stable),
+            model_median_ms(canary),
+            thresholds.model_time_ratio,
+        ),
     )
+    decisive: list[str] = []
+    to_confirm: list[str] = []
+    for name, stable_ms, canary_ms, limit in checks:
+        breach = latency_ratio_failure(name, stable_ms, canary_ms, limit)
+        gross = (
+            bool(breach)
+            and name != "p99"
+            and canary_ms is not None
+            and stable_ms is not None
+            and canary_ms > DECISIVE_FACTOR * limit * max(stable_ms, LATENCY_FLOOR_MS)
+        )
+        (decisive if gross else to_confirm).extend(breach)
+    return decisive, to_confirm
 
 
 def latency_ratio_failure(
