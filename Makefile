@@ -28,14 +28,12 @@ help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 ifneq ($(STAMP),)
-# --no-compile: Python compiles each module the first time it is imported, instead of pip
-# compiling every installed file up front (a third of the install's time).
 $(STAMP): requirements.lock pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "pr2prod needs Python 3.11 or newer; set PYTHON=python3.11 (or newer)")'
 	@echo "setting up $(VENV) from requirements.lock"
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	@$(BIN)/python -m pip install --quiet --no-compile --require-hashes -r requirements.lock
-	@$(BIN)/python -m pip install --quiet --no-compile --no-deps --no-build-isolation -e .
+	@$(BIN)/python -m pip install --quiet --require-hashes -r requirements.lock
+	@$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	@touch $(STAMP)
 endif
 
