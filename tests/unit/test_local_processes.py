@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import psutil
 import pytest
 
-from pr2prod.deploy.local import RouterRecord, own_process, stop_groups
+from pr2prod.deploy.local import RouterRecord, own_process, wait_until_stopped
 from pr2prod.processes import stop_process
 
 
@@ -63,11 +63,14 @@ def test_a_stopped_process_its_parent_has_not_collected_is_not_waited_for() -> N
     parent = subprocess.Popen([sys.executable, "-c", NEGLECTFUL_PARENT], stdout=subprocess.PIPE)
     try:
         grandchild = psutil.Process(int(parent.stdout.readline()))
-        started = time.monotonic()
+        assert wait_until_stopped([grandchild], timeout=0) == [grandchild]  # it runs
 
-        stop_groups([(grandchild, [])], timeout=120)
+        grandchild.terminate()
+        deadline = time.monotonic() + 60
+        while grandchild.status() != psutil.STATUS_ZOMBIE and time.monotonic() < deadline:
+            time.sleep(0.05)
 
-        assert grandchild.status() == psutil.STATUS_ZOMBIE  # stopped, not yet collected
-        assert time.monotonic() - started < 60  # not the whole timeout
+        assert grandchild.status() == psutil.STATUS_ZOMBIE  # exited, not yet collected
+        assert wait_until_stopped([grandchild], timeout=0) == []
     finally:
         stop_process(parent)

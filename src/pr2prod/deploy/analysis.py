@@ -236,14 +236,11 @@ def latency_breaches(
     to_confirm: list[str] = []
     for name, stable_ms, canary_ms, limit in checks:
         breach = latency_ratio_failure(name, stable_ms, canary_ms, limit)
-        gross = (
-            bool(breach)
-            and name != "p99"
-            and canary_ms is not None
-            and stable_ms is not None
-            and canary_ms > DECISIVE_FACTOR * limit * max(stable_ms, LATENCY_FLOOR_MS)
-        )
-        (decisive if gross else to_confirm).extend(breach)
+        if not breach:
+            continue
+        assert stable_ms is not None and canary_ms is not None  # a breach compared them
+        gross = canary_ms > DECISIVE_FACTOR * limit * max(stable_ms, LATENCY_FLOOR_MS)
+        (decisive if gross and name != "p99" else to_confirm).extend(breach)
     return decisive, to_confirm
 
 

@@ -298,11 +298,14 @@ def wait_until_stopped(processes: list[psutil.Process], timeout: float) -> list[
 
 
 def stopped(process: psutil.Process) -> bool:
+    """Exited, collected or not (a zombie is collected here when it is our child)."""
     try:
         if process.status() != psutil.STATUS_ZOMBIE:
             return False
     except psutil.NoSuchProcess:
         return True
+    except psutil.Error:  # not ours to read: it still counts as running
+        return False
     reap(process.pid)
     return True
 
